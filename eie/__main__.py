@@ -1,0 +1,5 @@
+import sys
+
+from eie.cli import main
+
+sys.exit(main())

@@ -1,0 +1,289 @@
+"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo).
+
+Human tables by default, JSON on stdout with --json. Errors in user input end with a
+one-line message naming the file/field (exit 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from eie.golden_model.errors import EIEError
+
+__all__ = ["main", "build_parser"]
+
+
+class UserError(Exception):
+    """A problem with the command's arguments or files; printed without a traceback."""
+
+
+def _emit_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _load_array(path: str, what: str):
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what}: {p}: no such file")
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as e:  # numpy raises many kinds for a bad file
+        raise UserError(f"{what}: {p}: not a readable .npy/.npz file ({e})") from None
+
+
+def _weights_from(path: str) -> tuple[list[np.ndarray], list[str]]:
+    obj = _load_array(path, "WEIGHTS")
+    if isinstance(obj, np.ndarray):
+        return [obj], [Path(path).stem]
+    keys = sorted(obj.files, key=lambda k: (int("".join(c for c in k if c.isdigit()) or 0), k))
+    if not keys:
+        raise UserError(f"WEIGHTS: {path}: the .npz holds no arrays (expected W0, W1, ...)")
+    return [obj[k] for k in keys], keys
+
+
+def _add_output(p, help_text):
+    p.add_argument("-o", "--output", required=True, help=help_text)
+    p.add_argument("--force", action="store_true", help="replace the output file if it exists")
+
+
+def cmd_encode(args) -> int:
+    from eie.golden_model import encode_network
+    from eie.golden_model.image_file import save_image
+
+    weights, names = _weights_from(args.weights)
+    codebooks = None
+    if args.codebook:
+        cb = np.asarray(_load_array(args.codebook, "--codebook"), dtype=np.float64)
+        if cb.ndim == 1:
+            cb = np.broadcast_to(cb, (len(weights), cb.shape[0]))
+        if cb.ndim != 2 or cb.shape[0] != len(weights):
+            raise UserError(f"--codebook: {args.codebook}: expected shape (16,) or ({len(weights)}, 16), got {cb.shape}")
+        codebooks = list(cb)
+    calib = _load_array(args.calibrate, "--calibrate") if args.calibrate else None
+    image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
+                           calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
+                           names=names, seed=args.seed, meta={"weights": str(args.weights)})
+    save_image(image, args.output, overwrite=args.force)
+    summary = image.summary() | {"output": str(args.output)}
+    if args.json:
+        _emit_json(summary)
+    else:
+        _print_summary(summary, f"wrote {args.output}")
+    return 0
+
+
+def cmd_decode(args) -> int:
+    from eie.golden_model.decoder import decode_image
+    from eie.golden_model.image_file import atomic_write_bytes, load_image
+    import io
+
+    image = load_image(args.image)
+    mats = decode_image(image)
+    buf = io.BytesIO()
+    if args.output.endswith(".npz"):
+        np.savez(buf, **{f"W{i}": m for i, m in enumerate(mats)})
+    elif len(mats) == 1:
+        np.save(buf, mats[0])
+    else:
+        raise UserError(f"-o {args.output}: the image has {len(mats)} layers; write them to a .npz")
+    atomic_write_bytes(args.output, [buf.getvalue()], overwrite=args.force)
+    info = {"output": args.output, "shapes": [list(m.shape) for m in mats]}
+    if args.json:
+        _emit_json(info)
+    else:
+        print(f"wrote {args.output}: " + ", ".join("x".join(map(str, s)) for s in info["shapes"]))
+    return 0
+
+
+def cmd_info(args) -> int:
+    from eie.golden_model.image_file import load_image
+
+    summary = load_image(args.image).summary()
+    if args.json:
+        _emit_json(summary)
+    else:
+        _print_summary(summary, str(args.image))
+    return 0
+
+
+def _config(args, image):
+    from eie.golden_model.config import EIEConfig
+
+    return EIEConfig.for_image(image, fifo_depth=args.fifo_depth, acc_bits=args.acc_bits,
+                               act_depth=args.act_depth)
+
+
+def cmd_run(args) -> int:
+    from eie.golden_model.image_file import atomic_write_bytes, load_image
+    from eie.golden_model.model import run_image
+    import io
+
+    image = load_image(args.image)
+    x = _load_array(args.input, "--input")
+    if not isinstance(x, np.ndarray):
+        raise UserError(f"--input: {args.input}: expected a .npy array, got an .npz archive")
+    result = run_image(image, x, _config(args, image), int_input=args.int_input)
+    squeeze = np.asarray(x).ndim == 1
+    outputs = result.outputs[0] if squeeze else result.outputs
+    if args.output:
+        buf = io.BytesIO()
+        np.save(buf, outputs)
+        atomic_write_bytes(args.output, [buf.getvalue()], overwrite=args.force)
+    rep = result.report.as_dict()
+    if args.json:
+        outs_int = result.outputs_int[0] if squeeze else result.outputs_int
+        _emit_json({"outputs": outputs.tolist(), "outputs_int": outs_int.tolist(),
+                    "out_frac": image.layers[-1].out_frac, **rep})
+    else:
+        _print_report(rep, image)
+        if args.output:
+            print(f"outputs written to {args.output}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from eie.bench import golden_bench
+
+    result = golden_bench(fc8_dir=args.fc8, repeat=args.repeat, progress=not args.json)
+    if args.output:
+        from eie.golden_model.image_file import atomic_write_bytes
+
+        atomic_write_bytes(args.output, [json.dumps(result, indent=2).encode()], overwrite=True)
+    if args.json:
+        _emit_json(result)
+    else:
+        _print_bench(result)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from eie.demo import run_demo
+
+    result = run_demo(out_dir=Path(args.out), n_pe=args.n_pe, seed=args.seed, progress=not args.json)
+    if args.json:
+        _emit_json(result)
+    return 0
+
+
+# -- human output -----------------------------------------------------------------------
+def _table(title, columns, rows):
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, justify="right" if c not in ("name", "layer", "key") else "left")
+    for r in rows:
+        t.add_row(*[f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                    else f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
+    Console().print(t)
+
+
+def _print_summary(s, title):
+    _table(f"{title}: {s['n_pe']} PEs, {s['acc_depth']} accumulators/PE",
+           ["name", "n_in", "n_out", "relu", "Q in/w/out", "blocks", "entries", "padding", "density", "max PE"],
+           [[L["name"], L["n_in"], L["n_out"], L["relu"],
+             f"{L['formats']['in_frac']}/{L['formats']['w_frac']}/{L['formats']['out_frac']}",
+             L["blocks"], L["entries"], L["padding_entries"], L["weight_density"], L["max_pe_entries"]]
+            for L in s["layers"]])
+
+
+def _print_report(rep, image):
+    keys = ["cycles", "useful_macs", "entries_processed", "padding_entries", "busiest_pe_entries",
+            "balanced_bound", "load_balance_efficiency", "broadcasts", "broadcast_stall_cycles"]
+    _table(f"cycle model: {rep['config']['n_pe']} PEs, queue depth {rep['config']['fifo_depth']}",
+           ["key", "value"], [[k, rep[k]] for k in keys])
+    _table("per layer", ["layer", "cycles", "batches", "broadcasts", "entries"],
+           [[L["name"], L["cycles"], L["batches"], L["broadcasts"], L["entries_processed"]] for L in rep["layers"]])
+
+
+def _print_bench(res):
+    rows = [[k, v] for k, v in res.items() if not isinstance(v, (dict, list))]
+    _table("golden-model benchmark", ["key", "value"], rows)
+    if "fc8_depth_sweep" in res:
+        _table("FC8 on 64 PEs", ["fifo depth", "cycles", "authors", "diff %"],
+               [[r["fifo_depth"], r["cycles"], r.get("authors_cycles") or "-",
+                 r.get("diff_percent") if r.get("diff_percent") is not None else "-"]
+                for r in res["fc8_depth_sweep"]])
+
+
+# -- parser -------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from eie.golden_model.config import DEFAULT_ACT_DEPTH, DEFAULT_FIFO_DEPTH
+    from eie.golden_model.encoder import DEFAULT_ACC_DEPTH, DEFAULT_ACT_FRAC
+
+    ap = argparse.ArgumentParser(prog="eie", description="EIE reference implementation (Han et al., ISCA 2016)")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("encode", help="weight-share and encode dense layers into an EIE image")
+    p.add_argument("weights", help=".npy (one layer, n_out x n_in) or .npz of W0, W1, ... (a stack)")
+    p.add_argument("--n-pe", type=int, required=True, help="number of PEs the image is built for")
+    p.add_argument("--acc-depth", type=int, default=DEFAULT_ACC_DEPTH, help="accumulators per PE (rows per output batch)")
+    p.add_argument("--codebook", help=".npy of 16 floats (entry 0 = 0), or one row per layer; default: k-means")
+    p.add_argument("--calibrate", help=".npy input sample(s) used to choose activation formats")
+    p.add_argument("--act-frac", type=int, default=DEFAULT_ACT_FRAC, help="activation fractional bits without --calibrate")
+    p.add_argument("--relu-last", action="store_true", help="apply ReLU after the last layer too")
+    p.add_argument("--seed", type=int, default=0)
+    _add_output(p, "image file to write")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="EIE image -> dense quantised weights (float)")
+    p.add_argument("image")
+    _add_output(p, ".npy (one layer) or .npz (W0, W1, ...)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="validate an image and summarise it")
+    p.add_argument("image")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("run", help="golden model + cycle model of an image on an input")
+    p.add_argument("image")
+    p.add_argument("--input", required=True, help=".npy input, (n_in,) or (batch, n_in), float")
+    p.add_argument("--int-input", action="store_true", help="the input is already int16 fixed point")
+    p.add_argument("--fifo-depth", type=int, default=DEFAULT_FIFO_DEPTH, help="activation queue depth")
+    p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default 48)")
+    p.add_argument("--act-depth", type=int, default=DEFAULT_ACT_DEPTH, help="activations per PE per bank")
+    p.add_argument("--output", "-o", help="write the (dequantised) outputs to this .npy")
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("bench", help="golden/cycle model speed and FC8 cycles (JSON)")
+    p.add_argument("--fc8", help="FC8 reference directory (default: ../shared/data/eie-alexnet-fc8)")
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("-o", "--output", help="also write the JSON here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="end-to-end demo on the embedded default")
+    p.add_argument("--out", default="reports/demo", help="report directory")
+    p.add_argument("--n-pe", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (UserError, EIEError, FileExistsError) as e:
+        print(f"eie {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"eie {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

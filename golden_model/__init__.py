@@ -1,0 +1,14 @@
+"""Bit-exact NumPy golden model of EIE: numerics, encoder, image format, functional and
+cycle models. The RTL and every testbench are checked against this package."""
+
+from .errors import ConfigError, EIEError, ImageFormatError, InputError
+from .image import EIEImage, EncodedLayer
+from .encoder import encode_indices, encode_layer, encode_network
+from .decoder import decode_image, decode_indices, decode_int_weights, decode_weights
+
+__all__ = [
+    "EIEError", "ImageFormatError", "ConfigError", "InputError",
+    "EIEImage", "EncodedLayer",
+    "encode_indices", "encode_layer", "encode_network",
+    "decode_image", "decode_indices", "decode_int_weights", "decode_weights",
+]

@@ -1,0 +1,187 @@
+"""Cycle model of the EIE PE array: the timing contract of the RTL (docs/cycle-model.md).
+
+Per output batch of a layer, with T non-zero input activations broadcast in increasing
+index order and n[k, t] entries of PE k in the t-th broadcast column, c = max(1, n):
+
+    B[t]    = max(B[t-1] + 1, lnzd_latency, max_k P[k, t-D] + 1)   broadcast cycle
+    P[k, t] = max(B[t] + 1, P[k, t-1] + c[k, t-1])                pop cycle of PE k
+    entries of item t are issued in cycles P[k, t] + 1 ... P[k, t] + c[k, t]
+
+and the batch lasts compute + pipeline_latency + R + writeback_latency cycles, where
+compute = max_k(P[k, T-1] + c[k, T-1]) + 1 (lnzd_latency when T = 0) and R is the
+number of local rows PE 0 writes back. The recurrence runs over broadcasts, vectorised
+over PEs, so a 64-PE FC8 run is a few thousand NumPy steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import EIEConfig
+from .image import EIEImage, EncodedLayer
+from .layout import n_blocks, rows_in_block
+
+__all__ = ["BatchTiming", "simulate_batch", "layer_batches", "CycleReport", "cycle_report"]
+
+
+@dataclass
+class BatchTiming:
+    """Cycle-by-cycle schedule of one output batch (all cycles relative to its start)."""
+
+    layer: int
+    block: int
+    columns: np.ndarray        # (T,) broadcast column indices j, increasing
+    broadcast: np.ndarray      # (T,) B[t]
+    pop: np.ndarray            # (T, N) P[k, t]
+    cost: np.ndarray           # (T, N) c[k, t] = max(1, n[k, t])
+    entries: np.ndarray        # (T, N) n[k, t]
+    compute_cycles: int
+    writeback_rows: int
+    cycles: int
+
+
+def simulate_batch(entries: np.ndarray, fifo_depth: int, lnzd_latency: int = 1):
+    """Run the recurrence on an entry-count matrix (T, N); returns (B, P, compute_cycles)."""
+    entries = np.asarray(entries, dtype=np.int64)
+    T, N = entries.shape
+    cost = np.maximum(entries, 1)
+    B = np.zeros(T, dtype=np.int64)
+    P = np.zeros((T, N), dtype=np.int64)
+    if T == 0:
+        return B, P, lnzd_latency
+    free = np.zeros(N, dtype=np.int64)        # P[k, t-1] + c[k, t-1]
+    last_b = lnzd_latency - 1
+    for t in range(T):
+        b = last_b + 1
+        if t >= fifo_depth:
+            b = max(b, int(P[t - fifo_depth].max()) + 1)
+        B[t] = last_b = b
+        p = np.maximum(free, b + 1)
+        P[t] = p
+        free = p + cost[t]
+    return B, P, int(free.max()) + 1
+
+
+def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_index: int = 0):
+    """Yield BatchTiming for every output batch of one layer on one input vector (int)."""
+    cols = np.flatnonzero(np.asarray(a))
+    counts = layer.column_counts()                   # (N, n_blocks * n_in)
+    rows = rows_in_block(layer.n_out, layer.n_pe, layer.acc_depth)
+    tm = config.timing
+    for b in range(n_blocks(layer.n_out, layer.n_pe, layer.acc_depth)):
+        ent = counts[:, b * layer.n_in + cols].T      # (T, N)
+        B, P, compute = simulate_batch(ent, config.fifo_depth, tm.lnzd_latency)
+        R = int(rows[0, b])
+        total = compute + tm.pipeline_latency + R + tm.writeback_latency
+        yield BatchTiming(layer_index, b, cols, B, P, np.maximum(ent, 1), ent, compute, R, total)
+
+
+@dataclass
+class CycleReport:
+    """Totals over every layer, batch and input sample (see docs/cycle-model.md)."""
+
+    config: EIEConfig
+    cycles: int = 0
+    cycles_per_sample: list = field(default_factory=list)
+    broadcasts: int = 0
+    broadcast_stall_cycles: int = 0
+    layers: list = field(default_factory=list)
+    pe_entries: np.ndarray | None = None
+    pe_padding: np.ndarray | None = None
+    pe_busy: np.ndarray | None = None
+    pe_idle: np.ndarray | None = None
+    pe_empty_columns: np.ndarray | None = None
+    batches: list = field(default_factory=list)     # BatchTiming, when traced
+
+    @property
+    def useful_macs(self) -> int:
+        return int((self.pe_entries - self.pe_padding).sum())
+
+    @property
+    def busiest_pe_entries(self) -> int:
+        return int(self.pe_entries.max())
+
+    @property
+    def balanced_bound(self) -> int:
+        n = self.config.n_pe
+        return int(-(-int(self.pe_entries.sum()) // n))
+
+    def as_dict(self) -> dict:
+        n = self.config.n_pe
+        return {
+            "cycles": self.cycles,
+            "cycles_per_sample": self.cycles_per_sample,
+            "useful_macs": self.useful_macs,
+            "entries_processed": int(self.pe_entries.sum()),
+            "padding_entries": int(self.pe_padding.sum()),
+            "busiest_pe_entries": self.busiest_pe_entries,
+            "balanced_bound": self.balanced_bound,
+            "load_balance_efficiency": (self.balanced_bound / self.cycles) if self.cycles else 1.0,
+            "broadcasts": self.broadcasts,
+            "broadcast_stall_cycles": self.broadcast_stall_cycles,
+            "config": self.config.as_dict(),
+            "layers": self.layers,
+            "per_pe": [
+                {"pe": k, "entries": int(self.pe_entries[k]), "padding_entries": int(self.pe_padding[k]),
+                 "useful_macs": int(self.pe_entries[k] - self.pe_padding[k]),
+                 "busy_cycles": int(self.pe_busy[k]), "idle_cycles": int(self.pe_idle[k]),
+                 "empty_columns": int(self.pe_empty_columns[k])}
+                for k in range(n)
+            ],
+        }
+
+
+def _padding_counts(layer: EncodedLayer) -> np.ndarray:
+    """Padding entries per (PE, column key), shape like column_counts()."""
+    c = layer.coordinates
+    n_keys = layer.ptr.shape[1] - 1
+    pad = c.v == 0
+    flat = np.bincount(c.pe[pad] * n_keys + c.colkey[pad], minlength=layer.n_pe * n_keys)
+    return flat.reshape(layer.n_pe, n_keys)
+
+
+def cycle_report(image: EIEImage, layer_inputs: list[np.ndarray], config: EIEConfig,
+                 trace: bool = False) -> CycleReport:
+    """Cycles of running `image`, given every layer's int input (from run_network).
+
+    `layer_inputs[i]` is (batch, n_in) for layer i; samples run one after another.
+    """
+    config.check_image(image)
+    N = config.n_pe
+    rep = CycleReport(config=config, pe_entries=np.zeros(N, np.int64), pe_padding=np.zeros(N, np.int64),
+                      pe_busy=np.zeros(N, np.int64), pe_idle=np.zeros(N, np.int64),
+                      pe_empty_columns=np.zeros(N, np.int64))
+    n_samples = np.asarray(layer_inputs[0]).shape[0]
+    pads = [_padding_counts(L) for L in image.layers]
+    per_layer = [{"name": L.name, "cycles": 0, "batches": n_blocks(L.n_out, N, L.acc_depth),
+                  "broadcasts": 0, "entries_processed": 0} for L in image.layers]
+    rep.cycles_per_sample = [0] * n_samples
+    for s in range(n_samples):
+        for i, L in enumerate(image.layers):
+            a = np.asarray(layer_inputs[i])[s]
+            for bt in layer_batches(L, a, config, i):
+                T = len(bt.columns)
+                rep.cycles += bt.cycles
+                rep.cycles_per_sample[s] += bt.cycles
+                rep.broadcasts += T
+                if T:
+                    earliest = np.maximum(np.concatenate([[config.timing.lnzd_latency - 1], bt.broadcast[:-1]]) + 1,
+                                          config.timing.lnzd_latency)
+                    rep.broadcast_stall_cycles += int((bt.broadcast - earliest).sum())
+                rep.pe_entries += bt.entries.sum(axis=0)
+                keys = bt.block * L.n_in + bt.columns
+                rep.pe_padding += pads[i][:, keys].sum(axis=1)
+                busy = bt.cost.sum(axis=0) if T else np.zeros(N, np.int64)
+                rep.pe_busy += busy
+                rep.pe_idle += bt.compute_cycles - busy
+                rep.pe_empty_columns += (bt.entries == 0).sum(axis=0)
+                pl = per_layer[i]
+                pl["cycles"] += bt.cycles
+                pl["broadcasts"] += T
+                pl["entries_processed"] += int(bt.entries.sum())
+                if trace:
+                    rep.batches.append(bt)
+    rep.layers = per_layer
+    return rep

@@ -1,0 +1,150 @@
+"""Dense weights -> per-PE interleaved CSC (docs/image-format.md), vectorised.
+
+Row i goes to PE i mod N (local row i div N); local rows are cut into output batches
+of `acc_depth`; within each (batch, column) the entries are stored in row order with
+z = zeros before the entry in that column (per-column counting, reset at each column
+start). A gap of g zeros needs g // 16 padding entries (v = 0, z = 15), then the real
+entry with z = g % 16 (EIE paper, Fig. 2 and Section III).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import numerics as nm
+from .codebook import assign_indices, check_codebook, fixed_point_codebook, kmeans_codebook
+from .errors import InputError
+from .image import EIEImage, EncodedLayer
+from .layout import n_blocks
+
+__all__ = ["encode_indices", "encode_layer", "encode_network", "DEFAULT_ACT_FRAC", "DEFAULT_ACC_DEPTH"]
+
+DEFAULT_ACT_FRAC = 8   # Q7.8 when no calibration input is given
+DEFAULT_ACC_DEPTH = 64  # accumulator register file per PE (EIE paper: 64 entries)
+MAX_RUN = (1 << nm.ZRUN_BITS) - 1
+
+
+def _check_pe_args(n_pe, acc_depth):
+    if not isinstance(n_pe, (int, np.integer)) or n_pe < 1:
+        raise InputError(f"n_pe must be a positive integer, not {n_pe!r}")
+    if not isinstance(acc_depth, (int, np.integer)) or acc_depth < 1:
+        raise InputError(f"acc_depth must be a positive integer, not {acc_depth!r}")
+
+
+def encode_indices(idx, n_pe: int, acc_depth: int = DEFAULT_ACC_DEPTH):
+    """Codebook-index matrix (n_out, n_in), 0 = zero -> (ptr, v, z) for all PEs."""
+    _check_pe_args(n_pe, acc_depth)
+    idx = np.asarray(idx)
+    if idx.ndim != 2:
+        raise InputError(f"index matrix must be 2-D (n_out, n_in), got shape {idx.shape}")
+    if idx.size and (idx.min() < 0 or idx.max() > MAX_RUN):
+        raise InputError("codebook indices must be in 0..15")
+    n_out, n_in = idx.shape
+    nb = n_blocks(n_out, n_pe, acc_depth)
+    n_keys = nb * n_in
+    r, c = np.nonzero(idx)
+    vals = idx[r, c].astype(np.uint8)
+    pe = r % n_pe
+    local = r // n_pe
+    blk = local // acc_depth
+    lrow = local % acc_depth
+    key = blk * n_in + c
+    order = np.lexsort((lrow, key, pe))
+    pe, key, lrow, vals = pe[order], key[order], lrow[order], vals[order]
+    group = pe * n_keys + key
+    new_group = np.ones(len(group), dtype=bool)
+    new_group[1:] = group[1:] != group[:-1]
+    prev = np.where(new_group, -1, np.concatenate([[-1], lrow[:-1]]))
+    gap = lrow - prev - 1
+    count = gap // (MAX_RUN + 1) + 1          # padding entries + the real one
+    ends = np.cumsum(count)
+    total = int(ends[-1]) if len(ends) else 0
+    v = np.zeros(total, dtype=np.uint8)
+    z = np.full(total, MAX_RUN, dtype=np.uint8)
+    v[ends - 1] = vals
+    z[ends - 1] = gap % (MAX_RUN + 1)
+    per_key = np.bincount(group, weights=count, minlength=n_pe * n_keys).astype(np.int64)
+    ptr = np.zeros((n_pe, n_keys + 1), dtype=np.int64)
+    ptr[:, 1:] = np.cumsum(per_key.reshape(n_pe, n_keys), axis=1)
+    if ptr.size and ptr[:, -1].max() >= 1 << 32:
+        raise InputError("a PE would hold 2**32 or more entries; use more PEs")
+    return ptr.astype(np.uint32), v, z
+
+
+def _check_weights(W, what: str) -> np.ndarray:
+    W = np.asarray(W)
+    if W.ndim != 2 or 0 in W.shape:
+        raise InputError(f"{what}: expected a non-empty 2-D weight matrix (n_out, n_in), got shape {W.shape}")
+    if not np.issubdtype(W.dtype, np.number):
+        raise InputError(f"{what}: expected numbers, got dtype {W.dtype}")
+    W = W.astype(np.float64)
+    if not np.all(np.isfinite(W)):
+        r, c = np.argwhere(~np.isfinite(W))[0]
+        raise InputError(f"{what}: element [{r}, {c}] is {W[r, c]!r}; expected finite numbers")
+    return W
+
+
+def encode_layer(W, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH, codebook=None,
+                 in_frac: int = DEFAULT_ACT_FRAC, out_frac: int = DEFAULT_ACT_FRAC,
+                 relu: bool = True, name: str = "fc0", seed: int = 0) -> EncodedLayer:
+    """Weight-share (k-means or the given codebook) and encode one dense layer."""
+    W = _check_weights(W, name)
+    cbf = kmeans_codebook(W, seed=seed) if codebook is None else check_codebook(codebook, f"{name}: codebook")
+    cb_int, w_frac = fixed_point_codebook(cbf)
+    idx = assign_indices(W, cbf)
+    ptr, v, z = encode_indices(idx, n_pe, acc_depth)
+    out_frac = min(out_frac, in_frac + w_frac)
+    return EncodedLayer(name=name, n_in=W.shape[1], n_out=W.shape[0], relu=relu,
+                        in_frac=in_frac, w_frac=w_frac, out_frac=out_frac,
+                        codebook=cb_int, codebook_float=cbf.astype(np.float32),
+                        ptr=ptr, v=v, z=z, acc_depth=acc_depth)
+
+
+def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH,
+                   codebooks: Sequence | None = None, calibration=None,
+                   act_frac: int = DEFAULT_ACT_FRAC, relu_last: bool = False,
+                   names: Sequence[str] | None = None, seed: int = 0,
+                   meta: dict | None = None) -> EIEImage:
+    """Encode a stack of FC layers (ReLU between them) into one validated image.
+
+    With a `calibration` input (float, (n_in,) or (batch, n_in)) each activation format
+    gets the most fractional bits that hold the largest |value| seen in a float
+    forward pass (through the weight-shared weights); otherwise all use `act_frac`.
+    """
+    _check_pe_args(n_pe, acc_depth)
+    weights = [_check_weights(W, f"W{i}") for i, W in enumerate(weights)]
+    if not weights:
+        raise InputError("no layers to encode")
+    for i in range(1, len(weights)):
+        if weights[i].shape[1] != weights[i - 1].shape[0]:
+            raise InputError(f"W{i}: n_in = {weights[i].shape[1]} does not match W{i-1}'s n_out = "
+                             f"{weights[i - 1].shape[0]}")
+    if codebooks is not None and len(codebooks) != len(weights):
+        raise InputError(f"got {len(codebooks)} codebooks for {len(weights)} layers")
+    names = list(names) if names is not None else [f"fc{i}" for i in range(len(weights))]
+    cbs = [kmeans_codebook(W, seed=seed) if codebooks is None or codebooks[i] is None
+           else check_codebook(codebooks[i], f"codebook of layer {i}") for i, W in enumerate(weights)]
+    fracs = [act_frac] * (len(weights) + 1)
+    if calibration is not None:
+        x = np.atleast_2d(np.asarray(calibration, dtype=np.float64))
+        if x.shape[-1] != weights[0].shape[1] or not np.all(np.isfinite(x)):
+            raise InputError(f"calibration input: expected finite values of shape (batch, {weights[0].shape[1]}), "
+                             f"got {x.shape}")
+        fracs[0] = nm.choose_frac(np.abs(x).max())
+        for i, W in enumerate(weights):
+            Wq = cbs[i][assign_indices(W, cbs[i])]
+            x = x @ Wq.T
+            if i < len(weights) - 1 or relu_last:
+                x = np.maximum(x, 0)
+            fracs[i + 1] = nm.choose_frac(np.abs(x).max())
+    layers = []
+    for i, W in enumerate(weights):
+        relu = i < len(weights) - 1 or relu_last
+        layer = encode_layer(W, n_pe, acc_depth=acc_depth, codebook=cbs[i], in_frac=fracs[i],
+                             out_frac=fracs[i + 1], relu=relu, name=names[i], seed=seed)
+        fracs[i + 1] = layer.out_frac  # may be capped so that the shift is >= 0
+        layers.append(layer)
+    return EIEImage(n_pe=int(n_pe), acc_depth=int(acc_depth), layers=layers,
+                    meta=dict(meta or {})).validate()

@@ -1,0 +1,109 @@
+"""Reader for the authors' compressed AlexNet FC8 (4096 -> 1000, 64 PEs) reference data.
+
+Files (raw little-endian, see ../shared/data/eie-alexnet-fc8/README.md): act.dat
+(4096 float32), arithm.dat (16 float32, entry 0 = 0), ptr/ptrK.dat (int32 column
+pointers, 4097 used), spm/spmK.dat (uint32 pairs (index, zeros before), per-column z).
+The entries go into an EIEImage unchanged, so our decoder reads the authors' layout.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import numerics as nm
+from .errors import ImageFormatError
+from .image import EIEImage, EncodedLayer
+
+__all__ = ["FC8_N_IN", "FC8_N_OUT", "FC8_N_PE", "AUTHORS_CYCLES", "find_fc8_dir", "FC8Reference",
+           "load_fc8", "fc8_image"]
+
+FC8_N_IN, FC8_N_OUT, FC8_N_PE = 4096, 1000, 64
+# The authors' cycle simulator on this layer, by activation-queue depth (brief / data README).
+AUTHORS_CYCLES = {1: 10194, 2: 8827, 4: 8160, 8: 7896, 16: 7794}
+_REL = Path("shared") / "data" / "eie-alexnet-fc8"
+
+
+def find_fc8_dir() -> Path | None:
+    """$EIE_FC8_DIR, else ../shared/data/eie-alexnet-fc8 beside the project or the cwd."""
+    env = os.environ.get("EIE_FC8_DIR")
+    cands = [Path(env)] if env else []
+    repo = Path(__file__).resolve().parents[1]
+    cands += [repo.parent / _REL, Path.cwd().parent / _REL, Path.cwd() / _REL]
+    for c in cands:
+        if (c / "act.dat").is_file():
+            return c
+    return None
+
+
+@dataclass
+class FC8Reference:
+    act: np.ndarray        # float32 (4096,)
+    codebook: np.ndarray   # float32 (16,)
+    ptr: np.ndarray        # int64 (64, 4097)
+    v: np.ndarray          # uint8, all PEs concatenated
+    z: np.ndarray          # uint8
+    source: Path
+
+
+def _read(path: Path, dtype, count: int | None = None, at_least: int | None = None) -> np.ndarray:
+    if not path.is_file():
+        raise ImageFormatError(f"{path}: missing (expected the FC8 reference layout)")
+    size = path.stat().st_size
+    item = np.dtype(dtype).itemsize
+    if size % item:
+        raise ImageFormatError(f"{path}: {size} bytes is not a whole number of {np.dtype(dtype)} values")
+    n = size // item
+    if count is not None and n != count:
+        raise ImageFormatError(f"{path}: expected {count} {np.dtype(dtype)} values, found {n}")
+    if at_least is not None and n < at_least:
+        raise ImageFormatError(f"{path}: truncated, expected at least {at_least} {np.dtype(dtype)} values, found {n}")
+    return np.fromfile(path, dtype=dtype)
+
+
+def load_fc8(directory=None) -> FC8Reference:
+    d = Path(directory) if directory is not None else find_fc8_dir()
+    if d is None:
+        raise ImageFormatError("FC8 reference data not found: set EIE_FC8_DIR or place it at ../shared/data/eie-alexnet-fc8")
+    act = _read(d / "act.dat", "<f4", count=FC8_N_IN)
+    cb = _read(d / "arithm.dat", "<f4", count=nm.CODEBOOK_SIZE)
+    for name, arr in (("act.dat", act), ("arithm.dat", cb)):
+        if not np.all(np.isfinite(arr)):
+            raise ImageFormatError(f"{d / name}: contains NaN or inf")
+    ptrs, vs, zs = [], [], []
+    for k in range(FC8_N_PE):
+        p = _read(d / "ptr" / f"ptr{k}.dat", "<i4", at_least=FC8_N_IN + 1)[: FC8_N_IN + 1].astype(np.int64)
+        if p[0] != 0 or np.any(np.diff(p) < 0):
+            raise ImageFormatError(f"{d}/ptr/ptr{k}.dat: pointers must start at 0 and never decrease")
+        s = _read(d / "spm" / f"spm{k}.dat", "<u4", at_least=2 * int(p[-1]))[: 2 * int(p[-1])].reshape(-1, 2)
+        if s.size and s.max() > 15:
+            e = int(np.argwhere(s > 15)[0][0])
+            raise ImageFormatError(f"{d}/spm/spm{k}.dat: entry {e} = {s[e].tolist()} does not fit 4 bits")
+        ptrs.append(p)
+        vs.append(s[:, 0].astype(np.uint8))
+        zs.append(s[:, 1].astype(np.uint8))
+    return FC8Reference(act, cb, np.stack(ptrs), np.concatenate(vs), np.concatenate(zs), d)
+
+
+def fc8_image(ref: FC8Reference, acc_depth: int = 64) -> EIEImage:
+    """The reference layer as a validated EIEImage (logits: no ReLU).
+
+    Formats: the most fractional bits that hold the largest activation, codebook value
+    and float output (computed here from the float data) in 16 bits.
+    """
+    from .reference import float_weights  # local: avoids a cycle at import time
+
+    in_frac = nm.choose_frac(np.abs(ref.act).max())
+    w_frac = nm.choose_frac(np.abs(ref.codebook).max())
+    layer = EncodedLayer(name="alexnet-fc8", n_in=FC8_N_IN, n_out=FC8_N_OUT, relu=False, in_frac=in_frac,
+                         w_frac=w_frac, out_frac=0, codebook=nm.quantize(ref.codebook, w_frac).astype(np.int16),
+                         codebook_float=ref.codebook.astype(np.float32), ptr=ref.ptr.astype(np.uint32),
+                         v=ref.v, z=ref.z, acc_depth=acc_depth)
+    y = float_weights(layer) @ ref.act.astype(np.float64)
+    layer.out_frac = min(nm.choose_frac(np.abs(y).max()), in_frac + w_frac)
+    return EIEImage(n_pe=FC8_N_PE, acc_depth=acc_depth, layers=[layer],
+                    meta={"source": str(ref.source), "network": "AlexNet", "layer": "fc8"},
+                    source=str(ref.source)).validate()

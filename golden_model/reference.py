@@ -1,0 +1,54 @@
+"""Float reference and the error bound the golden model must meet (docs/numerics.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .decoder import decode_indices
+from .image import EIEImage
+from .numerics import ACT_BITS, dequantize, int_range
+
+__all__ = ["float_weights", "float_reference", "error_bound"]
+
+
+def float_weights(layer) -> np.ndarray:
+    """W with the float centroids (no fixed point): what a float accelerator would use."""
+    return layer.codebook_float.astype(np.float64)[decode_indices(layer)]
+
+
+def float_reference(image: EIEImage, x) -> list[np.ndarray]:
+    """Float64 forward pass: [x, y0, y1, ...] with float weights and activations."""
+    acts = [np.atleast_2d(np.asarray(x, dtype=np.float64))]
+    for L in image.layers:
+        y = acts[-1] @ float_weights(L).T
+        acts.append(np.maximum(y, 0) if L.relu else y)
+    return acts
+
+
+def error_bound(image: EIEImage, x, golden_acts: list[np.ndarray]) -> list[np.ndarray]:
+    """Per-output bound on |golden - float| for every layer, valid while no output saturates.
+
+    Layer input error e (exact for the first layer), fixed-point weights W~ = W + dW,
+    golden input a~ (so |a~ - a| <= e):
+        |W~ a~ - W a| <= |dW| |a~| + |W| e,   plus 2**-(out_frac+1) for the rounding,
+    and ReLU is 1-Lipschitz. A relative 1e-12 covers float64 rounding of the reference.
+    """
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    L0 = image.layers[0]
+    e = np.abs(dequantize(golden_acts[0], L0.in_frac) - x)
+    bounds = []
+    for i, L in enumerate(image.layers):
+        Wf = float_weights(L)
+        Wq = dequantize(L.codebook.astype(np.int64)[decode_indices(L)], L.w_frac)
+        a_g = np.abs(dequantize(golden_acts[i], L.in_frac))
+        absW = np.abs(Wf)
+        e = a_g @ np.abs(Wq - Wf).T + e @ absW.T + 2.0 ** -(L.out_frac + 1)
+        e = e + 1e-12 * (a_g @ absW.T) + 1e-300
+        bounds.append(e)
+    return bounds
+
+
+def saturated_outputs(golden: np.ndarray) -> np.ndarray:
+    """Mask of outputs at the 16-bit limits, where the bound does not apply."""
+    lo, hi = int_range(ACT_BITS)
+    return (golden == lo) | (golden == hi)

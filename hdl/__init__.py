@@ -1,0 +1,1 @@
+"""Amaranth RTL of the EIE processing element and PE array (issue: RTL)."""

@@ -1,0 +1,1 @@
+"""cocotb testbenches and runners comparing the RTL with the golden model (issue: verification)."""
