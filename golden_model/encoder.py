@@ -92,6 +92,7 @@ def encode_layer(W, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH, codebook=N
     """Weight-share (k-means or the given codebook) and encode one dense layer."""
     W = _check_weights(W, name)
     cbf = kmeans_codebook(W, seed=seed) if codebook is None else check_codebook(codebook, f"{name}: codebook")
+    cbf = cbf.astype(np.float32).astype(np.float64)  # the image stores float32 centroids
     cb_int, w_frac = fixed_point_codebook(cbf)
     idx = assign_indices(W, cbf)
     ptr, v, z = encode_indices(idx, n_pe, acc_depth)

@@ -1,0 +1,189 @@
+"""Cycle model: against an independent cycle-by-cycle simulation of the FIFOs and PE
+front-ends (docs/cycle-model.md), plus invariants and the brief's corner cases."""
+
+from collections import deque
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eie.golden_model import encode_network
+from eie.golden_model.config import EIEConfig, Timing
+from eie.golden_model.cycle_model import cycle_report, simulate_batch
+from eie.golden_model.errors import ConfigError
+from eie.golden_model.functional import run_network
+from eie.golden_model.model import run_image
+
+from .helpers import sparse_matrix
+
+
+def per_cycle_sim(entries, depth, lnzd_latency):
+    """Explicit per-cycle state machine: SyncFIFO queues (write visible next cycle,
+    writable while level < depth), a broadcaster that needs every queue writable, and
+    PE front-ends that pop on their last issue cycle (or when idle)."""
+    T, N = entries.shape
+    queues = [deque() for _ in range(N)]
+    last_issue = [-1] * N       # last cycle in which the current column issues
+    B, P = [None] * T, [[None] * N for _ in range(T)]
+    nxt, cyc, done_at = 0, 0, [0] * N
+    while True:
+        levels = [len(q) for q in queues]
+        heads = [q[0] if q else None for q in queues]
+        bcast = nxt < T and cyc >= lnzd_latency and all(l < depth for l in levels)
+        for k in range(N):  # pops use the state at the start of the cycle
+            if heads[k] is not None and last_issue[k] <= cyc:
+                t = queues[k].popleft()
+                P[t][k] = cyc
+                last_issue[k] = cyc + max(1, int(entries[t, k]))
+                done_at[k] = last_issue[k]
+        if bcast:
+            B[nxt] = cyc
+            for q in queues:
+                q.append(nxt)
+            nxt += 1
+        cyc += 1
+        if nxt == T and not any(queues) and all(li < cyc for li in last_issue):
+            break
+    compute = (max(done_at) + 1) if T else lnzd_latency
+    return np.array(B, dtype=np.int64), np.array(P, dtype=np.int64).reshape(T, N), compute
+
+
+@given(T=st.integers(0, 40), N=st.integers(1, 6), depth=st.integers(1, 9), lat=st.integers(0, 3),
+       maxn=st.integers(0, 12), seed=st.integers(0, 2**31))
+def test_recurrence_equals_per_cycle_simulation(T, N, depth, lat, maxn, seed):
+    entries = np.random.default_rng(seed).integers(0, maxn + 1, (T, N))
+    B, P, compute = simulate_batch(entries, depth, lat)
+    B2, P2, compute2 = per_cycle_sim(entries, depth, lat)
+    np.testing.assert_array_equal(B, B2)
+    np.testing.assert_array_equal(P, P2)
+    assert compute == compute2
+
+
+def _report(W, x, n_pe, depth=8, acc_depth=64, **kw):
+    image = encode_network(W if isinstance(W, list) else [W], n_pe, acc_depth=acc_depth, calibration=x, **kw)
+    return run_image(image, x, EIEConfig.for_image(image, fifo_depth=depth)).report
+
+
+@given(seed=st.integers(0, 2**31), n_pe=st.integers(1, 8), wd=st.floats(0.01, 1), ad=st.floats(0, 1))
+def test_bounds_and_deeper_queues_never_slower(seed, n_pe, wd, ad):
+    rng = np.random.default_rng(seed)
+    n_out, n_in = rng.integers(1, 50, 2)
+    W = sparse_matrix(rng, n_out, n_in, wd)
+    x = np.abs(rng.normal(size=n_in)) * (rng.random(n_in) < ad)
+    image = encode_network([W], n_pe, acc_depth=int(rng.integers(1, 20)))
+    acts = run_network(image, np.atleast_2d(np.round(x * 256)).astype(np.int64))
+    prev = None
+    for depth in (1, 2, 3, 4, 8, 16, 64):
+        rep = cycle_report(image, acts, EIEConfig.for_image(image, fifo_depth=depth))
+        assert rep.cycles >= rep.busiest_pe_entries >= rep.balanced_bound
+        assert rep.useful_macs <= rep.busiest_pe_entries * n_pe
+        if prev is not None:
+            assert rep.cycles <= prev
+        prev = rep.cycles
+
+
+def test_one_pe_dense_gives_the_dense_count(rng):
+    n_out, n_in = 9, 13
+    W = rng.normal(size=(n_out, n_in)) + 5.0  # no zero weights
+    x = rng.random(n_in) + 0.5                # no zero activations
+    t = Timing()
+    for depth in (1, 2, 8):
+        rep = _report(W, x, 1, depth)
+        assert rep.useful_macs == n_out * n_in
+        # compute = lnzd_latency + 2 + n_in*n_out (docs/cycle-model.md), then drain and write-back
+        want = t.lnzd_latency + 2 + n_in * n_out + t.pipeline_latency + n_out + t.writeback_latency
+        assert rep.cycles == want
+
+
+def test_all_zero_input_costs_only_fixed_overhead(rng):
+    W = sparse_matrix(rng, 20, 10, 0.5)
+    rep = _report(W, np.zeros(10), 4)
+    t = Timing()
+    assert rep.broadcasts == 0 and rep.useful_macs == 0
+    assert rep.cycles == t.lnzd_latency + t.pipeline_latency + 5 + t.writeback_latency
+
+
+def test_all_zero_matrix_costs_one_cycle_per_broadcast(rng):
+    rep = _report(np.zeros((8, 12)), np.ones(12), 4)
+    assert rep.entries_processed == 0 if hasattr(rep, "entries_processed") else rep.pe_entries.sum() == 0
+    assert rep.as_dict()["per_pe"][0]["empty_columns"] == 12
+    assert rep.as_dict()["per_pe"][0]["busy_cycles"] == 12
+
+
+def test_empty_columns_cost_one_bubble_each():
+    entries = np.array([[0], [0], [3], [0]])
+    B, P, compute = simulate_batch(entries, 8, 1)
+    assert P[:, 0].tolist() == [2, 3, 4, 7]
+    assert compute == 9
+
+
+def test_same_accumulator_on_consecutive_cycles_has_no_stall(rng):
+    """One output row, every column non-zero: the same accumulator is hit every cycle;
+    the bypass means the PE still issues one entry per cycle."""
+    n_in = 40
+    W = rng.normal(size=(1, n_in)) + 3
+    rep = _report(W, rng.random(n_in) + 1, 1, depth=2)
+    t = Timing()
+    assert rep.cycles == t.lnzd_latency + 2 + n_in + t.pipeline_latency + 1 + t.writeback_latency
+    assert rep.as_dict()["per_pe"][0]["idle_cycles"] == t.lnzd_latency + 2
+
+
+def test_full_queue_stalls_the_broadcast(rng):
+    """A column whose entries all land in one PE (rows 0, 4, 8, ... on 4 PEs) keeps that
+    PE busy while the others idle; with queue depth 1 the broadcaster stalls."""
+    W = np.zeros((64, 6))
+    W[::4, :] = 1.0
+    x = np.ones(6)
+    rep = _report(W, x, 4, depth=1)
+    d = rep.as_dict()
+    assert d["broadcast_stall_cycles"] > 0
+    assert [p["entries"] for p in d["per_pe"]] == [16 * 6, 0, 0, 0]
+    assert d["per_pe"][1]["busy_cycles"] == 6  # one bubble per empty column
+    assert rep.cycles >= 16 * 6
+    assert _report(W, x, 4, depth=16).as_dict()["broadcast_stall_cycles"] == 0
+
+
+def test_fewer_rows_than_pes(rng):
+    W = sparse_matrix(rng, 3, 10, 1.0)
+    rep = _report(W, np.ones(10), 8)
+    d = rep.as_dict()
+    assert all(p["entries"] == 0 and p["empty_columns"] == 10 for p in d["per_pe"][3:])
+
+
+def test_rows_not_multiple_of_n_and_output_batches(rng):
+    """Layer longer than one batch: 45 rows on 2 PEs with 4 accumulators -> 6 batches, each
+    re-broadcasting the input; cycles are the sum of the batches."""
+    W = sparse_matrix(rng, 45, 12, 0.5)
+    x = np.abs(rng.normal(size=12)) + 0.1
+    image = encode_network([W], 2, acc_depth=4, calibration=x)
+    res = run_image(image, x, EIEConfig.for_image(image), trace=True)
+    rep = res.report
+    assert len(rep.batches) == 6
+    assert rep.broadcasts == 6 * 12
+    assert rep.cycles == sum(b.cycles for b in rep.batches)
+    assert [b.writeback_rows for b in rep.batches] == [4, 4, 4, 4, 4, 3]
+    one = encode_network([W], 2, acc_depth=64, calibration=x)
+    np.testing.assert_array_equal(res.outputs_int, run_image(one, x).outputs_int)
+
+
+def test_stack_cycles_add_up_over_layers(rng):
+    Ws = [sparse_matrix(rng, 30, 20, 0.3), sparse_matrix(rng, 10, 30, 0.3)]
+    x = np.abs(rng.normal(size=(2, 20)))
+    image = encode_network(Ws, 4, calibration=x)
+    rep = run_image(image, x).report
+    assert rep.cycles == sum(L["cycles"] for L in rep.layers) == sum(rep.cycles_per_sample)
+    assert len(rep.cycles_per_sample) == 2
+
+
+def test_config_mismatch_is_reported(rng):
+    image = encode_network([sparse_matrix(rng, 30, 20, 0.3)], 4, acc_depth=16)
+    acts = run_network(image, np.ones((1, 20), dtype=np.int64))
+    with pytest.raises(ConfigError, match="4 PEs"):
+        cycle_report(image, acts, EIEConfig(n_pe=8))
+    with pytest.raises(ConfigError, match="acc_depth"):
+        cycle_report(image, acts, EIEConfig(n_pe=4, acc_depth=8))
+    with pytest.raises(ConfigError, match="activation memories"):
+        cycle_report(image, acts, EIEConfig(n_pe=4, acc_depth=16, act_depth=5))
+    with pytest.raises(ConfigError, match="fifo_depth"):
+        EIEConfig(fifo_depth=0)
