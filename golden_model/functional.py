@@ -21,20 +21,27 @@ from .image import EIEImage, EncodedLayer
 
 __all__ = ["int_matrix", "accumulate", "run_layer", "run_network", "quantize_input", "check_int_input"]
 
-_CSR_CACHE: "weakref.WeakKeyDictionary[EncodedLayer, sp.csr_matrix]" = weakref.WeakKeyDictionary()
+_CSR_CACHE: "weakref.WeakKeyDictionary[EncodedLayer, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _matrices(layer: EncodedLayer) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
+    """(W, |W|, max row L1 norm of W), built once per layer."""
+    cached = _CSR_CACHE.get(layer)
+    if cached is None:
+        c = layer.coordinates
+        real = c.v != 0
+        vals = layer.codebook.astype(np.float64)[c.v[real]]
+        W = sp.csr_matrix((vals, (c.row[real], c.col[real])), shape=(layer.n_out, layer.n_in))
+        W.sort_indices()
+        absW = abs(W)
+        row_l1 = float(np.asarray(absW.sum(axis=1)).max(initial=0.0))
+        cached = _CSR_CACHE[layer] = (W, absW, row_l1)
+    return cached
 
 
 def int_matrix(layer: EncodedLayer) -> sp.csr_matrix:
     """The layer's fixed-point weights as a CSR matrix (float64 holding integers)."""
-    m = _CSR_CACHE.get(layer)
-    if m is None:
-        c = layer.coordinates
-        real = c.v != 0
-        vals = layer.codebook.astype(np.float64)[c.v[real]]
-        m = sp.csr_matrix((vals, (c.row[real], c.col[real])), shape=(layer.n_out, layer.n_in))
-        m.sort_indices()
-        _CSR_CACHE[layer] = m
-    return m
+    return _matrices(layer)[0]
 
 
 def check_int_input(a, n_in: int, what: str = "input") -> np.ndarray:
@@ -71,15 +78,14 @@ def _saturating_sum(products: np.ndarray, lo: int, hi: int) -> int:
 def accumulate(layer: EncodedLayer, a: np.ndarray, acc_bits: int = nm.DEFAULT_ACC_BITS) -> np.ndarray:
     """Accumulator contents after a layer: (batch, n_out) int64, saturating at acc_bits."""
     nm.check_acc_bits(acc_bits)
-    W = int_matrix(layer)
+    W, absW, row_l1 = _matrices(layer)
     a = np.asarray(a, dtype=np.int64)
     af = a.T.astype(np.float64)
     acc = np.asarray(W @ af).T.astype(np.int64)
     lo, hi = nm.int_range(acc_bits)
-    row_l1 = np.asarray(abs(W).sum(axis=1)).ravel()
-    if a.size == 0 or row_l1.size == 0 or row_l1.max() * np.abs(a).max() <= hi:
+    if a.size == 0 or row_l1 * np.abs(a).max() <= hi:
         return acc  # no partial sum can leave the accumulator range
-    bound = np.asarray(abs(W) @ np.abs(af)).T
+    bound = np.asarray(absW @ np.abs(af)).T
     risky = np.argwhere(bound > hi)
     for s, r in risky:  # rare: only where saturation is possible at all
         lo_i, hi_i = W.indptr[r], W.indptr[r + 1]
