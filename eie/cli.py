@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eie.golden_model.errors import EIEError
+from eie.golden_model.errors import EIEError, InputError
 
 __all__ = ["main", "build_parser"]
 
@@ -44,7 +44,10 @@ def _weights_from(path: str) -> tuple[list[np.ndarray], list[str]]:
     keys = sorted(obj.files, key=lambda k: (int("".join(c for c in k if c.isdigit()) or 0), k))
     if not keys:
         raise UserError(f"WEIGHTS: {path}: the .npz holds no arrays (expected W0, W1, ...)")
-    return [obj[k] for k in keys], keys
+    try:  # .npz members are read lazily: their errors surface here
+        return [obj[k] for k in keys], keys
+    except Exception as e:
+        raise UserError(f"WEIGHTS: {path}: cannot read its arrays ({e})") from None
 
 
 def _add_output(p, help_text):
@@ -66,9 +69,12 @@ def cmd_encode(args) -> int:
             raise UserError(f"--codebook: {args.codebook}: expected shape (16,) or ({len(weights)}, 16), got {cb.shape}")
         codebooks = list(cb)
     calib = _load_array(args.calibrate, "--calibrate") if args.calibrate else None
-    image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
-                           calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
-                           names=names, seed=args.seed, meta={"weights": str(args.weights)})
+    try:
+        image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
+                               calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
+                               names=names, seed=args.seed, meta={"weights": str(args.weights)})
+    except EIEError as e:
+        raise UserError(f"{args.weights}: {e}") from None
     save_image(image, args.output, overwrite=args.force)
     summary = image.summary() | {"output": str(args.output)}
     if args.json:
@@ -128,7 +134,10 @@ def cmd_run(args) -> int:
     x = _load_array(args.input, "--input")
     if not isinstance(x, np.ndarray):
         raise UserError(f"--input: {args.input}: expected a .npy array, got an .npz archive")
-    result = run_image(image, x, _config(args, image), int_input=args.int_input)
+    try:
+        result = run_image(image, x, _config(args, image), int_input=args.int_input)
+    except InputError as e:
+        raise UserError(f"--input {args.input}: {e}") from None
     squeeze = np.asarray(x).ndim == 1
     outputs = result.outputs[0] if squeeze else result.outputs
     if args.output:

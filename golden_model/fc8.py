@@ -9,7 +9,7 @@ The entries go into an EIEImage unchanged, so our decoder reads the authors' lay
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +103,7 @@ def fc8_image(ref: FC8Reference, acc_depth: int = 64) -> EIEImage:
                          codebook_float=ref.codebook.astype(np.float32), ptr=ref.ptr.astype(np.uint32),
                          v=ref.v, z=ref.z, acc_depth=acc_depth)
     y = float_weights(layer) @ ref.act.astype(np.float64)
-    layer.out_frac = min(nm.choose_frac(np.abs(y).max()), in_frac + w_frac)
+    layer = replace(layer, out_frac=min(nm.choose_frac(np.abs(y).max()), in_frac + w_frac))
     return EIEImage(n_pe=FC8_N_PE, acc_depth=acc_depth, layers=[layer],
                     meta={"source": str(ref.source), "network": "AlexNet", "layer": "fc8"},
                     source=str(ref.source)).validate()

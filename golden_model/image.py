@@ -33,7 +33,7 @@ class EntryCoordinates:
     z: np.ndarray         # zero run before the entry
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, frozen=True)
 class EncodedLayer:
     """One fully-connected layer, y = act(W a), as the PE array stores it."""
 
@@ -50,6 +50,14 @@ class EncodedLayer:
     v: np.ndarray         # uint8 (entries,), all PEs concatenated in PE order
     z: np.ndarray         # uint8 (entries,)
     acc_depth: int        # accumulators per PE: local rows per output batch
+
+    def __post_init__(self):
+        # Decoded coordinates and matrices are cached per layer, so the arrays are frozen:
+        # an in-place edit would otherwise go unseen. Build a new layer to change one.
+        for name in ("codebook", "codebook_float", "ptr", "v", "z"):
+            arr = np.array(getattr(self, name), copy=True)
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
 
     @property
     def n_pe(self) -> int:
