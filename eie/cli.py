@@ -187,7 +187,8 @@ def _table(title, columns, rows):
 
     t = Table(title=title)
     for c in columns:
-        t.add_column(c, justify="right" if c not in ("name", "layer", "key") else "left")
+        t.add_column(c, justify="left" if c in ("name", "layer", "key", "in→out") else "right",
+                     no_wrap=True)
     for r in rows:
         t.add_row(*[f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                     else f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
@@ -196,10 +197,11 @@ def _table(title, columns, rows):
 
 def _print_summary(s, title):
     _table(f"{title}: {s['n_pe']} PEs, {s['acc_depth']} accumulators/PE",
-           ["name", "n_in", "n_out", "relu", "Q in/w/out", "blocks", "entries", "padding", "density", "max PE"],
-           [[L["name"], L["n_in"], L["n_out"], L["relu"],
+           ["name", "in→out", "ReLU", "Q in/w/out", "blocks", "entries", "pad", "W %", "max/PE"],
+           [[L["name"], f"{L['n_in']}→{L['n_out']}", "yes" if L["relu"] else "no",
              f"{L['formats']['in_frac']}/{L['formats']['w_frac']}/{L['formats']['out_frac']}",
-             L["blocks"], L["entries"], L["padding_entries"], L["weight_density"], L["max_pe_entries"]]
+             L["blocks"], L["entries"], L["padding_entries"], f"{100 * L['weight_density']:.1f}",
+             L["max_pe_entries"]]
             for L in s["layers"]])
 
 
