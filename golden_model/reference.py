@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .decoder import decode_indices
+from .decoder import decode_indices, decode_weights
 from .image import EIEImage
 from .numerics import ACT_BITS, dequantize, int_range
 
@@ -39,7 +39,7 @@ def error_bound(image: EIEImage, x, golden_acts: list[np.ndarray]) -> list[np.nd
     bounds = []
     for i, L in enumerate(image.layers):
         Wf = float_weights(L)
-        Wq = dequantize(L.codebook.astype(np.int64)[decode_indices(L)], L.w_frac)
+        Wq = decode_weights(L)
         a_g = np.abs(dequantize(golden_acts[i], L.in_frac))
         absW = np.abs(Wf)
         e = a_g @ np.abs(Wq - Wf).T + e @ absW.T + 2.0 ** -(L.out_frac + 1)
