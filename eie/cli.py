@@ -45,9 +45,10 @@ def _weights_from(path: str) -> tuple[list[np.ndarray], list[str]]:
     if not keys:
         raise UserError(f"WEIGHTS: {path}: the .npz holds no arrays (expected W0, W1, ...)")
     try:  # .npz members are read lazily: their errors surface here
-        return [obj[k] for k in keys], keys
+        arrays = [obj[k] for k in keys]
     except Exception as e:
         raise UserError(f"WEIGHTS: {path}: cannot read its arrays ({e})") from None
+    return arrays, keys
 
 
 def _add_output(p, help_text):
@@ -57,9 +58,11 @@ def _add_output(p, help_text):
 
 def cmd_encode(args) -> int:
     from eie.golden_model import encode_network
+    from eie.golden_model.encoder import check_weights
     from eie.golden_model.image_file import save_image
 
     weights, names = _weights_from(args.weights)
+    weights = [check_weights(W, f"{args.weights}[{name}]") for W, name in zip(weights, names)]
     codebooks = None
     if args.codebook:
         cb = np.asarray(_load_array(args.codebook, "--codebook"), dtype=np.float64)
@@ -69,12 +72,10 @@ def cmd_encode(args) -> int:
             raise UserError(f"--codebook: {args.codebook}: expected shape (16,) or ({len(weights)}, 16), got {cb.shape}")
         codebooks = list(cb)
     calib = _load_array(args.calibrate, "--calibrate") if args.calibrate else None
-    try:
-        image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
-                               calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
-                               names=names, seed=args.seed, meta={"weights": str(args.weights)})
-    except EIEError as e:
-        raise UserError(f"{args.weights}: {e}") from None
+    image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
+                           calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
+                           names=names, seed=args.seed, meta={"weights": str(args.weights)},
+                           calibration_name=f"--calibrate {args.calibrate}")
     save_image(image, args.output, overwrite=args.force)
     summary = image.summary() | {"output": str(args.output)}
     if args.json:

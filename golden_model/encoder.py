@@ -19,7 +19,7 @@ from .errors import InputError
 from .image import EIEImage, EncodedLayer
 from .layout import n_blocks
 
-__all__ = ["encode_indices", "encode_layer", "encode_network", "DEFAULT_ACT_FRAC", "DEFAULT_ACC_DEPTH"]
+__all__ = ["check_weights", "encode_indices", "encode_layer", "encode_network", "DEFAULT_ACT_FRAC", "DEFAULT_ACC_DEPTH"]
 
 DEFAULT_ACT_FRAC = 8   # Q7.8 when no calibration input is given
 DEFAULT_ACC_DEPTH = 64  # accumulator register file per PE (EIE paper: 64 entries)
@@ -73,7 +73,7 @@ def encode_indices(idx, n_pe: int, acc_depth: int = DEFAULT_ACC_DEPTH):
     return ptr.astype(np.uint32), v, z
 
 
-def _check_weights(W, what: str) -> np.ndarray:
+def check_weights(W, what: str) -> np.ndarray:
     W = np.asarray(W)
     if W.ndim != 2 or 0 in W.shape:
         raise InputError(f"{what}: expected a non-empty 2-D weight matrix (n_out, n_in), got shape {W.shape}")
@@ -90,7 +90,7 @@ def encode_layer(W, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH, codebook=N
                  in_frac: int = DEFAULT_ACT_FRAC, out_frac: int = DEFAULT_ACT_FRAC,
                  relu: bool = True, name: str = "fc0", seed: int = 0) -> EncodedLayer:
     """Weight-share (k-means or the given codebook) and encode one dense layer."""
-    W = _check_weights(W, name)
+    W = check_weights(W, name)
     cbf = kmeans_codebook(W, seed=seed) if codebook is None else check_codebook(codebook, f"{name}: codebook")
     cbf = cbf.astype(np.float32).astype(np.float64)  # the image stores float32 centroids
     cb_int, w_frac = fixed_point_codebook(cbf)
@@ -107,7 +107,7 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
                    codebooks: Sequence | None = None, calibration=None,
                    act_frac: int = DEFAULT_ACT_FRAC, relu_last: bool = False,
                    names: Sequence[str] | None = None, seed: int = 0,
-                   meta: dict | None = None) -> EIEImage:
+                   meta: dict | None = None, calibration_name: str = "calibration input") -> EIEImage:
     """Encode a stack of FC layers (ReLU between them) into one validated image.
 
     With a `calibration` input (float, (n_in,) or (batch, n_in)) each activation format
@@ -115,7 +115,7 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
     forward pass (through the weight-shared weights); otherwise all use `act_frac`.
     """
     _check_pe_args(n_pe, acc_depth)
-    weights = [_check_weights(W, f"W{i}") for i, W in enumerate(weights)]
+    weights = [check_weights(W, f"W{i}") for i, W in enumerate(weights)]
     if not weights:
         raise InputError("no layers to encode")
     for i in range(1, len(weights)):
@@ -131,7 +131,7 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
     if calibration is not None:
         x = np.atleast_2d(np.asarray(calibration, dtype=np.float64))
         if x.shape[-1] != weights[0].shape[1] or not np.all(np.isfinite(x)):
-            raise InputError(f"calibration input: expected finite values of shape (batch, {weights[0].shape[1]}), "
+            raise InputError(f"{calibration_name}: expected finite values of shape (batch, {weights[0].shape[1]}), "
                              f"got {x.shape}")
         fracs[0] = nm.choose_frac(np.abs(x).max())
         for i, W in enumerate(weights):

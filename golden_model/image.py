@@ -100,10 +100,10 @@ class EncodedLayer:
         group_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
         base = np.where(group_start > 0, np.concatenate([[0], csum])[group_start], 0)
         row_in_block = csum - np.repeat(base, counts) - 1
-        block = colkey // self.n_in if self.n_in else colkey
+        block = colkey // self.n_in
         local = block * self.acc_depth + row_in_block
         return EntryCoordinates(
-            pe=pe, colkey=colkey, col=colkey % max(self.n_in, 1), block=block,
+            pe=pe, colkey=colkey, col=colkey % self.n_in, block=block,
             row=local * n_pe + pe, row_in_block=row_in_block,
             v=self.v.astype(np.int64), z=self.z.astype(np.int64),
         )

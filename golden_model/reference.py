@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .decoder import decode_indices, decode_weights
+from .decoder import decode_indices
 from .image import EIEImage
 from .numerics import ACT_BITS, dequantize, int_range
 
@@ -38,8 +38,9 @@ def error_bound(image: EIEImage, x, golden_acts: list[np.ndarray]) -> list[np.nd
     e = np.abs(dequantize(golden_acts[0], L0.in_frac) - x)
     bounds = []
     for i, L in enumerate(image.layers):
-        Wf = float_weights(L)
-        Wq = decode_weights(L)
+        idx = decode_indices(L)  # decode once for both weight matrices
+        Wf = L.codebook_float.astype(np.float64)[idx]
+        Wq = dequantize(L.codebook.astype(np.int64)[idx], L.w_frac)
         a_g = np.abs(dequantize(golden_acts[i], L.in_frac))
         absW = np.abs(Wf)
         e = a_g @ np.abs(Wq - Wf).T + e @ absW.T + 2.0 ** -(L.out_frac + 1)
