@@ -82,7 +82,7 @@ def check_weights(W, what: str) -> np.ndarray:
     W = W.astype(np.float64)
     if not np.all(np.isfinite(W)):
         r, c = np.argwhere(~np.isfinite(W))[0]
-        raise InputError(f"{what}: element [{r}, {c}] is {W[r, c]!r}; expected finite numbers")
+        raise InputError(f"{what}: element [{r}, {c}] is {float(W[r, c])!r}; expected finite numbers")
     return W
 
 

@@ -64,7 +64,7 @@ def quantize(x, frac: int, bits: int = ACT_BITS, what: str = "value"):
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         bad = np.flatnonzero(~np.isfinite(x.ravel()))[0]
-        raise InputError(f"{what}: element {bad} is {x.ravel()[bad]!r}; expected finite numbers")
+        raise InputError(f"{what}: element {bad} is {float(x.ravel()[bad])!r}; expected finite numbers")
     lo, hi = int_range(bits)
     scaled = np.floor(x * float(1 << frac) + 0.5)
     return np.clip(scaled, lo, hi).astype(np.int64)
