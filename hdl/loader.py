@@ -1,0 +1,119 @@
+"""Turns an EIE image into the host-bus writes that load it (docs/host-interface.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from eie.golden_model.errors import ConfigError
+from eie.golden_model.layout import local_rows, n_blocks, pack_sram_rows
+
+from . import host_map as hm
+from .params import ENTRIES_PER_ROW, ArrayParams
+
+__all__ = ["LayerPlacement", "place_image", "image_writes", "input_writes", "output_reads",
+           "start_writes", "params_for_image"]
+
+
+@dataclass(frozen=True)
+class LayerPlacement:
+    """Where one layer lives in every PE: pointer base and, per PE, its first entry."""
+
+    ptr_base: int
+    n_ptrs: int
+    entry_base: np.ndarray     # (N,)
+
+
+def place_image(image, params: ArrayParams) -> list[LayerPlacement]:
+    """Lay the layers out one after another in each PE's memories; ConfigError if they do not fit."""
+    src = image.source
+    if image.n_pe != params.n_pe:
+        raise ConfigError(f"{src}: built for {image.n_pe} PEs, the RTL array has {params.n_pe}")
+    if image.acc_depth > params.acc_depth:
+        raise ConfigError(f"{src}: batches of {image.acc_depth} rows per PE need acc_depth >= "
+                          f"{image.acc_depth}, the RTL array has {params.acc_depth}")
+    if len(image.layers) > params.max_layers:
+        raise ConfigError(f"{src}: {len(image.layers)} layers, the RTL array holds max_layers = {params.max_layers}")
+    cap = params.n_pe * params.act_depth
+    placements, ptr_base = [], 0
+    entry_base = np.zeros(params.n_pe, dtype=np.int64)
+    for i, L in enumerate(image.layers):
+        for name in ("n_in", "n_out"):
+            if getattr(L, name) > cap:
+                raise ConfigError(f"{src}: layers[{i}].{name} = {getattr(L, name)} exceeds the RTL activation "
+                                  f"memories ({params.n_pe} PEs x act_depth {params.act_depth} = {cap})")
+        n_ptrs = L.ptr.shape[1]
+        placements.append(LayerPlacement(ptr_base, n_ptrs, entry_base.copy()))
+        ptr_base += n_ptrs
+        entry_base += L.entries_per_pe
+    if ptr_base > params.ptr_depth:
+        raise ConfigError(f"{src}: {ptr_base} column pointers per PE, the RTL array has ptr_depth = {params.ptr_depth}")
+    most = int(entry_base.max())
+    if most > params.spmat_depth * ENTRIES_PER_ROW:
+        raise ConfigError(f"{src}: PE {int(entry_base.argmax())} holds {most} entries, the RTL array has "
+                          f"spmat_depth = {params.spmat_depth} rows x {ENTRIES_PER_ROW} = "
+                          f"{params.spmat_depth * ENTRIES_PER_ROW}")
+    return placements
+
+
+def params_for_image(image, **overrides) -> ArrayParams:
+    """The smallest power-of-two memories that hold `image` (handy for simulation)."""
+    def pow2(n):
+        return 1 << max(0, int(n - 1).bit_length())
+    N = image.n_pe
+    n_ptrs = sum(L.ptr.shape[1] for L in image.layers)
+    entries = sum(L.entries_per_pe for L in image.layers)
+    widest = max(max(L.n_in, L.n_out) for L in image.layers)
+    kw = dict(n_pe=N, acc_depth=pow2(image.acc_depth), act_depth=pow2(-(-widest // N)),
+              ptr_depth=max(2, pow2(n_ptrs)), spmat_depth=pow2(max(1, -(-int(np.max(entries)) // ENTRIES_PER_ROW))),
+              max_layers=pow2(len(image.layers)))
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return ArrayParams(**kw)
+
+
+def image_writes(image, params: ArrayParams) -> list[tuple[int, int]]:
+    """(address, data) bus writes that load every layer of `image` (codebooks, pointers,
+    sparse-matrix rows, descriptors) and set N_LAYERS."""
+    A, R = hm.address, hm.Region
+    placements = place_image(image, params)
+    N = params.n_pe
+    writes = []
+    for li, (L, pl) in enumerate(zip(image.layers, placements)):
+        for v, w in enumerate(L.codebook):
+            writes.append((A(R.CODEBOOK, li * 16 + v), int(w) & 0xFFFF))
+        desc = {
+            hm.LayerField.N_IN: L.n_in, hm.LayerField.N_OUT: L.n_out,
+            hm.LayerField.ROWS0: int(local_rows(L.n_out, N)[0]),
+            hm.LayerField.BLOCK_ROWS: image.acc_depth, hm.LayerField.PTR_BASE: pl.ptr_base,
+            hm.LayerField.SHIFT: L.shift, hm.LayerField.RELU: int(bool(L.relu)),
+        }
+        for field, val in desc.items():
+            writes.append((A(R.LAYER, li * hm.LAYER_STRIDE + field), int(val)))
+        for k in range(N):
+            for i, ptr in enumerate(L.ptr[k]):
+                writes.append((A(R.PTR, pl.ptr_base + i, k), int(ptr) + int(pl.entry_base[k])))
+    for k in range(N):
+        v = np.concatenate([L.pe_entries(k)[1] for L in image.layers])
+        z = np.concatenate([L.pe_entries(k)[2] for L in image.layers])
+        for row, word in enumerate(pack_sram_rows(v, z)):
+            writes.append((A(R.SPMAT, row, k), int(word)))
+    writes.append((A(hm.Region.CTRL, hm.Ctrl.N_LAYERS), len(image.layers)))
+    return writes
+
+
+def input_writes(a_int, n_pe: int) -> list[tuple[int, int]]:
+    """Clear the input, then write activation j to PE j % N, local j // N, in increasing j."""
+    writes = [(hm.address(hm.Region.CTRL, hm.Ctrl.CMD), hm.Cmd.CLEAR_INPUT)]
+    for j, val in enumerate(np.asarray(a_int, dtype=np.int64)):
+        writes.append((hm.address(hm.Region.ACT, j // n_pe, j % n_pe), int(val) & 0xFFFF))
+    return writes
+
+
+def start_writes() -> list[tuple[int, int]]:
+    return [(hm.address(hm.Region.CTRL, hm.Ctrl.CMD), hm.Cmd.START)]
+
+
+def output_reads(n_out: int, n_pe: int) -> list[int]:
+    """Bus addresses of outputs 0 .. n_out-1 (16-bit two's complement in the low bits)."""
+    return [hm.address(hm.Region.ACT, i // n_pe, i % n_pe) for i in range(n_out)]

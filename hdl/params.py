@@ -1,0 +1,120 @@
+"""Parameters of the EIE array and the widths and layouts derived from them.
+
+One `ArrayParams` describes a build of the RTL; `to_config()` gives the golden model's
+`EIEConfig` for the same array, so tests compare like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+from amaranth.hdl import signed
+from amaranth.lib import data
+
+from eie.golden_model import numerics as nm
+from eie.golden_model.config import EIEConfig, Timing
+from eie.golden_model.errors import ConfigError
+
+__all__ = ["ArrayParams", "bits_for", "ACT_BITS", "PRODUCT_BITS", "CODEBOOK_SIZE", "ENTRIES_PER_ROW"]
+
+ACT_BITS = nm.ACT_BITS              # activations and codebook values (docs/numerics.md)
+PRODUCT_BITS = 2 * nm.ACT_BITS      # exact 16 x 16 product
+CODEBOOK_SIZE = nm.CODEBOOK_SIZE    # 4-bit weight index
+ENTRIES_PER_ROW = 8                 # (v, z) bytes per 64-bit sparse-matrix SRAM row
+
+
+def bits_for(n: int) -> int:
+    """Bits of an unsigned value in 0..n (at least 1)."""
+    return max(1, int(n).bit_length())
+
+
+def _pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class ArrayParams:
+    """A build of the EIE array. Depths are per PE; all memory depths are powers of two."""
+
+    n_pe: int = 4
+    fifo_depth: int = 8
+    acc_depth: int = 64          # accumulators per PE (rows per output batch)
+    act_depth: int = 1024        # activations per PE per bank (source / destination)
+    ptr_depth: int = 4096        # column pointers per PE, all layers together
+    spmat_depth: int = 2048      # 64-bit sparse-matrix rows per PE (8 entries each)
+    max_layers: int = 8          # layer descriptors and codebooks held on chip
+    acc_bits: int = nm.DEFAULT_ACC_BITS
+
+    def __post_init__(self):
+        for name in ("n_pe", "fifo_depth", "acc_depth", "act_depth", "ptr_depth", "spmat_depth", "max_layers"):
+            val = getattr(self, name)
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {val!r}")
+        for name in ("acc_depth", "act_depth", "ptr_depth", "spmat_depth", "max_layers"):
+            if not _pow2(getattr(self, name)):
+                raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
+        if self.ptr_depth < 2:
+            raise ConfigError(f"ptr_depth must be at least 2 (even and odd bank), not {self.ptr_depth}")
+        if self.n_pe > 256:
+            raise ConfigError(f"n_pe must be at most 256 (host address map), not {self.n_pe}")
+        nm.check_acc_bits(self.acc_bits)
+
+    # -- derived widths ------------------------------------------------------------
+    @property
+    def index_bits(self) -> int:
+        """Global activation index j < n_pe * act_depth."""
+        return bits_for(self.n_pe * self.act_depth - 1)
+
+    @property
+    def local_bits(self) -> int:
+        return bits_for(self.act_depth - 1)
+
+    @property
+    def ptr_addr_bits(self) -> int:
+        return bits_for(self.ptr_depth - 1)
+
+    @property
+    def entry_bits(self) -> int:
+        """Pointer values: entry indices 0 .. spmat_depth * 8 inclusive."""
+        return bits_for(self.spmat_depth * ENTRIES_PER_ROW)
+
+    @property
+    def spmat_addr_bits(self) -> int:
+        return bits_for(self.spmat_depth - 1)
+
+    @property
+    def row_bits(self) -> int:
+        return bits_for(self.acc_depth - 1)
+
+    @property
+    def layer_bits(self) -> int:
+        return bits_for(self.max_layers - 1)
+
+    @property
+    def pe_bits(self) -> int:
+        return bits_for(self.n_pe - 1)
+
+    @property
+    def shift_bits(self) -> int:
+        return bits_for(nm.MAX_ACC_BITS)
+
+    # -- layouts -----------------------------------------------------------------------
+    @cached_property
+    def act_item(self) -> data.StructLayout:
+        """One broadcast: column index j and its (non-zero) activation."""
+        return data.StructLayout({"index": self.index_bits, "value": signed(ACT_BITS)})
+
+    @cached_property
+    def nz_item(self) -> data.StructLayout:
+        """One non-zero activation held by a PE: local index m (j = m * N + k) and value."""
+        return data.StructLayout({"local": self.local_bits, "value": signed(ACT_BITS)})
+
+    def to_config(self, timing: Timing | None = None) -> EIEConfig:
+        """The golden model's view of this array."""
+        return EIEConfig(n_pe=self.n_pe, fifo_depth=self.fifo_depth, acc_depth=self.acc_depth,
+                         act_depth=self.act_depth, acc_bits=self.acc_bits, timing=timing or Timing())
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+

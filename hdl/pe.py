@@ -1,0 +1,109 @@
+"""Processing element: queue, column issue, pointer and matrix reads, MAC, activations."""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .act_queue import ActivationQueue
+from .act_rw import ActRW
+from .arith import ArithmeticUnit
+from .issue import ColumnIssue
+from .params import ACT_BITS, ArrayParams
+from .ptr_read import PointerRead
+from .spmat_read import SparseMatrixRead
+
+__all__ = ["PE"]
+
+
+class PE(wiring.Component):
+    """EIE processing element k of N (Han et al., ISCA 2016, Fig. 4).
+
+    Holds output rows i with i % N == k and input activations j with j % N == k. The
+    control unit drives the batch-level inputs (`base`, `layer`, write-back schedule);
+    the LNZD tree reads `nz_*` and pushes broadcasts into the queue.
+    """
+
+    def __init__(self, params: ArrayParams, index: int):
+        self.params = p = params
+        self.index = index
+        super().__init__({
+            # broadcast from the LNZD
+            "push_data": In(p.act_item),
+            "push": In(1),
+            "room": Out(1),
+            # batch control
+            "base": In(p.ptr_addr_bits),
+            "layer": In(p.layer_bits),
+            "src_bank": In(1),
+            "clear_src": In(1),
+            "clear_dst": In(1),
+            "shift": In(p.shift_bits),
+            "relu": In(1),
+            "n_out": In(p.index_bits + 1),
+            "wb_en": In(1),
+            "wb_row": In(p.row_bits),
+            "wb_local_base": In(p.local_bits + 1),
+            "idle": Out(1),                 # queue empty and nothing being issued
+            # non-zero list head for the LNZD
+            "nz_valid": Out(1),
+            "nz": Out(p.nz_item),
+            "nz_pop": In(1),
+            "nz_rewind": In(1),
+            # host access
+            "ptr_w_addr": In(p.ptr_addr_bits), "ptr_w_data": In(p.entry_bits), "ptr_w_en": In(1),
+            "spmat_w_addr": In(p.spmat_addr_bits), "spmat_w_data": In(64), "spmat_w_en": In(1),
+            "cb_w_addr": In(p.layer_bits + 4), "cb_w_data": In(signed(ACT_BITS)), "cb_w_en": In(1),
+            "in_en": In(1), "in_local": In(p.local_bits), "in_data": In(signed(ACT_BITS)),
+            "rd_local": In(p.local_bits), "rd_data": Out(signed(ACT_BITS)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        m.submodules.queue = queue = ActivationQueue(p.act_item, p.fifo_depth)
+        m.submodules.issue = issue = ColumnIssue(p.act_item, ptr_addr_bits=p.ptr_addr_bits, entry_bits=p.entry_bits)
+        m.submodules.ptr_read = ptrs = PointerRead(p.ptr_depth, p.ptr_addr_bits, p.entry_bits)
+        m.submodules.spmat_read = spmat = SparseMatrixRead(p.spmat_depth, p.entry_bits, p.spmat_addr_bits)
+        m.submodules.arith = arith = ArithmeticUnit(acc_depth=p.acc_depth, acc_bits=p.acc_bits,
+                                                    max_layers=p.max_layers, row_bits=p.row_bits,
+                                                    layer_bits=p.layer_bits)
+        m.submodules.act_rw = acts = ActRW(act_depth=p.act_depth, local_bits=p.local_bits, acc_bits=p.acc_bits,
+                                           shift_bits=p.shift_bits, nz_item=p.nz_item)
+
+        m.d.comb += [
+            queue.push_data.eq(self.push_data), queue.push.eq(self.push), self.room.eq(queue.room),
+        ]
+        wiring.connect(m, queue.o, issue.i)
+        m.d.comb += [
+            issue.base.eq(self.base),
+            ptrs.addr.eq(issue.ptr_addr), ptrs.en.eq(issue.ptr_en),
+            issue.ptr_start.eq(ptrs.start), issue.ptr_end.eq(ptrs.end),
+            spmat.entry.eq(issue.entry), spmat.en.eq(issue.issue),
+            arith.issue.eq(issue.issue), arith.first.eq(issue.first), arith.act.eq(issue.act),
+            arith.v.eq(spmat.v), arith.z.eq(spmat.z), arith.layer.eq(self.layer),
+            self.idle.eq(~queue.o.valid & ~issue.active),
+        ]
+
+        # write-back: accumulator row r of this batch is local activation m = base + r,
+        # global output i = m * N + k; rows past n_out belong to no one.
+        wb_local = Signal(p.local_bits + 1)
+        m.d.comb += [
+            wb_local.eq(self.wb_local_base + self.wb_row),
+            arith.wb_en.eq(self.wb_en), arith.wb_row.eq(self.wb_row),
+            acts.wb_en.eq(self.wb_en), acts.wb_local.eq(wb_local),
+            acts.wb_keep.eq(wb_local * p.n_pe + self.index < self.n_out),
+            acts.wb_acc.eq(arith.wb_acc), acts.shift.eq(self.shift), acts.relu.eq(self.relu),
+            acts.src_bank.eq(self.src_bank), acts.clear_src.eq(self.clear_src), acts.clear_dst.eq(self.clear_dst),
+            self.nz_valid.eq(acts.nz_valid), self.nz.eq(acts.nz),
+            acts.nz_pop.eq(self.nz_pop), acts.nz_rewind.eq(self.nz_rewind),
+        ]
+        m.d.comb += [
+            ptrs.w_addr.eq(self.ptr_w_addr), ptrs.w_data.eq(self.ptr_w_data), ptrs.w_en.eq(self.ptr_w_en),
+            spmat.w_addr.eq(self.spmat_w_addr), spmat.w_data.eq(self.spmat_w_data), spmat.w_en.eq(self.spmat_w_en),
+            arith.cb_w_addr.eq(self.cb_w_addr), arith.cb_w_data.eq(self.cb_w_data), arith.cb_w_en.eq(self.cb_w_en),
+            acts.in_en.eq(self.in_en), acts.in_local.eq(self.in_local), acts.in_data.eq(self.in_data),
+            acts.rd_local.eq(self.rd_local), self.rd_data.eq(acts.rd_data),
+        ]
+        return m

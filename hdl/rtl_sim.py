@@ -1,0 +1,80 @@
+"""Runs an EIE image on the RTL in Amaranth's simulator through the host bus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from . import host_map as hm
+from .eie import EIEArray
+from .loader import image_writes, input_writes, output_reads, params_for_image, start_writes
+from .params import ArrayParams
+
+__all__ = ["RTLRun", "run_rtl", "bus_write", "bus_read"]
+
+
+@dataclass
+class RTLRun:
+    outputs: np.ndarray                     # (batch, n_out) int64, 16-bit values
+    cycles_per_sample: list = field(default_factory=list)
+    params: ArrayParams | None = None
+
+    @property
+    def cycles(self) -> int:
+        return int(sum(self.cycles_per_sample))
+
+
+async def bus_write(ctx, bus, writes):
+    """One write per cycle."""
+    for addr, data in writes:
+        ctx.set(bus.addr, addr)
+        ctx.set(bus.w_data, data)
+        ctx.set(bus.w_en, 1)
+        await ctx.tick()
+    ctx.set(bus.w_en, 0)
+
+
+async def bus_read(ctx, bus, addr) -> int:
+    ctx.set(bus.addr, addr)
+    ctx.set(bus.r_en, 1)
+    await ctx.tick()
+    ctx.set(bus.r_en, 0)
+    return ctx.get(bus.r_data)
+
+
+def run_rtl(image, a_int, params: ArrayParams | None = None, *, vcd: str | None = None,
+            max_cycles: int = 1_000_000) -> RTLRun:
+    """Load `image`, run every row of `a_int` (batch, n_in) and read the last layer's outputs."""
+    a_int = np.atleast_2d(np.asarray(a_int, dtype=np.int64))
+    params = params or params_for_image(image)
+    dut = EIEArray(params)
+    bus = dut.bus
+    n_out = image.layers[-1].n_out
+    result = RTLRun(outputs=np.zeros((a_int.shape[0], n_out), np.int64), params=params)
+    status = hm.address(hm.Region.CTRL, hm.Ctrl.STATUS)
+
+    async def host(ctx):
+        await bus_write(ctx, bus, image_writes(image, params))
+        for s, a in enumerate(a_int):
+            await bus_write(ctx, bus, input_writes(a, params.n_pe) + start_writes())
+            for _ in range(max_cycles):
+                if not await bus_read(ctx, bus, status) & hm.Status.BUSY:
+                    break
+            else:
+                raise TimeoutError(f"sample {s}: the array did not finish within {max_cycles} cycles")
+            result.cycles_per_sample.append(await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.CYCLES)))
+            for i, addr in enumerate(output_reads(n_out, params.n_pe)):
+                word = await bus_read(ctx, bus, addr) & 0xFFFF
+                result.outputs[s, i] = word - 0x10000 if word & 0x8000 else word
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    if vcd:
+        with sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return result

@@ -1,0 +1,65 @@
+"""Sparse-matrix read unit: 64-bit SRAM rows of eight (v, z) entries, one entry per cycle."""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .params import ENTRIES_PER_ROW
+
+__all__ = ["SparseMatrixRead", "Entry", "SramRow"]
+
+#: One encoded entry: 4-bit codebook index v (low nibble), 4-bit zero run z (high nibble).
+Entry = data.StructLayout({"v": 4, "z": 4})
+#: One SRAM row: entry e of a PE sits in row e // 8, slot e % 8 (docs/image-format.md).
+SramRow = data.ArrayLayout(Entry, ENTRIES_PER_ROW)
+
+
+class SparseMatrixRead(wiring.Component):
+    """Streams the entries of a column: entry index in cycle i, its (v, z) in cycle i + 1.
+
+    Eight entries share a row, so a new row is fetched only when the issued entry is in
+    a different row than the last fetched one (a column's entries are consecutive);
+    otherwise the read port is disabled and keeps its data, which saves SRAM reads.
+
+    Ports: `entry`, `en` (issue); `v`, `z` (next cycle); `w_addr`, `w_data`, `w_en` (host).
+    """
+
+    def __init__(self, depth: int, entry_bits: int, addr_bits: int):
+        self.depth = depth
+        super().__init__({
+            "entry": In(entry_bits),
+            "en": In(1),
+            "v": Out(4),
+            "z": Out(4),
+            "w_addr": In(addr_bits),
+            "w_data": In(64),
+            "w_en": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.sram = sram = Memory(shape=SramRow, depth=self.depth, init=[])
+        rd = sram.read_port()          # synchronous: row data one cycle after the address
+        wr = sram.write_port()
+
+        row = self.entry >> 3
+        fetched_row = Signal.like(row)
+        fetched = Signal()               # fetched_row holds a valid row address
+        slot = Signal(3)
+
+        need = self.en & (~fetched | (row != fetched_row))
+        m.d.comb += [rd.addr.eq(row), rd.en.eq(need)]
+        with m.If(need):
+            m.d.sync += [fetched_row.eq(row), fetched.eq(1)]
+        with m.If(self.en):
+            m.d.sync += slot.eq(self.entry[:3])
+        with m.If(self.w_en):            # host rewrote the SRAM: the held row may be stale
+            m.d.sync += fetched.eq(0)
+
+        entry = rd.data[slot]
+        m.d.comb += [self.v.eq(entry.v), self.z.eq(entry.z)]
+        m.d.comb += [wr.addr.eq(self.w_addr), wr.data.eq(self.w_data), wr.en.eq(self.w_en)]
+        return m
