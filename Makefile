@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench verilog venv clean
 
 venv: $(STAMP)
 
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/eie bench --json -o reports/bench/golden.json
+
+# The 4-PE default array as one Verilog file; `eie verilog --help` lists the parameters.
+verilog: $(STAMP)
+	$(BIN)/eie verilog -o build/eie.v --force $(VERILOG_ARGS)
 
 clean:
 	rm -rf build reports .pytest_cache

@@ -1,4 +1,4 @@
-"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo).
+"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo, verilog).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
 one-line message naming the file/field (exit 2), never a traceback.
@@ -181,6 +181,50 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _array_params(args):
+    from eie.hdl.params import ArrayParams
+
+    kw = {k: getattr(args, k) for k in ("n_pe", "fifo_depth", "acc_depth", "act_depth", "ptr_depth",
+                                        "spmat_depth", "max_layers", "acc_bits")}
+    return ArrayParams(**{k: v for k, v in kw.items() if v is not None})
+
+
+def cmd_verilog(args) -> int:
+    from eie.hdl.params import memory_bits
+    from eie.hdl.synth import synthesize, verilator_lint
+    from eie.hdl.verilog_out import write_verilog
+
+    params = _array_params(args)
+    out = Path(args.output)
+    desc = write_verilog(params, out, top=args.top, overwrite=args.force)
+    desc["memory_bits_per_pe"] = memory_bits(params)
+    if args.lint:
+        clean, msg = verilator_lint(out, args.top)
+        desc["verilator_lint"] = {"clean": clean, "messages": msg}
+        if not clean:
+            raise UserError(f"Verilator lint of {out} failed:\n{msg}")
+    if args.synth:
+        desc["synthesis"] = synthesize(out, args.top)
+        from eie.golden_model.image_file import atomic_write_bytes
+
+        atomic_write_bytes(out.with_suffix(".synth.json"), [json.dumps(desc, indent=2).encode()], overwrite=True)
+    if args.json:
+        _emit_json(desc)
+    else:
+        p = desc["params"]
+        print(f"wrote {out} ({desc['lines']:,} lines, top `{args.top}`): {p['n_pe']} PEs, queue depth "
+              f"{p['fifo_depth']}, {p['acc_depth']} accumulators x {p['acc_bits']} bits, {p['act_depth']} "
+              f"activations/bank, {p['ptr_depth']} pointers, {p['spmat_depth']} matrix rows per PE")
+        if "synthesis" in desc:
+            s = desc["synthesis"]
+            print(f"Yosys ({s['tool']}, {s['seconds']} s): {s['cells']:,} cells = {s['logic_cells']:,} logic + "
+                  f"{s['flip_flops']:,} flip-flops + {s['memories']} memories; no latches "
+                  f"(details in {out.with_suffix('.synth.json')})")
+        if args.lint:
+            print("Verilator lint: clean")
+    return 0
+
+
 # -- human output -----------------------------------------------------------------------
 def _table(title, columns, rows):
     from rich.console import Console
@@ -282,6 +326,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("verilog", help="emit the EIE array as one synthesizable Verilog file")
+    p.add_argument("--n-pe", type=int, help="processing elements (default 4)")
+    p.add_argument("--fifo-depth", type=int, help="activation queue depth (default 8)")
+    p.add_argument("--acc-depth", type=int, help="accumulators per PE (default 64)")
+    p.add_argument("--act-depth", type=int, help="activations per PE per bank (default 1024)")
+    p.add_argument("--ptr-depth", type=int, help="column pointers per PE (default 4096)")
+    p.add_argument("--spmat-depth", type=int, help="64-bit sparse-matrix rows per PE (default 2048)")
+    p.add_argument("--max-layers", type=int, help="layer descriptors/codebooks on chip (default 8)")
+    p.add_argument("--acc-bits", type=int, help="accumulator width (default 48)")
+    p.add_argument("--top", default="eie_array", help="top module name")
+    p.add_argument("--synth", action="store_true", help="also run Yosys synthesis and report cells")
+    p.add_argument("--lint", action="store_true", help="also lint with Verilator (must be installed)")
+    _add_output(p, "Verilog file to write (a .json with parameters and ports goes beside it)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verilog)
     return ap
 
 

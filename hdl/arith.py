@@ -105,7 +105,7 @@ class ArithmeticUnit(wiring.Component):
             m.d.comb += old.eq(last_sum)
         with m.Elif(hit3):
             m.d.comb += old.eq(acc_r.data)
-        raw = Signal(signed(acc_bits + 1))
+        raw = Signal(signed(max(acc_bits, PRODUCT_BITS) + 1))   # old + product, never wraps
         total = Signal(signed(acc_bits))
         m.d.comb += raw.eq(old + p3)
         with m.If(raw > hi):

@@ -38,6 +38,11 @@ class EIEArray(wiring.Component):
     def __init__(self, params: ArrayParams | None = None):
         self.params = params or ArrayParams()
         super().__init__({"bus": In(HostBus)})
+        # Internal events for simulation traces (not ports): broadcast, batch cycle 0, pops.
+        self.probe_broadcast = Signal()
+        self.probe_batch_start = Signal()
+        self.probe_pops = Signal(self.params.n_pe)
+        self.probe_busy = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -55,6 +60,10 @@ class EIEArray(wiring.Component):
         room = Cat(pe.room for pe in pes).all()
         go = ctl.broadcast_en & room
         m.d.comb += [lnzd.go.eq(go), ctl.all_idle.eq(~lnzd.valid & Cat(pe.idle for pe in pes).all())]
+        m.d.comb += [
+            self.probe_broadcast.eq(go & lnzd.valid), self.probe_batch_start.eq(ctl.nz_rewind),
+            self.probe_pops.eq(Cat(pe.popped for pe in pes)), self.probe_busy.eq(ctl.busy),
+        ]
         for k, pe in enumerate(pes):
             m.d.comb += [
                 lnzd.heads[k].eq(pe.nz), lnzd.heads_valid[k].eq(pe.nz_valid),

