@@ -146,7 +146,8 @@ class ControlUnit(wiring.Component):
                     m.next = "BATCH"
                 with m.Else():
                     m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
-                    with m.If(layer + 1 < self.n_layers):
+                    # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
+                    with m.If((layer + 1 < self.n_layers) & (layer != self.params.max_layers - 1)):
                         begin_layer(layer + 1)
                         m.next = "BATCH"
                     with m.Else():

@@ -17,7 +17,7 @@ def Head(local_bits: int, pe_bits: int) -> data.StructLayout:
 
 
 class LNZDNode(wiring.Component):
-    """Up to four children in, the one with the lowest activation index out (EIE Sec. III-C).
+    """Up to four children in, the one with the lowest activation index out (EIE Sec. IV).
 
     Children are in increasing PE order and activation j = m * N + k, so among heads with
     the same local index m the leftmost child has the lowest j: compare m only and let

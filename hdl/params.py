@@ -56,6 +56,9 @@ class ArrayParams:
                 raise ConfigError(f"{name} must be a power of two, not {getattr(self, name)}")
         if self.ptr_depth < 2:
             raise ConfigError(f"ptr_depth must be at least 2 (even and odd bank), not {self.ptr_depth}")
+        for name in ("act_depth", "ptr_depth", "spmat_depth"):
+            if getattr(self, name) > 1 << 20:
+                raise ConfigError(f"{name} must be at most 2**20 (host address offset field), not {getattr(self, name)}")
         if self.n_pe > 256:
             raise ConfigError(f"n_pe must be at most 256 (host address map), not {self.n_pe}")
         nm.check_acc_bits(self.acc_bits)

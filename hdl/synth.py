@@ -21,8 +21,10 @@ from eie.golden_model.errors import EIEError
 __all__ = ["ToolMissing", "find_yosys", "synthesize", "find_verilator", "verilator_lint", "LINT_WAIVERS"]
 
 # Verilator warnings that only concern the style of Amaranth's generated Verilog:
-# implicit width extension in assignments and `casez` without a default (every case
-# statement follows a default assignment, so no latch and no X can result).
+# WIDTH (implicit width extension in assignments), CASEINCOMPLETE (`casez` without a
+# default; every case statement follows a default assignment, so no latch and no X),
+# UNUSEDSIGNAL (bits of generated intermediates that are never read) and DECLFILENAME
+# (the file is named after the build, not the module).
 LINT_WAIVERS = ("WIDTH", "CASEINCOMPLETE", "UNUSEDSIGNAL", "DECLFILENAME")
 
 

@@ -307,3 +307,33 @@ def test_loader_rejects_images_that_do_not_fit():
         image_writes(image, ArrayParams(n_pe=2, act_depth=16))
     with pytest.raises(ConfigError, match="max_layers"):
         image_writes(encode_network([sparse_matrix(rng, 4, 4, 1.0)] * 3, 2), ArrayParams(n_pe=2, max_layers=2))
+
+
+def test_n_layers_beyond_max_layers_still_ends():
+    """N_LAYERS larger than the descriptors on chip runs them all and stops (no hang)."""
+    rng = np.random.default_rng(16)
+    image = encode_network([sparse_matrix(rng, 6, 6, 0.8), sparse_matrix(rng, 6, 6, 0.8)], 2, acc_depth=4)
+    a = int_inputs(rng, 1, 6, 1.0)
+    gold = run_image(image, a, int_input=True)
+    params = params_for_image(image)              # max_layers = 2
+    assert params.max_layers == 2
+    dut = EIEArray(params)
+    out = []
+
+    async def host(ctx):
+        bus = dut.bus
+        await bus_write(ctx, bus, image_writes(image, params) + [(hm.address(hm.Region.CTRL, hm.Ctrl.N_LAYERS), 3)]
+                        + input_writes(a[0], 2) + start_writes())
+        for _ in range(2000):
+            if not await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.STATUS)) & hm.Status.BUSY:
+                break
+        else:
+            raise AssertionError("the run did not end")
+        out.extend([await bus_read(ctx, bus, r) & 0xFFFF for r in output_reads(6, 2)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.run()
+    words = np.array(out)
+    np.testing.assert_array_equal(np.where(words >= 1 << 15, words - (1 << 16), words), gold.outputs_int[0])
