@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench verilog venv clean
+.PHONY: demo test bench verilog sim regress venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,14 @@ bench: $(STAMP)
 # The 4-PE default array as one Verilog file; `eie verilog --help` lists the parameters.
 verilog: $(STAMP)
 	$(BIN)/eie verilog -o build/eie.v --force $(VERILOG_ARGS)
+
+# The built-in case on the RTL under Icarus (cocotb), with waves for GTKWave.
+sim: $(STAMP)
+	$(BIN)/eie sim --waves build/sim/eie.vcd
+
+# Long random regression on the RTL (2,000 cases by default; REGRESS_ARGS="--cases 10000").
+regress: $(STAMP)
+	$(BIN)/eie regress -o reports/regress/summary.json $(REGRESS_ARGS)
 
 clean:
 	rm -rf build reports .pytest_cache

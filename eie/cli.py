@@ -1,4 +1,5 @@
-"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo, verilog).
+"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo, verilog,
+sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
 one-line message naming the file/field (exit 2), never a traceback.
@@ -342,6 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p, "Verilog file to write (a .json with parameters and ports goes beside it)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verilog)
+
+    from eie.sim.cli import add_subcommands as add_sim_subcommands
+
+    add_sim_subcommands(sub, _add_output, UserError, _emit_json)
     return ap
 
 
