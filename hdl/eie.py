@@ -43,6 +43,7 @@ class EIEArray(wiring.Component):
         self.probe_batch_start = Signal()
         self.probe_pops = Signal(self.params.n_pe)
         self.probe_busy = Signal()
+        self.probe_running = Signal()   # probe_busy one cycle later, from a register: no glitches
 
     def elaborate(self, platform):
         m = Module()
@@ -64,6 +65,7 @@ class EIEArray(wiring.Component):
             self.probe_broadcast.eq(go & lnzd.valid), self.probe_batch_start.eq(ctl.nz_rewind),
             self.probe_pops.eq(Cat(pe.popped for pe in pes)), self.probe_busy.eq(ctl.busy),
         ]
+        m.d.sync += self.probe_running.eq(ctl.busy)
         for k, pe in enumerate(pes):
             m.d.comb += [
                 lnzd.heads[k].eq(pe.nz), lnzd.heads_valid[k].eq(pe.nz_valid),

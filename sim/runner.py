@@ -110,6 +110,12 @@ class SimRun:
     log: str | None = None
     clock_cycles: int = 0          # every simulated clock cycle (loading, running, reading)
     sim_seconds: float = 0.0       # wall time inside the simulator
+    run_clock_cycles: int = 0      # cycles while the array computed (no per-cycle Python)
+    run_seconds: float = 0.0
+
+    @property
+    def run_cycles_per_second(self) -> float:
+        return self.run_clock_cycles / self.run_seconds if self.run_seconds else 0.0
 
     @property
     def cycles_per_second(self) -> float:
@@ -190,6 +196,7 @@ def run_cases(cases, params: ArrayParams, *, root: Path = SIM_ROOT, waves: str |
     if (work / "summary.json").exists():
         summ = json.loads((work / "summary.json").read_text())
         run.clock_cycles, run.sim_seconds = summ["clock_cycles"], summ["wall_seconds"]
+        run.run_clock_cycles, run.run_seconds = summ["run_clock_cycles"], summ["run_wall_seconds"]
     if error and not xml.exists():
         tail = log.read_text().splitlines()[-15:] if log.exists() else []
         raise EIEError(f"the simulator failed ({error[0]!r}); last lines of {log}:\n" + "\n".join(tail))

@@ -26,6 +26,7 @@ from eie.sim.monitor import RunMonitor
 from eie.sim.scoreboard import Scoreboard
 
 PERIOD_NS = 10
+RUN_TIME = [0.0, 0]     # wall seconds and clock cycles spent in runs (no host traffic)
 
 
 async def reset(dut, cycles=2):
@@ -50,7 +51,10 @@ async def run_case(dut, bus, monitor, board, case, params, log):
     for s, a in enumerate(case.inputs):
         await bus.load_input(a, params.n_pe)
         await bus.start()
+        t_run = time.perf_counter()
         seen = await monitor.wait_run()
+        RUN_TIME[0] += time.perf_counter() - t_run
+        RUN_TIME[1] += seen
         status = await bus.status()
         assert status == 2, f"{case.name}: STATUS = {status} after a run (expected DONE)"
         res = board.check(case, expected, s, await bus.outputs(n_out, params.n_pe), await bus.cycles(), seen)
@@ -80,7 +84,8 @@ async def run_manifest(dut):
     if summary:
         with open(summary, "w") as f:
             json.dump({"clock_cycles": int(get_sim_time(unit="ns") // PERIOD_NS), "wall_seconds": wall,
-                       "cases": len(cases), "samples": len(board.results)}, f)
+                       "cases": len(cases), "samples": len(board.results),
+                       "run_wall_seconds": RUN_TIME[0], "run_clock_cycles": RUN_TIME[1]}, f)
     dut._log.info(f"{len(cases)} cases, {len(board.results)} samples, {len(board.failures)} failures, {wall:.1f} s")
     assert not board.failures, "mismatches: " + "; ".join(
         f"{r.case} sample {r.sample}: outputs {'ok' if r.outputs_match else r.first_mismatch}, cycles "
