@@ -1,0 +1,117 @@
+"""Training, evaluation and cached dense checkpoints (CPU, seeded, minutes at most)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Splits, load_dataset
+from .models import build_model
+
+__all__ = ["TrainConfig", "set_seed", "train", "evaluate", "accuracy", "dense_model", "CACHE_DIR"]
+
+CACHE_DIR = Path("build/prune/cache")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    def with_(self, **kw) -> "TrainConfig":
+        return replace(self, **kw)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x, y, batch_size: int = 1024) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    model.eval()
+    x = torch.as_tensor(x)
+    y = torch.as_tensor(y)
+    correct = 0
+    for i in range(0, len(y), batch_size):
+        correct += int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
+    return correct / max(1, len(y))
+
+
+def accuracy(model: nn.Module, splits: Splits, part: str = "test") -> float:
+    return evaluate(model, getattr(splits, f"x_{part}"), getattr(splits, f"y_{part}"))
+
+
+def train(model: nn.Module, splits: Splits, cfg: TrainConfig, *,
+          extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
+          after_step: Callable[[nn.Module], None] | None = None,
+          progress: bool = False, desc: str = "train") -> list[dict]:
+    """Adam on cross-entropy (+ `extra_loss(model)`, e.g. L1); `after_step` runs after each
+    optimiser step (e.g. re-applying masks). Returns the per-epoch history."""
+    from tqdm import tqdm
+
+    set_seed(cfg.seed)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                           weight_decay=cfg.weight_decay)
+    x = torch.as_tensor(splits.x_train)
+    y = torch.as_tensor(splits.y_train)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    for epoch in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
+        model.train()
+        perm = torch.randperm(len(y), generator=gen)
+        total = 0.0
+        for i in range(0, len(y), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            if extra_loss is not None:
+                loss = loss + extra_loss(model)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if after_step is not None:
+                after_step(model)
+            total += loss.item() * len(idx)
+        history.append({"epoch": epoch, "loss": total / len(y)})
+    model.eval()
+    return history
+
+
+def _key(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def dense_model(model_name: str = "mlp", dataset: str = "digits", cfg: TrainConfig = TrainConfig(), *,
+                data_path=None, cache_dir: Path | None = CACHE_DIR, progress: bool = False):
+    """(trained dense model, splits): trained once per (model, data, config), then loaded
+    from `cache_dir` (None: no cache)."""
+    splits = load_dataset(dataset, data_path, seed=0)
+    set_seed(cfg.seed)
+    model = build_model(model_name, splits.n_features, splits.n_classes, splits.image_shape)
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{model_name}-{dataset}-{_key(model_name, dataset, str(data_path), asdict(cfg))}.pt"
+        if path.is_file():
+            model.load_state_dict(torch.load(path, weights_only=True))
+            model.eval()
+            return model, splits
+    train(model, splits, cfg, progress=progress, desc=f"dense {model_name}")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(path)
+    return model, splits
