@@ -73,6 +73,8 @@ def cmd_sim(args, UserError, emit_json) -> int:
             print(f"  sample {res['sample']}: {res['cycles_rtl']:,} cycles (model {res['cycles_model']:,}), "
                   f"outputs {'bit-exact' if res['outputs_match'] else 'MISMATCH'}", flush=True)
 
+    if args.verilator:
+        return _sim_verilator(args, image, a, params, what, emit_json)
     if not args.json:
         print(f"eie sim: {what} on a {params.n_pe}-PE array, queue depth {params.fifo_depth}, under Icarus")
     t0 = time.perf_counter()
@@ -117,6 +119,39 @@ def cmd_sim(args, UserError, emit_json) -> int:
         if run.waves:
             print(f"waves: {run.waves} (open with `gtkwave {run.waves}`)")
     return 0 if result["bit_exact"] and result["cycle_exact"] else 1
+
+
+def _sim_verilator(args, image, a, params, what, emit_json) -> int:
+    from .verilator_run import run_verilator
+
+    if args.waves:
+        print("eie sim: --waves is only supported under Icarus; ignoring it with --verilator")
+    if not args.json:
+        print(f"eie sim: {what} on a {params.n_pe}-PE array, queue depth {params.fifo_depth}, Verilator harness")
+    r = run_verilator(image, a, params)
+    result = {"image": what, "params": params.as_dict(), "simulator": "verilator", "samples": len(r.cycles_per_sample),
+              "bit_exact": r.bit_exact, "cycle_exact": r.cycle_exact, "cycles_rtl": r.cycles_per_sample,
+              "cycles_model": r.expected_cycles, "out_frac": image.layers[-1].out_frac,
+              "outputs_int": r.outputs.tolist() if r.bit_exact else None,
+              "simulated_clock_cycles": r.clock_cycles, "simulator_seconds": round(r.seconds, 3),
+              "cycles_per_second": round(r.cycles_per_second, 1), "build_seconds": round(r.build_seconds, 1)}
+    if args.fc8:
+        from eie.golden_model.fc8 import AUTHORS_CYCLES
+
+        result["authors_cycles"] = AUTHORS_CYCLES.get(params.fifo_depth)
+    if args.output:
+        from eie.golden_model.image_file import atomic_write_bytes
+
+        atomic_write_bytes(args.output, [json.dumps(result, indent=2).encode()], overwrite=True)
+    if args.json:
+        emit_json(result)
+    else:
+        ok = r.bit_exact and r.cycle_exact
+        print(f"{'PASS' if ok else 'FAIL'}: outputs {'bit-exact' if r.bit_exact else 'differ'}, cycles "
+              f"{r.cycles_per_sample} vs model {r.expected_cycles}"
+              + (f" (authors' simulator {result['authors_cycles']:,})" if result.get("authors_cycles") else "")
+              + f"; {r.clock_cycles:,} clock cycles at {r.cycles_per_second:,.0f} cycles/s")
+    return 0 if r.bit_exact and r.cycle_exact else 1
 
 
 def _builds(text: str, UserError):
@@ -206,6 +241,8 @@ def add_subcommands(sub, add_output, UserError, emit_json):
     p.add_argument("--fifo-depth", type=int, default=8, help="activation queue depth")
     p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default 48)")
     p.add_argument("--waves", help="dump waves to this .vcd or .fst (open with GTKWave)")
+    p.add_argument("--verilator", action="store_true",
+                   help="run the Verilog in the Verilator C++ harness instead (much faster, no waves)")
     p.add_argument("-o", "--output", help="also write the JSON result here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda a: cmd_sim(a, UserError, emit_json))
