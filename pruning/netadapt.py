@@ -1,0 +1,622 @@
+"""NetAdapt on the EIE cycle model (Yang et al., "NetAdapt: Platform-Aware Neural Network
+Adaptation for Mobile Applications", ECCV 2018, Algorithm 1).
+
+NetAdapt shrinks a pretrained network step by step under a *measured* resource: in
+iteration i the latency target is Res_{i-1} - dR_i; for every layer k a candidate is
+made by pruning layer k alone just until the target is met, each candidate gets a
+short-term finetune and is scored on held-out data, and the most accurate one becomes
+the network of iteration i. When the budget is reached (or no layer can reach the
+target) the result gets a long-term finetune.
+
+Here the platform is EIE: the latency of a network is the number of cycles per
+inference of its fully connected layers, from the golden cycle model
+(`eie.golden_model.cycle_model.cycle_report`) run on a fixed calibration batch, after
+encoding the current pruned weights with `encode_network` for a chosen number of PEs
+(`EIELatency` below, used as the look-up / estimator). Pruning is fine-grained (EIE
+skips zero weights): a candidate of layer k removes the smallest-magnitude surviving
+weights of that layer, through `torch.nn.utils.prune.custom_from_mask`. The number of
+weights to remove is found by bisection on the cycle model; the chosen count is always
+one whose latency was measured to meet the target, so every step's target holds even
+where the cycle count is not monotonic in the number of weights.
+
+Because EIE also skips zero *activations*, the cycles depend on the weight values (the
+ReLU pattern), not only on the mask, so a short-term finetune can move the latency. The
+latency is therefore measured again after the finetune; if it is above the target the
+layer is pruned further (without another finetune) until it is met again. The
+long-term finetune at the end can move the latency the same way; the report gives the
+latency after it and, unless disabled (enforce_final), the most accurate single-layer
+cut back to the last target when the finetune pushed the latency above it. The EIE image
+holds the weight matrices only (the golden model has no bias), so the estimator's
+activation sparsity is that of the bias-free pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from .data import Splits
+from .models import fc_layers
+from .train import TrainConfig, accuracy, train
+
+__all__ = ["EIELatency", "NetAdaptConfig", "run_netadapt", "add_parser", "cli_dense", "cli_run",
+           "effective_weight", "get_mask", "set_mask", "clone_model", "magnitude_order", "sparsity_of"]
+
+
+# --------------------------------------------------------------------------- masks
+
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    """The weight the layer computes with (weight_orig * weight_mask when pruned), detached."""
+    with torch.no_grad():
+        if hasattr(module, "weight_mask"):
+            return (module.weight_orig * module.weight_mask).detach().clone()
+        return module.weight.detach().clone()
+
+
+def get_mask(module: nn.Module) -> torch.Tensor:
+    if hasattr(module, "weight_mask"):
+        return module.weight_mask.detach().clone()
+    return torch.ones_like(module.weight, dtype=torch.float32)
+
+
+def set_mask(module: nn.Module, mask: torch.Tensor) -> None:
+    """Install `mask` (1 = keep) on module.weight with torch.nn.utils.prune (replacing an older one)."""
+    mask = mask.to(dtype=torch.float32)
+    with torch.no_grad():
+        if hasattr(module, "weight_mask"):
+            module.weight_mask.copy_(mask)
+        else:
+            prune.custom_from_mask(module, "weight", mask)
+        module.weight = module.weight_orig * module.weight_mask  # what the forward pre-hook computes
+
+
+def _refresh(model: nn.Module) -> None:
+    """Recompute every pruned module's `weight` as a plain tensor (so deepcopy works)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "weight_mask"):
+                m.weight = m.weight_orig * m.weight_mask
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    _refresh(model)
+    return copy.deepcopy(model)
+
+
+def magnitude_order(weight: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """Flat indices of the surviving weights, smallest |w| first (ties by index: deterministic)."""
+    w = np.abs(weight.detach().numpy().ravel())
+    alive = np.flatnonzero(mask.detach().numpy().ravel() > 0)
+    return alive[np.argsort(w[alive], kind="stable")]
+
+
+def sparsity_of(layers) -> dict:
+    """Per-layer and overall fraction of zero weights of (name, module) pairs."""
+    per, zeros, total = {}, 0, 0
+    for name, m in layers:
+        w = effective_weight(m)
+        z = int((w == 0).sum())
+        per[name] = z / w.numel()
+        zeros += z
+        total += w.numel()
+    return {"overall": zeros / max(1, total), "layers": per}
+
+
+# --------------------------------------------------------------------------- latency
+
+def _linear_codebook(W: np.ndarray) -> np.ndarray:
+    """0 plus 15 evenly spaced values over the non-zero weights' range (no k-means: fast)."""
+    nz = W[W != 0]
+    cb = np.zeros(16)
+    if nz.size:
+        c = np.linspace(nz.min(), nz.max(), 15)
+        c[c == 0] = np.finfo(np.float64).tiny
+        cb[1:] = c
+    return cb
+
+
+@dataclass
+class EIELatency:
+    """EIE cycles per inference of a model's FC layers, from the golden cycle model.
+
+    `calibration` is a fixed batch of model inputs. The FC weights (after pruning) are
+    encoded with `encode_network(weights, n_pe, acc_depth)` (weight sharing: `sharing`
+    = "kmeans", as the encoder does by default, or "linear", 15 evenly spaced
+    centroids: much faster and, for the cycle count, which depends only on which
+    weights and activations are non-zero, nearly the same), the batch is run through
+    the bit-exact functional model, and `cycle_report` gives the cycles. The value is
+    the mean over the batch. Results are cached by the weights' and inputs' bytes.
+    """
+
+    calibration: np.ndarray
+    n_pe: int = 8
+    acc_depth: int = 64
+    fifo_depth: int = 8
+    sharing: str = "linear"
+    calls: int = 0
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.sharing not in ("linear", "kmeans"):
+            raise ValueError(f"sharing must be 'linear' or 'kmeans', not {self.sharing!r}")
+        self.calibration = np.asarray(self.calibration, dtype=np.float32)
+
+    # The FC layers EIE runs and the batch that reaches the first of them.
+    def weights(self, model: nn.Module) -> list[np.ndarray]:
+        return [effective_weight(m).numpy().astype(np.float64) for _, m in fc_layers(model)]
+
+    @torch.no_grad()
+    def fc_input(self, model: nn.Module) -> np.ndarray:
+        first = fc_layers(model)[0][1]
+        seen = {}
+        h = first.register_forward_pre_hook(lambda mod, inp: seen.setdefault("x", inp[0].detach().clone()))
+        try:
+            was = model.training
+            model.eval()
+            model(torch.as_tensor(self.calibration))
+            model.train(was)
+        finally:
+            h.remove()
+        return seen["x"].flatten(1).numpy().astype(np.float64)
+
+    def _encode_run(self, weights, fc_in, sharing):
+        from eie.golden_model import encode_network
+        from eie.golden_model.config import EIEConfig
+        from eie.golden_model.cycle_model import cycle_report
+        from eie.golden_model.functional import quantize_input, run_network
+
+        cbs = [_linear_codebook(W) for W in weights] if sharing == "linear" else None
+        image = encode_network(weights, self.n_pe, acc_depth=self.acc_depth, codebooks=cbs, calibration=fc_in)
+        cfg = EIEConfig(n_pe=self.n_pe, acc_depth=self.acc_depth, fifo_depth=self.fifo_depth)
+        acts = run_network(image, quantize_input(image, fc_in), cfg.acc_bits)
+        return cycle_report(image, acts, cfg)
+
+    def of_weights(self, weights, fc_in) -> float:
+        """Mean cycles per sample of the FC stack `weights` ((n_out, n_in) arrays) on `fc_in`."""
+        h = hashlib.sha1()
+        for W in weights:
+            h.update(np.ascontiguousarray(W, dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(fc_in).tobytes())
+        key = h.hexdigest()
+        if key not in self._cache:
+            self.calls += 1
+            rep = self._encode_run(weights, fc_in, self.sharing)
+            self._cache[key] = rep.cycles / len(fc_in)
+        return self._cache[key]
+
+    def __call__(self, model: nn.Module) -> float:
+        return self.of_weights(self.weights(model), self.fc_input(model))
+
+    def report(self, model: nn.Module, sharing: str | None = None) -> dict:
+        """Cycles per sample (total and per layer) with the given weight sharing (default: own)."""
+        n = len(self.calibration)
+        rep = self._encode_run(self.weights(model), self.fc_input(model), sharing or self.sharing)
+        return {"cycles_per_sample": rep.cycles / n,
+                "layers": {L["name"]: L["cycles"] / n for L in rep.layers},
+                "sharing": sharing or self.sharing, "n_pe": self.n_pe, "calibration_samples": n}
+
+
+# --------------------------------------------------------------------------- NetAdapt
+
+@dataclass(frozen=True)
+class NetAdaptConfig:
+    """NetAdapt settings (EIE cycles per inference are the resource).
+
+    delta:   latency reduction per iteration dR; < 1: fraction of the dense latency,
+             >= 1: cycles. It is multiplied by `delta_decay` after every iteration.
+    budget:  stop when the latency is at most this; <= 1: fraction of the dense
+             latency, > 1: cycles. The last target is clamped to the budget.
+    """
+
+    delta: float = 0.1
+    delta_decay: float = 1.0
+    budget: float = 0.3
+    max_iterations: int = 10
+    short_epochs: int = 3
+    long_epochs: int = 20
+    lr: float = 1e-3
+    batch_size: int = 64
+    n_pe: int = 8
+    acc_depth: int = 64
+    fifo_depth: int = 8
+    n_calibration: int = 32
+    sharing: str = "linear"
+    min_density: float = 0.01   # a layer keeps at least this fraction of its weights
+    enforce_final: bool = True  # after the long-term finetune, prune back to the last target if it moved up
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.delta <= 0 or self.budget <= 0:
+            raise ValueError("delta and budget must be positive")
+        if not 0 < self.delta_decay <= 1:
+            raise ValueError("delta_decay must be in (0, 1]")
+        if self.max_iterations < 0 or self.short_epochs < 0 or self.long_epochs < 0:
+            raise ValueError("iterations and epochs must be >= 0")
+        if not 0 <= self.min_density < 1:
+            raise ValueError("min_density must be in [0, 1)")
+
+
+def _cycles(value: float, dense: float) -> float:
+    return value * dense if value <= 1 else float(value)
+
+
+def _prune_layer_to_target(model: nn.Module, k: int, target: float, est: EIELatency,
+                           min_density: float) -> dict | None:
+    """Prune layer k (smallest surviving |w| first) just until est(model) <= target.
+
+    Bisection on the number of removed weights; the count kept is always one whose
+    latency was measured <= target. Returns None (model untouched) if even the most
+    pruning allowed (min_density) misses the target.
+    """
+    layers = [m for _, m in fc_layers(model)]
+    layer = layers[k]
+    W = effective_weight(layer)
+    mask = get_mask(layer)
+    order = magnitude_order(W, mask)
+    min_keep = max(1, int(np.ceil(min_density * W.numel())))
+    max_prune = len(order) - min_keep
+    fc_in = est.fc_input(model)
+    base = est.weights(model)
+    flat_W = base[k].ravel()
+
+    def lat(m):
+        Wk = flat_W.copy()
+        Wk[order[:m]] = 0.0
+        ws = list(base)
+        ws[k] = Wk.reshape(base[k].shape)
+        return est.of_weights(ws, fc_in)
+
+    start = lat(0)
+    if start <= target:
+        return {"pruned": 0, "latency": start}
+    if max_prune <= 0 or lat(max_prune) > target:
+        return None
+    lo, hi = 0, max_prune          # lat(lo) > target, lat(hi) <= target (both measured)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if lat(mid) <= target:
+            hi = mid
+        else:
+            lo = mid
+    new = mask.clone().ravel()
+    new[torch.as_tensor(order[:hi])] = 0.0
+    set_mask(layer, new.view_as(mask))
+    return {"pruned": int(hi), "latency": lat(hi)}
+
+
+def _finetune(model, splits, cfg: NetAdaptConfig, epochs: int, seed: int):
+    if epochs > 0:
+        train(model, splits, TrainConfig(epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=seed))
+    model.eval()
+    _refresh(model)
+
+
+def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdaptConfig(), *,
+                 out_dir=None, log=None, keep_models: bool = False) -> dict:
+    """NetAdapt on a trained model (left unchanged); returns the result dict.
+
+    The dict holds `iterations` (per iteration: target, per-layer candidates with their
+    latency and validation accuracy, the chosen layer, the latency and the accuracy),
+    `final` (after the long-term finetune, with the k-means-shared latency as well) and
+    `model` (the adapted torch model, not written to JSON; with keep_models also
+    `iteration_models`, the network of every iteration). With `out_dir`, writes
+    netadapt.json and netadapt.png there.
+    """
+    t0 = time.time()
+    say = log or (lambda *a: None)
+    calib = splits.x_train[:cfg.n_calibration]
+    est = EIELatency(calib, n_pe=cfg.n_pe, acc_depth=cfg.acc_depth, fifo_depth=cfg.fifo_depth, sharing=cfg.sharing)
+    cur = clone_model(model)
+    cur.eval()
+    names = [n for n, _ in fc_layers(cur)]
+    dense_lat = est(cur)
+    budget = _cycles(cfg.budget, dense_lat)
+    delta = _cycles(cfg.delta, dense_lat) if cfg.delta < 1 else float(cfg.delta)
+    lat = dense_lat
+    iterations = [{"iteration": 0, "target": None, "latency": lat, "chosen": None,
+                   "val_acc": accuracy(cur, splits, "val"), "test_acc": accuracy(cur, splits, "test"),
+                   "sparsity": sparsity_of(fc_layers(cur)), "candidates": []}]
+    models = [clone_model(cur)]
+    say(f"netadapt: dense latency {lat:.1f} cycles/sample, budget {budget:.1f}, val acc {iterations[0]['val_acc']:.4f}")
+    stop = "max_iterations"
+    for i in range(1, cfg.max_iterations + 1):
+        if lat <= budget:
+            stop = "budget reached"
+            break
+        target = max(lat - delta, budget)
+        candidates, cand_models = [], []
+        for k, name in enumerate(names):
+            cand = clone_model(cur)
+            first = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
+            if first is None:
+                candidates.append({"layer": name, "feasible": False})
+                continue
+            _finetune(cand, splits, cfg, cfg.short_epochs, cfg.seed + i)
+            lat_ft = est(cand)
+            repruned = 0
+            if lat_ft > target:       # the finetune changed the ReLU pattern: prune on until met
+                again = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
+                if again is None:
+                    candidates.append({"layer": name, "feasible": False, "latency_after_finetune": lat_ft})
+                    continue
+                repruned = again["pruned"]
+            c_lat = est(cand)
+            assert c_lat <= target
+            c = {"layer": name, "feasible": True, "pruned": first["pruned"] + repruned,
+                 "repruned_after_finetune": repruned, "latency": c_lat,
+                 "val_acc": accuracy(cand, splits, "val")}
+            candidates.append(c)
+            cand_models.append((c, cand))
+        if not cand_models:
+            stop = "no layer can meet the target"
+            iterations.append({"iteration": i, "target": target, "latency": lat, "chosen": None,
+                               "candidates": candidates})
+            break
+        best_c, best_m = max(cand_models, key=lambda cm: (cm[0]["val_acc"], -cm[0]["latency"]))
+        cur, lat = best_m, best_c["latency"]
+        if keep_models:
+            models.append(clone_model(cur))
+        iterations.append({"iteration": i, "target": target, "delta": delta, "latency": lat,
+                           "chosen": best_c["layer"], "val_acc": best_c["val_acc"],
+                           "test_acc": accuracy(cur, splits, "test"), "sparsity": sparsity_of(fc_layers(cur)),
+                           "candidates": candidates})
+        say(f"netadapt: iter {i}: target {target:.1f} -> {lat:.1f} cycles ({best_c['layer']}), "
+            f"val acc {best_c['val_acc']:.4f}")
+        delta *= cfg.delta_decay
+    else:
+        if lat <= budget:
+            stop = "budget reached"
+    before_long = {"latency": lat, "val_acc": accuracy(cur, splits, "val"), "test_acc": accuracy(cur, splits, "test")}
+    _finetune(cur, splits, cfg, cfg.long_epochs, cfg.seed + 10_000)
+    after_long = {"latency": est(cur), "val_acc": accuracy(cur, splits, "val"),
+                  "test_acc": accuracy(cur, splits, "test")}
+    done = [r for r in iterations if r.get("chosen")]
+    final_target = done[-1]["target"] if done else None
+    enforced = None
+    if cfg.enforce_final and final_target is not None and after_long["latency"] > final_target:
+        # the long-term finetune moved the ReLU pattern: the most accurate single-layer cut back to the target
+        best = None
+        for k, name in enumerate(names):
+            cand = clone_model(cur)
+            r = _prune_layer_to_target(cand, k, final_target, est, cfg.min_density)
+            if r is not None:
+                acc = accuracy(cand, splits, "val")
+                if best is None or acc > best[0]:
+                    best = (acc, cand, {"layer": name, "pruned": r["pruned"], "latency": r["latency"]})
+        if best is not None:
+            cur, enforced = best[1], best[2]
+    final = {"latency": est(cur), "latency_kmeans": est.report(cur, "kmeans")["cycles_per_sample"],
+             "layers_cycles": est.report(cur)["layers"], "target": final_target,
+             "val_acc": accuracy(cur, splits, "val"), "test_acc": accuracy(cur, splits, "test"),
+             "sparsity": sparsity_of(fc_layers(cur)), "before_long_finetune": before_long,
+             "after_long_finetune": after_long, "repruned_after_long_finetune": enforced}
+    dense = {"latency": dense_lat, "latency_kmeans": est.report(model, "kmeans")["cycles_per_sample"],
+             "val_acc": iterations[0]["val_acc"], "test_acc": iterations[0]["test_acc"]}
+    result = {"method": "netadapt", "paper": "Yang et al., NetAdapt, ECCV 2018",
+              "config": asdict(cfg), "dataset": splits.name, "resource": "EIE cycles per inference (FC layers)",
+              "budget_cycles": budget, "dense": dense, "iterations": iterations, "stop_reason": stop,
+              "final": final, "estimator_calls": est.calls, "seconds": time.time() - t0}
+    say(f"netadapt: final {final['latency']:.1f} cycles/sample (k-means {final['latency_kmeans']:.1f}), "
+        f"test acc {final['test_acc']:.4f}")
+    if out_dir is not None:
+        _write(result, Path(out_dir))
+    result["model"] = cur
+    if keep_models:
+        result["iteration_models"] = models
+    return result
+
+
+def _write(result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "netadapt.json").write_text(json.dumps(result, indent=2) + "\n")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    its = [r for r in result["iterations"] if r.get("chosen") is not None or r["iteration"] == 0]
+    x = [r["iteration"] for r in its]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(x, [r["latency"] for r in its], "o-", label="latency")
+    tx = [r["iteration"] for r in its if r["target"] is not None]
+    a1.plot(tx, [r["target"] for r in its if r["target"] is not None], "x--", label="target")
+    a1.axhline(result["budget_cycles"], color="gray", ls=":", label="budget")
+    a1.set_xlabel("iteration")
+    a1.set_ylabel("EIE cycles / inference")
+    a1.legend()
+    a2.plot([r["latency"] for r in its], [100 * r["val_acc"] for r in its], "o-", label="val (short-term finetuned)")
+    a2.plot([result["final"]["latency"]], [100 * result["final"]["test_acc"]], "r*", ms=12,
+            label="final test (long-term finetuned)")
+    a2.invert_xaxis()
+    a2.set_xlabel("EIE cycles / inference")
+    a2.set_ylabel("accuracy (%)")
+    a2.legend()
+    fig.suptitle(f"NetAdapt on EIE ({result['config']['n_pe']} PEs, {result['dataset']})")
+    fig.tight_layout()
+    fig.savefig(out / "netadapt.png", dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _add(p, *flags, **kw):
+    """add_argument unless the shared options already define one of the flags."""
+    if any(f in p._option_string_actions for f in flags):
+        return
+    p.add_argument(*flags, **kw)
+
+
+def _seed_list(text: str) -> list[int]:
+    return [int(t) for t in str(text).split(",") if t.strip()]
+
+
+def add_common_fallback(p) -> None:
+    """The shared options of `eie prune` that `common` did not add (all of them without
+    `common`: tests, standalone use)."""
+    _add(p, "--dataset", default="digits")
+    _add(p, "--data-path", default=None)
+    _add(p, "--model", default="mlp", choices=["mlp", "conv"])
+    _add(p, "--no-bias", action="store_true", help="network without biases")
+    _add(p, "--seeds", type=_seed_list, default=None, help="comma-separated training seeds (default 0)")
+    _add(p, "--epochs", type=int, default=60, help="epochs of the dense training")
+    _add(p, "--lr", type=float, default=1e-3)
+    _add(p, "--batch-size", type=int, default=64)
+    _add(p, "--no-cache", action="store_true", help="always retrain the dense model")
+    _add(p, "--n-pe", type=int, default=8, help="PEs of the EIE array (default 8)")
+    _add(p, "--out", default=None, help="output directory (default reports/prune/<method>)")
+    _add(p, "--json", action="store_true", help="print the result as JSON")
+
+
+def cli_train_config(args, seed: int) -> TrainConfig:
+    return TrainConfig(epochs=getattr(args, "epochs", None) or 60, lr=getattr(args, "lr", None) or 1e-3,
+                       batch_size=getattr(args, "batch_size", None) or 64, seed=seed)
+
+
+def cli_dense(args, seed: int):
+    """(trained dense model, splits, TrainConfig) of one seed from the shared options."""
+    from .data import load_dataset
+    from .models import build_model
+    from .train import CACHE_DIR, _key, dense_model, set_seed
+
+    torch.set_num_threads(1)
+    cfg = cli_train_config(args, seed)
+    cache = None if getattr(args, "no_cache", False) else Path(getattr(args, "cache_dir", None) or CACHE_DIR)
+    name = getattr(args, "model", None) or "mlp"
+    dataset = getattr(args, "dataset", None) or "digits"
+    data_path = getattr(args, "data_path", None)
+    if not getattr(args, "no_bias", False):
+        model, splits = dense_model(name, dataset, cfg, data_path=data_path, cache_dir=cache)
+        return model, splits, cfg
+    splits = load_dataset(dataset, data_path, seed=0)
+    set_seed(seed)
+    model = build_model(name, splits.n_features, splits.n_classes, splits.image_shape)
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            m.register_parameter("bias", None)
+    path = None
+    if cache is not None:
+        key = _key(name, dataset, str(data_path), asdict(cfg), "no-bias", "plugin")
+        path = cache / f"{name}-nobias-plugin-{dataset}-{key}.pt"
+        if path.is_file():
+            model.load_state_dict(torch.load(path, weights_only=True))
+            return model.eval(), splits, cfg
+    train(model, splits, cfg)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+    return model.eval(), splits, cfg
+
+
+_NOT_JSON = ("model", "iteration_models", "agent_obj", "env")
+
+
+def cli_out(args, method: str) -> Path:
+    """The output directory: --out of the shared options, else reports/prune/<method>."""
+    return Path(getattr(args, "out", None) or getattr(args, "out_dir", None) or f"reports/prune/{method}")
+
+
+def cli_quiet(args) -> bool:
+    return getattr(args, "json", False) is True or bool(getattr(args, "quiet", False))
+
+
+def cli_run(args, method: str, run_one, metrics, summary, aggregate=None) -> int:
+    """Run `run_one(seed, out_dir, log) -> result` for every seed (one seed: in the output
+    directory itself; several: in seed<k>/ under it, plus summary.json with the per-seed
+    `metrics(result)`, their means and `aggregate(results, out_dir)`); print
+    `summary(result)` or the JSON (--json)."""
+    seeds = list(getattr(args, "seeds", None) or [0])
+    out = cli_out(args, method)
+    log = None if cli_quiet(args) else print
+    results = [run_one(seed, out if len(seeds) == 1 else out / f"seed{seed}", log) for seed in seeds]
+    if len(seeds) == 1:
+        doc = {k: v for k, v in results[0].items() if k not in _NOT_JSON}
+        text = summary(results[0]) + f"\nwritten to {out}"
+    else:
+        runs = [{"seed": s, **metrics(r)} for s, r in zip(seeds, results)]
+        keys = [k for k, v in runs[0].items() if k != "seed" and isinstance(v, (int, float)) and v is not None]
+        mean = {k: float(np.mean([r[k] for r in runs])) for k in keys}
+        doc = {"method": method, "seeds": seeds, "runs": runs, "mean": mean}
+        out.mkdir(parents=True, exist_ok=True)
+        if aggregate is not None:
+            doc.update(aggregate(results, out))
+        (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+        text = "\n\n".join(f"seed {s}:\n{summary(r)}" for s, r in zip(seeds, results))
+        text += "\n\nmean over seeds: " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items()) + f"\nwritten to {out}"
+    print(json.dumps(doc, indent=2) if getattr(args, "json", False) else text)
+    return 0
+
+
+def cli_func(fn, common):
+    """Wrap a CLI function: ValueError (bad option values) -> common.UserError when available."""
+    err = getattr(common, "UserError", None)
+
+    def run(args):
+        try:
+            return fn(args)
+        except ValueError as e:
+            if err is None:
+                raise
+            raise err(str(e)) from None
+    return run
+
+
+def _summary(res: dict) -> str:
+    lines = ["iter  target    latency  layer     val_acc"]
+    for r in res["iterations"]:
+        if r.get("chosen") is None and r["iteration"]:
+            continue
+        tgt = "-" if r["target"] is None else f"{r['target']:.0f}"
+        lines.append(f"{r['iteration']:>4}  {tgt:>7}  {r['latency']:>8.0f}  {r['chosen'] or 'dense':<8}  "
+                     f"{r['val_acc']:.4f}")
+    f = res["final"]
+    lines.append(f"final (long-term finetuned): {f['latency']:.0f} cycles/inference, test acc {f['test_acc']:.4f} "
+                 f"(dense {res['dense']['latency']:.0f}, {res['dense']['test_acc']:.4f})")
+    return "\n".join(lines)
+
+
+def _metrics(res: dict) -> dict:
+    return {"dense_latency": res["dense"]["latency"], "dense_test_acc": res["dense"]["test_acc"],
+            "latency": res["final"]["latency"], "test_acc": res["final"]["test_acc"],
+            "iterations": sum(1 for r in res["iterations"] if r.get("chosen")),
+            "sparsity": res["final"]["sparsity"]["overall"]}
+
+
+def _cli(args) -> int:
+    def one(seed, out, log):
+        model, splits, tcfg = cli_dense(args, seed)
+        cfg = NetAdaptConfig(delta=args.delta, delta_decay=args.delta_decay, budget=args.budget,
+                             max_iterations=args.iterations, short_epochs=args.short_epochs,
+                             long_epochs=args.long_epochs, lr=tcfg.lr, batch_size=tcfg.batch_size,
+                             n_pe=args.n_pe, acc_depth=getattr(args, "acc_depth", None) or 64,
+                             n_calibration=args.latency_samples, sharing=args.sharing, seed=seed)
+        return run_netadapt(model, splits, cfg, out_dir=out, log=log)
+    return cli_run(args, "netadapt", one, _metrics, _summary)
+
+
+def add_parser(prune_sub, common=None):
+    """Register `eie prune netadapt` on the sub-parsers object of `eie prune`."""
+    p = prune_sub.add_parser("netadapt", help="NetAdapt (Yang et al. 2018) with EIE cycles as the latency",
+                             description=__doc__.split("\n\n")[0])
+    if common is not None:
+        common(p)
+    add_common_fallback(p)
+    _add(p, "--delta", type=float, default=0.1, help="latency cut per iteration: < 1 fraction of dense, else cycles")
+    _add(p, "--delta-decay", type=float, default=1.0)
+    _add(p, "--budget", type=float, default=0.3, help="stop at this latency: <= 1 fraction of dense, else cycles")
+    _add(p, "--iterations", type=int, default=10, help="maximum NetAdapt iterations")
+    _add(p, "--short-epochs", type=int, default=3, help="short-term finetune epochs per candidate")
+    _add(p, "--long-epochs", type=int, default=20, help="long-term finetune epochs at the end")
+    _add(p, "--latency-samples", type=int, default=32, help="training samples the cycle model runs (default 32)")
+    _add(p, "--sharing", default="linear", choices=["linear", "kmeans"],
+         help="weight sharing inside the latency estimator")
+    p.set_defaults(func=cli_func(_cli, common))
+    return p

@@ -1,0 +1,374 @@
+"""Shared plumbing of the pruning methods: dense models per seed, checkpoints, the final
+export (EIE image + compression), reports and plots. The CLI (pruning/cli.py) and the
+other method modules (lottery, netadapt, amc) build on these helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Splits, load_dataset
+from .magnitude import clone_model, kept_fraction, remove_pruning, sparsity_report
+from .models import MLP, ConvNet, build_model
+from .share import codebooks, unshare
+from .train import CACHE_DIR, TrainConfig, _key, accuracy, set_seed, train
+
+__all__ = ["Context", "dense_for", "strip_bias", "arch_of", "build_from_arch", "save_checkpoint",
+           "load_checkpoint", "evaluate_model", "finalize", "summarize", "write_json", "plot_history",
+           "plot_layer_ratios", "plot_compression", "plot_bars"]
+
+
+@dataclass
+class Context:
+    """Everything a method run needs besides its own options."""
+
+    dataset: str = "digits"
+    data_path: str | None = None
+    model: str = "mlp"
+    bias: bool = True
+    dense: TrainConfig = field(default_factory=TrainConfig)  # seed is replaced per run
+    layers: str = "fc"
+    n_pe: int = 8
+    acc_depth: int = 64
+    calib: int = 256
+    cache_dir: Path | None = CACHE_DIR
+    progress: bool = False
+
+    def describe(self) -> dict:
+        d = asdict(self)
+        d["cache_dir"] = None if self.cache_dir is None else str(self.cache_dir)
+        return d
+
+
+def strip_bias(model: nn.Module) -> nn.Module:
+    """Remove the bias of every Linear/Conv layer (EIE computes ReLU(W a): no bias)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
+            m.register_parameter("bias", None)
+    return model
+
+
+def dense_for(ctx: Context, seed: int) -> tuple[nn.Module, Splits]:
+    """The trained dense model of this seed (cached), and the data splits (split seed 0)."""
+    cfg = ctx.dense.with_(seed=seed)
+    if ctx.bias:
+        from .train import dense_model
+
+        return dense_model(ctx.model, ctx.dataset, cfg, data_path=ctx.data_path, cache_dir=ctx.cache_dir,
+                           progress=ctx.progress)
+    splits = load_dataset(ctx.dataset, ctx.data_path, seed=0)
+    set_seed(cfg.seed)
+    model = strip_bias(build_model(ctx.model, splits.n_features, splits.n_classes, splits.image_shape))
+    path = None
+    if ctx.cache_dir is not None:
+        key = _key(ctx.model, ctx.dataset, str(ctx.data_path), asdict(cfg), "no-bias")
+        path = Path(ctx.cache_dir) / f"{ctx.model}-nobias-{ctx.dataset}-{key}.pt"
+        if path.is_file():
+            model.load_state_dict(torch.load(path, weights_only=True))
+            return model.eval(), splits
+    train(model, splits, cfg, progress=ctx.progress, desc=f"dense {ctx.model} (no bias)")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(path)
+    return model.eval(), splits
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+def arch_of(model: nn.Module) -> dict:
+    if isinstance(model, MLP):
+        return {"kind": "mlp", "sizes": list(model.sizes), "bias": model.layers[0].bias is not None}
+    if isinstance(model, ConvNet):
+        return {"kind": "conv", "image_shape": list(model.image_shape), "n_classes": model.fc2.out_features,
+                "channels": [model.conv1.out_channels, model.conv2.out_channels],
+                "hidden": model.fc1.out_features, "bias": model.fc1.bias is not None}
+    raise ValueError(f"cannot describe a {type(model).__name__}")
+
+
+def build_from_arch(arch: dict) -> nn.Module:
+    if arch["kind"] == "mlp":
+        m = MLP(arch["sizes"])
+    elif arch["kind"] == "conv":
+        m = ConvNet(tuple(arch["image_shape"]), arch["n_classes"], tuple(arch["channels"]), arch["hidden"])
+    else:
+        raise ValueError(f"unknown architecture kind {arch.get('kind')!r}")
+    return m if arch.get("bias", True) else strip_bias(m)
+
+
+def save_checkpoint(model: nn.Module, path, meta: dict | None = None) -> Path:
+    """Plain weights (pruning and sharing removed on a copy; zeros baked in), the
+    architecture, the codebooks of shared layers, and `meta`. Loads with weights_only."""
+    path = Path(path)
+    cbs = {n: {"codebook": torch.from_numpy(cb.copy()), "idx": torch.from_numpy(idx.astype(np.int64))}
+           for n, (cb, idx) in codebooks(model).items()}
+    plain = unshare(remove_pruning(clone_model(model)))
+    obj = {"format": "eie-prune-checkpoint", "version": 1, "arch": arch_of(plain),
+           "state_dict": plain.state_dict(), "codebooks": cbs, "meta": dict(meta or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path) -> tuple[nn.Module, dict]:
+    """(model with plain weights, checkpoint dict). Re-attach masks with
+    `magnitude.apply_masks_from_zeros` to keep finetuning sparse."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such checkpoint")
+    try:
+        obj = torch.load(path, weights_only=True)
+    except Exception as e:  # torch raises many kinds for a bad file
+        raise ValueError(f"{path}: not a readable checkpoint ({e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != "eie-prune-checkpoint":
+        raise ValueError(f"{path}: not an eie prune checkpoint (expected format 'eie-prune-checkpoint')")
+    model = build_from_arch(obj["arch"])
+    model.load_state_dict(obj["state_dict"])
+    return model.eval(), obj
+
+
+# -- evaluation and export -----------------------------------------------------------------
+def evaluate_model(model: nn.Module, splits: Splits) -> dict:
+    return {"val_acc": accuracy(model, splits, "val"), "test_acc": accuracy(model, splits, "test")}
+
+
+@torch.no_grad()
+def _with_weights(model: MLP, mats) -> MLP:
+    m = unshare(remove_pruning(clone_model(model)))
+    for fc, W in zip(m.layers, mats):
+        fc.weight.copy_(torch.as_tensor(W, dtype=fc.weight.dtype))
+    return m.eval()
+
+
+def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str, seed: int, *,
+             meta: dict | None = None, write: bool = True, reference_weights: int | None = None) -> dict:
+    """Evaluate the final model of one run, write its checkpoint and (MLP) EIE image.
+
+    Returns {"pruned": {val_acc, test_acc, kept, layers}, "checkpoint", and for the MLP
+    "image": {path, n_pe, decode_matches, check, quantised: {val_acc, test_acc},
+    golden_test: {accuracy, cycles_per_input, ...}}, "compression": {...}}.
+    `reference_weights` (structured methods): FC weights of the original network, so that
+    `kept` and the compression ratios are relative to it.
+    """
+    from eie.golden_model.decoder import decode_image
+    from eie.golden_model.image_file import save_image
+
+    from .export import compression, export_image, image_accuracy
+
+    out_dir = Path(out_dir)
+    layers = sparsity_report(model, ctx.layers)
+    kept = kept_fraction(model, ctx.layers)
+    if reference_weights is not None:
+        kept = sum(r["params"] - r["zeros"] for r in layers.values()) / reference_weights
+    res = {"pruned": evaluate_model(model, splits) | {"kept": kept, "layers": layers}}
+    meta = dict(meta or {}) | {"seed": seed, "dataset": ctx.dataset}
+    if write:
+        res["checkpoint"] = str(save_checkpoint(model, out_dir / f"{stem}-seed{seed}.pt", meta))
+    if isinstance(model, MLP):
+        calib = splits.x_train[: ctx.calib]
+        image, check = export_image(model, calib, ctx.n_pe, acc_depth=ctx.acc_depth, seed=seed, meta=meta)
+        quant = _with_weights(model, decode_image(image))
+        res["image"] = {"n_pe": ctx.n_pe, "acc_depth": ctx.acc_depth, "decode_matches": check["decode_matches"],
+                        "biases_dropped": check["biases_dropped"], "check": check,
+                        "quantised": evaluate_model(quant, splits),
+                        "golden_test": image_accuracy(image, splits.x_test, splits.y_test)}
+        if write:
+            path = out_dir / f"{stem}-seed{seed}.eie"
+            save_image(image, path, overwrite=True)
+            res["image"]["path"] = str(path)
+        res["compression"] = compression(image, reference_weights)
+        res["compression_by_pe"] = compression_by_pe(model, calib, seed=seed, acc_depth=ctx.acc_depth,
+                                                     reference_weights=reference_weights)
+    return res
+
+
+PE_SWEEP = (1, 2, 4, 8, 16, 32, 64)
+
+
+def compression_by_pe(model: nn.Module, calibration, *, seed: int = 0, acc_depth: int = 64,
+                      pes=PE_SWEEP, reference_weights: int | None = None) -> list[dict]:
+    """Total compression ratio of the image for several PE counts: the per-PE pointer
+    arrays (16 bits per column per PE) dominate the index overhead of small layers."""
+    from .export import compression, export_image
+
+    out = []
+    for n in pes:
+        image, _ = export_image(model, calibration, n, acc_depth=acc_depth, seed=seed)
+        c = compression(image, reference_weights)
+        out.append({"n_pe": n, "csc_bits": c["total"]["csc_bits"], "pointer_bits": 16 * c["total"]["pointers"],
+                    "padding_entries": c["total"]["padding_entries"], "ratio_total": c["ratio_total"]})
+    return out
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Means over seeds of the headline numbers (keys documented in docs/pruning.md)."""
+    def get(r, *path):
+        for p in path:
+            if not isinstance(r, dict) or p not in r:
+                return None
+            r = r[p]
+        return r
+
+    s = {
+        "seeds": [r["seed"] for r in runs],
+        "dense_test_acc": _mean(get(r, "dense", "test_acc") for r in runs),
+        "dense_val_acc": _mean(get(r, "dense", "val_acc") for r in runs),
+        "test_acc": _mean(get(r, "final", "pruned", "test_acc") for r in runs),
+        "val_acc": _mean(get(r, "final", "pruned", "val_acc") for r in runs),
+        "kept": _mean(get(r, "final", "pruned", "kept") for r in runs),
+        "quantised_test_acc": _mean(get(r, "final", "image", "quantised", "test_acc") for r in runs),
+        "golden_test_acc": _mean(get(r, "final", "image", "golden_test", "accuracy") for r in runs),
+        "ratio_pruning": _mean(get(r, "final", "compression", "ratio_pruning") for r in runs),
+        "ratio_pruning_sharing": _mean(get(r, "final", "compression", "ratio_pruning_sharing") for r in runs),
+        "ratio_total": _mean(get(r, "final", "compression", "ratio_total") for r in runs),
+    }
+    if s["dense_test_acc"] is not None and s["test_acc"] is not None:
+        s["test_acc_drop"] = s["dense_test_acc"] - s["test_acc"]
+    if s["dense_val_acc"] is not None and s["val_acc"] is not None:
+        s["val_acc_drop"] = s["dense_val_acc"] - s["val_acc"]
+    return s
+
+
+def write_json(path, obj) -> Path:
+    from eie.golden_model.image_file import atomic_write_bytes
+
+    return atomic_write_bytes(path, [json.dumps(obj, indent=2, default=_json_default).encode()], overwrite=True)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# -- plots ---------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(curves: dict[str, list[tuple[float, float]]], path, title: str, dense_acc: float | None = None,
+                 xlabel: str = "FC weights kept (%)", ylabel: str = "validation accuracy (%)") -> None:
+    """Accuracy vs kept fraction: {label: [(kept, acc), ...]} (fractions, plotted in %)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, pts in curves.items():
+        if pts:
+            k, a = zip(*pts)
+            ax.plot([100 * x for x in k], [100 * y for y in a], marker="o", ms=3, label=label)
+    if dense_acc is not None:
+        ax.axhline(100 * dense_acc, color="k", ls="--", lw=1, label="dense")
+    ax.set_xscale("log")
+    ticks = [t for t in (100, 50, 30, 20, 10, 5, 3, 2, 1, 0.5) if t >= 100 * min(
+        (x for pts in curves.values() for x, _ in pts), default=1) * 0.7]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.invert_xaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_layer_ratios(per_layer: dict[str, dict[str, float]], path, title: str = "per-layer weights kept") -> None:
+    """Grouped bars: {series: {layer: kept fraction}}."""
+    plt = _plt()
+    series = list(per_layer)
+    layers = list(dict.fromkeys(n for s in series for n in per_layer[s]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    w = 0.8 / max(1, len(series))
+    for i, s in enumerate(series):
+        vals = [100 * per_layer[s].get(n, float("nan")) for n in layers]
+        bars = ax.bar([j + i * w for j in range(len(layers))], vals, width=w, label=s)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks([j + w * (len(series) - 1) / 2 for j in range(len(layers))], layers)
+    ax.set_ylabel("weights kept (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_compression(comp: dict, path, title: str = "storage of the FC weights") -> None:
+    """Left: total bits per stage (dense, pruning, +4-bit sharing, +CSC index); right: per
+    layer, the stored image's bits split into values, zero runs, padding, pointers, codebook."""
+    from .export import CODEBOOK_BITS, INDEX_BITS, PTR_BITS, ZRUN_BITS
+
+    plt = _plt()
+    t = comp["total"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    stages = [("dense\n32-bit", t["dense_bits"]), ("pruned\n32-bit values", t["pruned_bits"]),
+              ("+ 4-bit\nsharing", t["shared_bits"]), (f"+ CSC index\n({comp['n_pe']} PEs)", t["csc_bits"])]
+    bars = a1.bar([s for s, _ in stages], [b / 8 / 1024 for _, b in stages], color=["grey", "C0", "C1", "C2"])
+    a1.bar_label(bars, labels=[f"{t['dense_bits'] / b:.1f}x" for _, b in stages], fontsize=8)
+    a1.set_yscale("log")
+    a1.set_ylabel("KiB")
+    a1.set_title(title)
+    names = [L["name"] for L in comp["layers"]]
+    parts = {
+        "v (4-bit index)": [INDEX_BITS * L["nonzero"] for L in comp["layers"]],
+        "z (4-bit run)": [ZRUN_BITS * L["nonzero"] for L in comp["layers"]],
+        "padding entries": [(INDEX_BITS + ZRUN_BITS) * L["padding_entries"] for L in comp["layers"]],
+        "pointers (16-bit)": [PTR_BITS * L["pointers"] for L in comp["layers"]],
+        "codebook": [CODEBOOK_BITS for _ in comp["layers"]],
+    }
+    bottom = np.zeros(len(names))
+    for label, vals in parts.items():
+        v = np.array(vals) / 8 / 1024
+        a2.bar(names, v, bottom=bottom, label=label)
+        bottom += v
+    a2.set_ylabel("KiB")
+    a2.set_title("stored image per layer")
+    a2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_bars(values: dict[str, float], path, title: str, ylabel: str, ref: float | None = None,
+              ref_label: str = "dense") -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(values)), 4.2))
+    bars = ax.bar(list(values), [100 * v for v in values.values()], color="C0")
+    ax.bar_label(bars, fmt="%.1f", fontsize=8)
+    if ref is not None:
+        ax.axhline(100 * ref, color="k", ls="--", lw=1, label=ref_label)
+        ax.legend(fontsize=8)
+    lo = min(100 * v for v in values.values())
+    ax.set_ylim(max(0, lo - 5), 100)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,127 @@
+"""Method 2: sensitivity analysis (per-layer pruning ratios from accuracy drop curves).
+
+Each layer is magnitude-pruned alone at r in {0, 0.1, ..., 0.9} (no finetuning) and the
+validation accuracy is measured; the drop against the unpruned model is the layer's
+sensitivity curve. `pick_ratios` gives every layer the largest r reached before its
+curve first exceeds the degradation threshold T (first crossing: a later noisy dip back
+under T is not trusted). `allocate` turns the curves into per-layer ratios for a given
+overall sparsity instead (threshold found by bisection on linearly interpolated
+curves), which is how the method is compared at matched sparsity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from .data import Splits
+from .magnitude import clone_model, prune_to, target_layers
+from .train import accuracy
+
+__all__ = ["DEFAULT_RATIOS", "scan", "pick_ratios", "allocate", "overall_of", "plot_scan"]
+
+DEFAULT_RATIOS = tuple(round(0.1 * i, 1) for i in range(10))
+
+
+def scan(model: nn.Module, splits: Splits, ratios: Sequence[float] = DEFAULT_RATIOS, *, layers: str = "fc",
+         part: str = "val", progress: bool = False) -> dict:
+    """{"base": accuracy, "part", "ratios", "sizes": {layer: params},
+    "layers": {layer: [{"ratio", "acc", "drop"}, ...]}}; the model is not modified."""
+    from tqdm import tqdm
+
+    ratios = sorted({float(r) for r in ratios})
+    if not ratios or ratios[0] < 0 or ratios[-1] >= 1:
+        raise ValueError(f"ratios must lie in [0, 1), got {ratios}")
+    base = accuracy(model, splits, part)
+    named = target_layers(model, layers)
+    out = {"base": base, "part": part, "ratios": ratios, "sizes": {n: m.weight.numel() for n, m in named},
+           "layers": {}}
+    jobs = [(n, r) for n, _ in named for r in ratios]
+    for n, r in tqdm(jobs, desc="sensitivity", disable=not progress, leave=False):
+        m = clone_model(model)
+        prune_to(m, {n: r}, layers=layers)
+        acc = accuracy(m, splits, part)
+        out["layers"].setdefault(n, []).append({"ratio": r, "acc": acc, "drop": base - acc})
+    return out
+
+
+def _first_crossing(curve, threshold) -> float:
+    best = 0.0
+    for p in sorted(curve, key=lambda p: p["ratio"]):
+        if p["drop"] > threshold:
+            break
+        best = p["ratio"]
+    return best
+
+
+def pick_ratios(result: dict, threshold: float) -> dict[str, float]:
+    """Largest ratio per layer before the accuracy drop first exceeds `threshold`."""
+    return {n: _first_crossing(c, threshold) for n, c in result["layers"].items()}
+
+
+def overall_of(ratios: dict[str, float], sizes: dict[str, int]) -> float:
+    """Overall sparsity of per-layer ratios weighted by layer size."""
+    return sum(ratios[n] * sizes[n] for n in ratios) / sum(sizes[n] for n in ratios)
+
+
+def _interp_ratio(curve, threshold) -> float:
+    """Largest ratio (linear interpolation between grid points) before drop > threshold."""
+    pts = sorted(curve, key=lambda p: p["ratio"])
+    prev = None
+    for p in pts:
+        if p["drop"] > threshold:
+            if prev is None:
+                return 0.0
+            r0, d0, r1, d1 = prev["ratio"], prev["drop"], p["ratio"], p["drop"]
+            return r0 + (r1 - r0) * (threshold - d0) / (d1 - d0) if d1 > d0 else r0
+        prev = p
+    return pts[-1]["ratio"]
+
+
+def allocate(result: dict, target: float, iters: int = 60) -> tuple[dict[str, float], float]:
+    """Per-layer ratios reaching overall sparsity `target`, from the sensitivity curves:
+    the threshold T is bisected so that the interpolated first-crossing ratios sum to
+    the target. Returns (ratios, T). Raises if the grid's largest ratio cannot reach it."""
+    sizes = result["sizes"]
+    top = {n: max(p["ratio"] for p in c) for n, c in result["layers"].items()}
+    if overall_of(top, sizes) < target - 1e-12:
+        raise ValueError(f"the scanned ratios (max {max(top.values())}) cannot reach overall sparsity {target}; "
+                         "scan larger ratios")
+    lo, hi = -1e-9, max(p["drop"] for c in result["layers"].values() for p in c) + 1.0
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        s = overall_of({n: _interp_ratio(c, mid) for n, c in result["layers"].items()}, sizes)
+        lo, hi = (mid, hi) if s < target else (lo, mid)
+    ratios = {n: _interp_ratio(c, hi) for n, c in result["layers"].items()}
+    # Land exactly on the target: scale the pruned fractions (never past the grid top).
+    s = overall_of(ratios, sizes)
+    if s > 0:
+        ratios = {n: float(min(top[n], r * target / s)) for n, r in ratios.items()}
+    return ratios, float(hi)
+
+
+def plot_scan(result: dict, path, threshold: float | None = None, picked: dict | None = None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for n, c in result["layers"].items():
+        r = [p["ratio"] for p in c]
+        a = [100 * p["acc"] for p in c]
+        line, = ax.plot(r, a, marker="o", label=f"{n} ({result['sizes'][n]:,} w)")
+        if picked and n in picked:
+            ax.axvline(picked[n], color=line.get_color(), ls=":", lw=1)
+    if threshold is not None:
+        ax.axhline(100 * (result["base"] - threshold), color="k", ls="--", lw=1,
+                   label=f"T = {100 * threshold:.1f} % drop")
+    ax.set_xlabel("pruning ratio of one layer (others dense)")
+    ax.set_ylabel(f"{result['part']} accuracy (%)")
+    ax.set_title("sensitivity analysis")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

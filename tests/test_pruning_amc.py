@@ -1,0 +1,154 @@
+"""AMC (pruning/amc.py): state embedding, action limiting, DDPG updates, budgets, CLI."""
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from eie.pruning.amc import N_FEATURES, AMCConfig, AMCEnv, DDPG, add_parser, run_amc
+from eie.pruning.data import load_dataset
+from eie.pruning.models import MLP, ConvNet, prunable_layers
+from eie.pruning.netadapt import EIELatency, get_mask
+from eie.pruning.train import TrainConfig, train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def small(splits):
+    torch.manual_seed(0)
+    m = MLP((64, 32, 16, 10))
+    train(m, splits, TrainConfig(epochs=6, seed=0))
+    return m
+
+
+def tiny(**kw):
+    base = dict(episodes=12, warmup=4, hidden=32, batch_size=8, updates_per_episode=4, finetune_epochs=1,
+                budget=0.3, n_pe=2, n_calibration=4, seed=1)
+    base.update(kw)
+    return AMCConfig(**base)
+
+
+def test_state_embedding(small, splits):
+    env = AMCEnv(small, splits, tiny(budget=0.9))
+    assert env.T == 3
+    dense = [2 * 64 * 32, 2 * 32 * 16, 2 * 16 * 10]
+    assert env.dense_flops == sum(dense)
+    s = env.reset()
+    assert s.shape == (N_FEATURES,) and s.dtype == np.float32
+    assert np.all(s >= 0) and np.all(s <= 1)
+    # (t, n_out, n_in, h, w, stride, k, FLOPs, reduced, rest, a_prev)
+    assert s[0] == 0 and s[1] == 1.0 and s[2] == 1.0 and s[7] == 1.0
+    assert list(s[3:7]) == [1, 1, 1, 1]                      # FC: 1x1 input, stride 1, kernel 1
+    assert s[8] == 0 and s[9] == pytest.approx((dense[1] + dense[2]) / sum(dense)) and s[10] == 0
+    s1, a, done = env.step(0.5)
+    assert not done and a == pytest.approx(0.5, abs=1e-3)
+    assert s1[0] == pytest.approx(0.5) and s1[1] == pytest.approx(16 / 32) and s1[10] == pytest.approx(a)
+    assert s1[8] == pytest.approx(a * dense[0] / sum(dense), abs=1e-3)
+    # conv layers: kernel, stride and feature-map size appear in the embedding
+    cenv = AMCEnv(ConvNet((8, 8)), splits, tiny())
+    st = cenv.static
+    assert [int(v) for v in st[0][3:7]] == [8, 8, 1, 3] and [int(v) for v in st[1][3:7]] == [8, 8, 1, 3]
+    assert st[0][7] == 2 * 8 * 1 * 9 * 64                      # 2 x weights x output positions
+    assert [int(v) for v in st[2][3:7]] == [1, 1, 1, 1]
+
+
+def test_flops_action_limiting_is_tight(small, splits):
+    cfg = tiny(budget=0.25)
+    env = AMCEnv(small, splits, cfg)
+    env.reset()
+    for _ in range(env.T):          # the agent asks for no pruning at all
+        env.step(0.0)
+    f = env.flops(env.kept)
+    assert f <= env.budget
+    assert f > env.budget - 2 * 2     # as much as the budget allows (integer weights, 2 FLOPs each)
+    # the first layers keep all they can; the last ones pay
+    env.reset()
+    k0 = env.clip(0.0)
+    rest_min = sum(fa * km for fa, km in zip(env.factor[1:], env.kept_min[1:]))
+    assert k0 == math.floor((env.budget - rest_min) / env.factor[0])
+    with pytest.raises(ValueError):
+        AMCEnv(small, splits, tiny(budget=0.01, a_max=0.9))     # 10 % left everywhere > 1 % budget
+
+
+def test_search_respects_flops_budget_and_agent_learns(small, splits, tmp_path):
+    cfg = tiny()
+    res = run_amc(small, splits, cfg, out_dir=tmp_path, keep_agent=True)
+    agent, env = res["agent_obj"], res["env"]
+    for e in res["episodes"]:
+        assert e["flops"] <= res["budget"] and e["budget_met"]
+        assert e["flops"] == env.flops(e["kept"])
+        assert all(0 <= a <= cfg.a_max + 1e-9 for a in e["actions"])
+    assert res["final"]["flops"] <= res["budget"] and res["final"]["budget_met"]
+    # the finetuned network's masks are the best policy's
+    for (n, m), k in zip(prunable_layers(res["model"]), res["best"]["kept"]):
+        assert int(get_mask(m).sum()) == k
+        assert int((m.weight_orig * m.weight_mask != 0).sum()) <= k
+    assert res["best"]["reward"] == max(e["reward"] for e in res["episodes"])
+    # replay buffer: every step of every episode; updates after warm-up only
+    assert len(agent.buffer) == cfg.episodes * env.T
+    assert agent.updates == (cfg.episodes - cfg.warmup) * cfg.updates_per_episode
+    losses = [e["critic_loss"] for e in res["episodes"] if not e["warmup"]]
+    assert len(losses) == cfg.episodes - cfg.warmup and all(math.isfinite(x) for x in losses)
+    assert all(e["critic_loss"] is None for e in res["episodes"] if e["warmup"])
+    fresh = DDPG(N_FEATURES, cfg)                         # the same seed: the initial networks
+    for net, net0 in ((agent.actor, fresh.actor), (agent.critic, fresh.critic), (agent.critic_t, fresh.critic_t)):
+        assert any(not torch.equal(p, p0) for p, p0 in zip(net.parameters(), net0.parameters()))
+    # target networks trail the online ones (soft updates, tau < 1)
+    assert any(not torch.equal(p, pt) for p, pt in zip(agent.actor.parameters(), agent.actor_t.parameters()))
+    # exploration after warm-up: proposals are not the clipped actor means only
+    post = [e["proposed"][0] for e in res["episodes"] if not e["warmup"]]
+    assert len(set(np.round(post, 6))) == len(post)
+    data = json.loads((tmp_path / "amc.json").read_text())
+    assert data["final"]["flops"] == res["final"]["flops"] and (tmp_path / "amc.png").stat().st_size > 1000
+
+
+def test_deterministic(small, splits):
+    cfg = tiny(episodes=8, warmup=3, finetune_epochs=0)
+    a, b = run_amc(small, splits, cfg), run_amc(small, splits, cfg)
+    assert [e["reward"] for e in a["episodes"]] == [e["reward"] for e in b["episodes"]]
+    assert [e["actions"] for e in a["episodes"]] == [e["actions"] for e in b["episodes"]]
+    assert a["final"] == b["final"]
+
+
+def test_cycles_budget_holds_on_the_cycle_model(small, splits):
+    cfg = tiny(constraint="cycles", budget=0.4, episodes=5, warmup=2, reward="error_log")
+    res = run_amc(small, splits, cfg, keep_agent=True)
+    env = res["env"]
+    fresh = EIELatency(splits.x_train[:cfg.n_calibration], n_pe=cfg.n_pe)   # uncached re-measurement
+    for e in res["episodes"]:
+        assert e["cycles"] <= res["budget"]
+        ws = [env.pruned_weight(t, k).numpy().astype(np.float64) for t, k in enumerate(e["kept"])]
+        assert fresh.of_weights(ws, fresh.fc_input(small)) == e["cycles"]
+        assert e["reward"] == pytest.approx(-(1 - e["val_acc"]) * math.log(e["cycles"]))
+    assert res["final"]["cycles"] <= res["budget"] and res["final"]["budget_met"]
+    assert fresh(res["model"]) == res["final"]["cycles"]
+    assert res["budget"] == pytest.approx(0.4 * res["env"].dense_value)
+    assert res["dense"]["cycles"] == pytest.approx(res["env"].dense_value)
+
+
+def test_cli(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    add_parser(sub, None)
+    args = parser.parse_args(["amc", "--epochs", "2", "--no-cache", "--episodes", "3", "--warmup", "2",
+                              "--finetune-epochs", "1", "--budget", "0.3", "--out", str(tmp_path), "--json"])
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "amc" and out["final"]["budget_met"] and len(out["episodes"]) == 3
+    assert out["config"]["n_pe"] == 8 and out["final"]["flops"] <= out["budget"]
+    # a bias-free network (what EIE computes exactly), on the cycle model
+    args = parser.parse_args(["amc", "--epochs", "2", "--no-cache", "--no-bias", "--constraint", "cycles",
+                              "--episodes", "2", "--warmup", "1", "--finetune-epochs", "1", "--budget", "0.5",
+                              "--latency-samples", "4", "--out", str(tmp_path / "c"), "--json"])
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["final"]["budget_met"] and out["final"]["cycles"] <= out["budget"]
