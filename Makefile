@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/eie bench --json -o reports/bench/golden.json
+	$(BIN)/eie bench --out reports/bench $(BENCH_ARGS)
 
 # The 4-PE default array as one Verilog file; `eie verilog --help` lists the parameters.
 verilog: $(STAMP)

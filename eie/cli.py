@@ -76,13 +76,56 @@ def cmd_encode(args) -> int:
     image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
                            calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
                            names=names, seed=args.seed, meta={"weights": str(args.weights)},
-                           calibration_name=f"--calibrate {args.calibrate}")
+                           calibration_name=f"--calibrate {args.calibrate}", balance=args.balance)
     save_image(image, args.output, overwrite=args.force)
     summary = image.summary() | {"output": str(args.output)}
     if args.json:
         _emit_json(summary)
     else:
         _print_summary(summary, f"wrote {args.output}")
+    return 0
+
+
+def cmd_balance(args) -> int:
+    from eie.golden_model.balance import balance_image
+    from eie.golden_model.config import EIEConfig
+    from eie.golden_model.image_file import load_image, save_image
+    from eie.golden_model.model import run_image
+
+    if args.fc8:
+        from eie.golden_model.fc8 import fc8_image, load_fc8
+
+        ref = load_fc8(None if args.fc8 == "default" else args.fc8)
+        image, what, x = fc8_image(ref), f"AlexNet FC8 ({ref.source})", ref.act[None, :]
+    elif args.image:
+        image, what, x = load_image(args.image), str(args.image), None
+    else:
+        raise UserError("balance: give an IMAGE or --fc8")
+    calib = _load_array(args.calibrate, "--calibrate") if args.calibrate else None
+    if calib is not None and np.asarray(calib).shape[-1] != image.layers[0].n_in:
+        raise UserError(f"--calibrate {args.calibrate}: expected inputs of length {image.layers[0].n_in}, "
+                        f"got shape {np.asarray(calib).shape}")
+    balanced = balance_image(image, calibration=calib)
+    save_image(balanced, args.output, overwrite=args.force)
+    measure = x if calib is None else calib
+    info = {"image": what, "output": str(args.output)}
+    if measure is not None:
+        cfg = EIEConfig.for_image(image, fifo_depth=args.fifo_depth)
+        before, after = run_image(image, measure, cfg), run_image(balanced, measure, cfg)
+        info |= {"measured_on": "--calibrate" if calib is not None else "the FC8 input act.dat",
+                 "cycles_before": before.report.cycles, "cycles_after": after.report.cycles,
+                 "busiest_pe_entries_before": before.report.busiest_pe_entries,
+                 "busiest_pe_entries_after": after.report.busiest_pe_entries,
+                 "outputs_identical": bool((before.outputs_int == after.outputs_int).all())}
+    if args.json:
+        _emit_json(info)
+    else:
+        print(f"wrote {args.output}: {what} with output rows permuted across {image.n_pe} PEs")
+        if "cycles_before" in info:
+            print(f"  cycles on {info['measured_on']} at queue depth {args.fifo_depth}: {info['cycles_before']:,} -> "
+                  f"{info['cycles_after']:,}; busiest PE {info['busiest_pe_entries_before']:,} -> "
+                  f"{info['busiest_pe_entries_after']:,} entries; outputs "
+                  f"{'identical' if info['outputs_identical'] else 'DIFFER'}")
     return 0
 
 
@@ -159,26 +202,37 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from eie.bench import golden_bench
+    from eie.bench import BenchConfig, run_bench, write_report
 
-    result = golden_bench(fc8_dir=args.fc8, repeat=args.repeat, progress=not args.json)
-    if args.output:
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(args.output, [json.dumps(result, indent=2).encode()], overwrite=True)
+    kw = {"balance": not args.no_balance, "rtl": args.rtl, "fc8_dir": args.fc8}
+    if args.repeat is not None:
+        kw["repeat"] = args.repeat
+    if args.sections:
+        kw["sections"] = tuple(args.sections)
+    cfg = BenchConfig.tiny(**kw) if args.tiny else BenchConfig(**kw)
+    out = Path(args.out)
+    result = run_bench(cfg, progress=not args.json)
+    paths = write_report(result, out)
     if args.json:
         _emit_json(result)
     else:
         _print_bench(result)
+        print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
 def cmd_demo(args) -> int:
-    from eie.demo import run_demo
+    from eie.demo import DemoConfig, run_demo
 
-    result = run_demo(out_dir=Path(args.out), n_pe=args.n_pe, seed=args.seed, progress=not args.json)
+    kw = {k: getattr(args, k) for k in ("n_pe", "seed", "rtl", "rtl_samples") if getattr(args, k) is not None}
+    if args.no_waves:
+        kw["waves"] = False
+    cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
+    if cfg.n_pe < 1 or cfg.rtl_samples < 1:
+        raise UserError("demo: --n-pe and --rtl-samples must be positive integers")
+    result = run_demo(out_dir=Path(args.out), cfg=cfg, progress=not args.json)
     if args.json:
-        _emit_json(result)
+        _emit_json({k: v for k, v in result.items() if k != "pruning_history"})
     return 0
 
 
@@ -304,13 +358,21 @@ def _print_report(rep, image):
 
 
 def _print_bench(res):
-    rows = [[k, v] for k, v in res.items() if not isinstance(v, (dict, list))]
-    _table("golden-model benchmark", ["key", "value"], rows)
-    if "fc8_depth_sweep" in res:
-        _table("FC8 on 64 PEs", ["fifo depth", "cycles", "authors", "diff %"],
-               [[r["fifo_depth"], r["cycles"], r.get("authors_cycles") or "-",
-                 r.get("diff_percent") if r.get("diff_percent") is not None else "-"]
-                for r in res["fc8_depth_sweep"]])
+    rows = res["table_iv"]
+    if rows:
+        _table(f"Table IV on {res['config']['n_pe']} PEs, queue depth {res['config']['fifo_depth']} (µs at 800 MHz)",
+               ["layer", "cycles", "µs", "paper µs", "diff %", "balanced µs"],
+               [[r["layer"], r["cycles"], f"{r['us_at_800MHz']:.2f}", r["paper_measured_us"],
+                 f"{r['diff_vs_measured_percent']:+.1f}",
+                 f"{r['balanced']['us_at_800MHz']:.2f}" if "balanced" in r else "-"] for r in rows])
+    f = res.get("fc8")
+    if f:
+        _table("AlexNet FC8 (authors' data)", ["cycles", "authors", "diff %", "ideal", "balanced",
+                                               "balanced, calibrated"],
+               [[f["cycles"], f["authors_cycles"], f"{f['diff_vs_authors_percent']:+.2f}", f["ideal_cycles"],
+                 f["balanced"]["cycles"] if "balanced" in f else "-",
+                 f["balanced_calibrated"]["cycles"] if "balanced_calibrated" in f else "-"]])
+    _table("summary", ["key", "value"], [[k, v] for k, v in res["summary"].items()])
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -329,10 +391,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", help=".npy input sample(s) used to choose activation formats")
     p.add_argument("--act-frac", type=int, default=DEFAULT_ACT_FRAC, help="activation fractional bits without --calibrate")
     p.add_argument("--relu-last", action="store_true", help="apply ReLU after the last layer too")
+    p.add_argument("--balance", action="store_true",
+                   help="permute output rows across PEs to balance their work (uses --calibrate if given); "
+                        "outputs stay in the original order")
     p.add_argument("--seed", type=int, default=0)
     _add_output(p, "image file to write")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("balance", help="re-encode an image with output rows permuted to balance the PEs")
+    p.add_argument("image", nargs="?", help="EIE image to balance")
+    p.add_argument("--fc8", nargs="?", const="default", help="balance the authors' AlexNet FC8 instead")
+    p.add_argument("--calibrate", help=".npy input sample(s): weight each column by how often it is non-zero")
+    p.add_argument("--fifo-depth", type=int, default=DEFAULT_FIFO_DEPTH, help="queue depth for the before/after cycles")
+    _add_output(p, "balanced image file to write")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_balance)
 
     p = sub.add_parser("decode", help="EIE image -> dense quantised weights (float)")
     p.add_argument("image")
@@ -357,17 +431,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("bench", help="golden/cycle model speed and FC8 cycles (JSON)")
+    p = sub.add_parser("bench", help="Table IV, FC8, queue/PE sweeps, load balance and model speeds (JSON + plots)")
+    p.add_argument("--out", default="reports/bench", help="report directory (bench.json, bench.md, PNGs)")
+    p.add_argument("--tiny", action="store_true", help="shrunken layers and sweeps (seconds; for tests)")
+    p.add_argument("--sections", nargs="+", choices=["table", "fc8", "depth", "pe", "speed"],
+                   help="run only these sections (default: all)")
+    p.add_argument("--rtl", choices=["icarus", "verilator", "none"], default="icarus",
+                   help="simulator for the RTL speed figure")
+    p.add_argument("--no-balance", action="store_true", help="skip the load-balanced re-encodings")
     p.add_argument("--fc8", help="FC8 reference directory (default: ../shared/data/eie-alexnet-fc8)")
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("-o", "--output", help="also write the JSON here")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--repeat", type=int, help="timing repeats (best of)")
+    p.add_argument("--json", action="store_true", help="print the JSON result")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("demo", help="end-to-end demo on the embedded default")
+    p = sub.add_parser("demo", help="end to end: train, prune, share, encode, golden model, RTL (reports/demo)")
     p.add_argument("--out", default="reports/demo", help="report directory")
-    p.add_argument("--n-pe", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-pe", type=int, help="PEs of the image and the RTL (default 8)")
+    p.add_argument("--seed", type=int, help="training/pruning seed (default 0)")
+    p.add_argument("--rtl", choices=["icarus", "none"], help="run a sample of inputs on the RTL (default icarus)")
+    p.add_argument("--rtl-samples", type=int, help="test inputs run on the RTL (default 32)")
+    p.add_argument("--no-waves", action="store_true", help="do not write the RTL waveform (FST)")
+    p.add_argument("--quick", action="store_true", help="short training and finetuning (seconds; for tests)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -1,94 +1,234 @@
-"""`eie demo` / `make demo`: the golden model end to end on its embedded default.
+"""`eie demo` / `make demo`: from a trained network to hardware results, in one command.
 
-A random pruned two-layer network (made by the code, seeded), weight-shared and
-encoded for N PEs, run through the bit-exact golden model and the cycle model, and
-checked against the float reference within the bound of docs/numerics.md. Writes
-reports/demo/demo.json and a per-PE load plot.
+1. the dense digits MLP 64-300-100-10 (bias-free: EIE computes ReLU(W a)), trained or
+   loaded from the cache; 2. iterative global magnitude pruning with finetuning to 8 % of
+   the weights; 3. 4-bit weight sharing (k-means, centroid finetuning); 4. export to the
+   EIE image for N PEs; 5. the whole test set through the bit-exact golden model and the
+   cycle model (hardware accuracy next to the float accuracy, error bound checked);
+   6. a sample of test inputs through the RTL under cocotb/Icarus (bit- and cycle-exact);
+   7. reports/demo/: demo.json, demo.md, PNG plots, the image, the checkpoint, the waves.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from eie.golden_model.config import EIEConfig
-from eie.golden_model.encoder import encode_network
-from eie.golden_model.image_file import atomic_write_bytes, save_image
-from eie.golden_model.model import run_image
-from eie.golden_model.reference import error_bound, float_reference, saturated_outputs
-
-__all__ = ["run_demo", "random_pruned_network"]
+__all__ = ["DemoConfig", "run_demo"]
 
 
-def random_pruned_network(seed: int = 0, shape=(784, 300, 100), density=(0.08, 0.12)):
-    """LeNet-300-100-sized random layers pruned to the given weight densities."""
-    rng = np.random.default_rng(seed)
-    weights = []
-    for (n_in, n_out), d in zip(zip(shape[:-1], shape[1:]), density):
-        W = rng.normal(0, 1 / np.sqrt(n_in * d), (n_out, n_in))
-        weights.append(W * (rng.random(W.shape) < d))
-    x = np.maximum(rng.normal(0.2, 1.0, (16, shape[0])), 0)
-    return weights, x
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int = 0
+    n_pe: int = 8
+    kept: float = 0.08            # fraction of FC weights kept (Deep Compression's LeNet-300-100 figure)
+    dense_epochs: int = 60
+    steps: int = 4                # prune -> finetune rounds
+    ft_epochs: int = 60
+    final_epochs: int = 150
+    centroid_epochs: int = 30
+    rtl: str = "icarus"           # icarus | none
+    rtl_samples: int = 32
+    waves: bool = True            # FST of the RTL run (GTKWave)
+    fifo_depth: int = 8
+
+    @classmethod
+    def quick(cls, **kw) -> "DemoConfig":
+        """Minutes -> seconds (tests): short training, 2 rounds, 2 RTL samples."""
+        return replace(cls(dense_epochs=8, steps=2, ft_epochs=3, final_epochs=3, centroid_epochs=2, rtl_samples=2,
+                           waves=False), **kw)
 
 
-def run_demo(out_dir: Path = Path("reports/demo"), n_pe: int = 8, seed: int = 0, progress: bool = True) -> dict:
-    from rich.console import Console
+def _step(con, i: int, text: str):
+    con.print(f"[bold cyan][{i}/6][/] {text}")
 
-    con = Console(quiet=not progress)
-    weights, x = random_pruned_network(seed)
-    with con.status("weight sharing (k-means) and encoding"):
-        image = encode_network(weights, n_pe, calibration=x, seed=seed, meta={"demo": "random pruned MLP"})
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_image(image, out_dir / "demo.eie", overwrite=True)
-    with con.status("golden model and cycle model"):
-        res = run_image(image, x, EIEConfig.for_image(image))
+
+def _golden(image, x, y, float_logits, config):
+    """Golden model on the whole set: accuracy, agreement with float, error bound, cycles."""
+    from eie.golden_model.model import run_image
+    from eie.golden_model.reference import error_bound, float_reference, saturated_outputs
+
+    res = run_image(image, x, config)
     ref = float_reference(image, x)[-1]
     bound = error_bound(image, x, res.layer_outputs)[-1]
-    ok = saturated_outputs(res.outputs_int) | (np.abs(res.outputs - ref) <= bound)
+    within = saturated_outputs(res.outputs_int) | (np.abs(res.outputs - ref) <= bound)
+    pred = res.outputs.argmax(1)
     rep = res.report.as_dict()
-    summary = {
-        "image": str(out_dir / "demo.eie"), "n_pe": n_pe, "samples": int(x.shape[0]),
-        "layers": [[L.n_in, L.n_out, round(float(np.count_nonzero(L.v)) / (L.n_in * L.n_out), 4)]
-                   for L in image.layers],
-        "max_abs_error_vs_float": float(np.abs(res.outputs - ref).max()),
-        "max_error_bound": float(bound.max()),
-        "within_bound": bool(ok.all()),
-        "argmax_agreement": float(np.mean(res.outputs.argmax(1) == ref.argmax(1))),
-        "cycle_report": {k: v for k, v in rep.items() if k != "per_pe"},
-    }
-    atomic_write_bytes(out_dir / "demo.json", [json.dumps(summary | {"per_pe": rep["per_pe"]}, indent=2).encode()],
-                       overwrite=True)
-    _plot(rep, out_dir / "per_pe.png")
-    con.print(f"[bold]EIE demo[/]: {len(image.layers)} layers {[L[:2] for L in summary['layers']]} on {n_pe} PEs, "
-              f"{summary['samples']} inputs")
-    con.print(f"  golden vs float: max |error| {summary['max_abs_error_vs_float']:.3g} "
-              f"(bound {summary['max_error_bound']:.3g}) -> {'OK' if ok.all() else 'OUT OF BOUND'}; "
-              f"argmax agreement {summary['argmax_agreement']:.0%}")
-    con.print(f"  cycles {rep['cycles']:,} ({rep['cycles'] // x.shape[0]:,}/input), useful MACs {rep['useful_macs']:,}, "
-              f"load-balance efficiency {rep['load_balance_efficiency']:.1%}")
-    con.print(f"  wrote {out_dir}/demo.json, demo.eie, per_pe.png")
-    if not ok.all():
-        raise SystemExit("demo: golden model outside the error bound")
+    return {"accuracy": float(np.mean(pred == y)), "samples": int(len(y)),
+            "float_image_accuracy": float(np.mean(ref.argmax(1) == y)),
+            "argmax_agreement_with_float_model": float(np.mean(pred == float_logits.argmax(1))),
+            "max_abs_error_vs_float": float(np.abs(res.outputs - ref).max()),
+            "max_error_bound": float(bound.max()), "within_bound": bool(within.all()),
+            "cycles": rep["cycles"], "cycles_per_input": rep["cycles"] / len(y),
+            "cycles_per_input_min": int(min(rep["cycles_per_sample"])),
+            "cycles_per_input_max": int(max(rep["cycles_per_sample"])),
+            "us_per_input_at_800MHz": rep["cycles"] / len(y) / 800.0,
+            "useful_macs_per_input": rep["useful_macs"] / len(y),
+            "load_balance_efficiency": rep["load_balance_efficiency"],
+            "per_layer": rep["layers"], "per_pe": rep["per_pe"]}, res
+
+
+def _balance(image, splits, gres, config) -> dict:
+    """Re-encode with output rows permuted across PEs (golden_model/balance.py), tuned on
+    training inputs, measured on the test set: same outputs (original order), fewer cycles?"""
+    from eie.golden_model.balance import balance_image
+    from eie.golden_model.model import run_image
+
+    bal = balance_image(image, calibration=splits.x_train[:256])
+    res = run_image(bal, splits.x_test, config)
+    before, after = gres.report.cycles, res.report.cycles
+    return {"outputs_identical": bool((res.outputs_int == gres.outputs_int).all()),
+            "cycles_per_input": after / len(splits.y_test), "cycles_before_per_input": before / len(splits.y_test),
+            "cycles_saved_percent": 100.0 * (before - after) / before,
+            "busiest_pe_entries": res.report.busiest_pe_entries,
+            "busiest_pe_entries_before": gres.report.busiest_pe_entries,
+            "load_balance_efficiency": res.report.as_dict()["load_balance_efficiency"]}
+
+
+def _rtl(image, a_int, golden_cycles, cfg: DemoConfig, out_dir: Path, con) -> dict:
+    """The first inputs through the RTL under Icarus; the scoreboard checks every output word."""
+    if cfg.rtl == "none":
+        return {"skipped": "--rtl none"}
+    if shutil.which("iverilog") is None:
+        con.print("[yellow]  Icarus Verilog not installed: RTL step skipped "
+                  "(apt-get update && apt-get install -y iverilog)[/]")
+        return {"skipped": "iverilog not installed"}
+    from eie.hdl.loader import params_for_image
+    from eie.sim.cases import Case
+    from eie.sim.runner import build, run_cases
+
+    params = params_for_image(image, fifo_depth=cfg.fifo_depth)
+    t0 = time.perf_counter()
+    with con.status("compiling the RTL (Amaranth -> Verilog -> Icarus)"):
+        build(params)
+    build_s = time.perf_counter() - t0
+    waves = str(out_dir / "demo_rtl.fst") if cfg.waves else None
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(a_int), desc="RTL samples (Icarus)", disable=con.quiet)
+    run = run_cases([Case("demo", image, a_int)], params, waves=waves, on_result=lambda r: bar.update())
+    bar.close()
+    res = run.results
+    return {"simulator": "icarus (cocotb)", "params": params.as_dict(), "samples": len(res),
+            "bit_exact": all(r["outputs_match"] for r in res) and len(res) == len(a_int),
+            "cycle_exact": all(r["cycles_rtl"] == r["cycles_model"] for r in res) and len(res) == len(a_int),
+            "ok": run.ok and len(res) == len(a_int),
+            "cycles_rtl": [r["cycles_rtl"] for r in res], "cycles_model": [int(c) for c in golden_cycles],
+            "build_seconds": build_s, "sim_seconds": run.sim_seconds,
+            "clock_cycles_simulated": run.clock_cycles, "sim_cycles_per_s": run.cycles_per_second,
+            "waves": waves}
+
+
+def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(), progress: bool = True) -> dict:
+    import torch
+    from rich.console import Console
+
+    from eie.golden_model.config import EIEConfig
+    from eie.golden_model.functional import quantize_input
+    from eie.pruning.finetune import FinetuneConfig, finetune, iterative_prune
+    from eie.pruning.magnitude import kept_fraction
+    from eie.pruning.pipeline import Context, dense_for, evaluate_model, finalize
+    from eie.pruning.share import share_weights
+    from eie.pruning.train import TrainConfig
+
+    from .demo_report import write_demo_report
+
+    t_start = time.perf_counter()
+    torch.set_num_threads(1)
+    con = Console(quiet=not progress)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(bias=False, n_pe=cfg.n_pe, progress=progress, dense=TrainConfig(epochs=cfg.dense_epochs))
+    tcfg = ctx.dense.with_(seed=cfg.seed)
+    times = {}
+
+    _step(con, 1, "dense MLP 64-300-100-10 on scikit-learn digits (cached after the first run)")
+    t0 = time.perf_counter()
+    model, splits = dense_for(ctx, cfg.seed)
+    dense = evaluate_model(model, splits)
+    times["dense"] = time.perf_counter() - t0
+    con.print(f"      dense float test accuracy {dense['test_acc']:.2%}")
+
+    _step(con, 2, f"iterative global magnitude pruning to {cfg.kept:.0%} of the weights, {cfg.steps} rounds + finetuning")
+    t0 = time.perf_counter()
+    history = iterative_prune(model, splits, 1.0 - cfg.kept, tcfg, steps=cfg.steps,
+                              ft=FinetuneConfig(epochs=cfg.ft_epochs, final_epochs=cfg.final_epochs),
+                              scope="global", progress=progress)
+    pruned = evaluate_model(model, splits) | {"kept": kept_fraction(model)}
+    times["prune"] = time.perf_counter() - t0
+    con.print(f"      pruned: {pruned['kept']:.2%} kept, float test accuracy {pruned['test_acc']:.2%}")
+
+    _step(con, 3, "4-bit weight sharing (16 shared weights per layer, index 0 = 0) + centroid finetuning")
+    t0 = time.perf_counter()
+    share_weights(model, seed=cfg.seed)
+    kmeans = evaluate_model(model, splits)
+    finetune(model, splits, tcfg, cfg.centroid_epochs, 0.1, progress=progress, desc="centroid finetuning",
+             seed_offset=500)
+    shared = evaluate_model(model, splits)
+    times["share"] = time.perf_counter() - t0
+    con.print(f"      shared: float test accuracy {shared['test_acc']:.2%} (k-means alone {kmeans['test_acc']:.2%})")
+
+    _step(con, 4, f"export to the EIE image for {cfg.n_pe} PEs (per-PE interleaved CSC, decode check)")
+    t0 = time.perf_counter()
+    fin = finalize(model, splits, ctx, out_dir, "demo", cfg.seed, meta={"demo": True})
+    from eie.golden_model.image_file import load_image
+
+    image = load_image(fin["image"]["path"])
+    times["export"] = time.perf_counter() - t0
+    comp = fin["compression"]
+    con.print(f"      {fin['image']['path']}: compression {comp['ratio_pruning']:.1f}x pruning, "
+              f"{comp['ratio_pruning_sharing']:.1f}x + 4-bit, {comp['ratio_total']:.1f}x as stored (CSC)")
+
+    _step(con, 5, f"whole test set ({len(splits.y_test)} inputs) through the golden model and the cycle model")
+    t0 = time.perf_counter()
+    from eie.pruning.export import float_outputs
+
+    config = EIEConfig.for_image(image, fifo_depth=cfg.fifo_depth)
+    golden, gres = _golden(image, splits.x_test, splits.y_test, float_outputs(model, splits.x_test), config)
+    times["golden"] = time.perf_counter() - t0
+    con.print(f"      hardware arithmetic accuracy {golden['accuracy']:.2%} vs float {shared['test_acc']:.2%}; "
+              f"max |error| {golden['max_abs_error_vs_float']:.3g} <= bound {golden['max_error_bound']:.3g}: "
+              f"{'OK' if golden['within_bound'] else 'OUT OF BOUND'}")
+    con.print(f"      {golden['cycles_per_input']:.0f} cycles/input ({golden['us_per_input_at_800MHz']:.2f} µs at "
+              f"800 MHz), load-balance efficiency {golden['load_balance_efficiency']:.1%}")
+
+    t0 = time.perf_counter()
+    balance = _balance(image, splits, gres, config)
+    times["balance"] = time.perf_counter() - t0
+    con.print(f"      load balancing (rows permuted, tuned on training inputs): {balance['cycles_per_input']:.0f} "
+              f"cycles/input ({balance['cycles_saved_percent']:+.1f} % saved on the test set), outputs "
+              f"{'identical' if balance['outputs_identical'] else 'DIFFER'}")
+
+    _step(con, 6, f"{cfg.rtl_samples} test inputs through the RTL ({cfg.n_pe} PEs) under cocotb")
+    t0 = time.perf_counter()
+    k = min(cfg.rtl_samples, len(splits.y_test))
+    a_int = quantize_input(image, splits.x_test[:k])
+    rtl = _rtl(image, a_int, gres.report.cycles_per_sample[:k], cfg, out_dir, con)
+    times["rtl"] = time.perf_counter() - t0
+    if "skipped" not in rtl:
+        con.print(f"      RTL outputs {'bit-exact' if rtl['bit_exact'] else 'MISMATCH'}, cycles "
+                  f"{'equal to the cycle model' if rtl['cycle_exact'] else 'DIFFER'}: {rtl['cycles_rtl']}")
+
+    summary = {"config": asdict(cfg), "dataset": "scikit-learn digits (8x8, 10 classes)",
+               "network": [int(L.n_in) for L in image.layers] + [int(image.layers[-1].n_out)],
+               "accuracy": {"dense_float": dense["test_acc"], "pruned_float": pruned["test_acc"],
+                            "shared_float": shared["test_acc"], "kmeans_float": kmeans["test_acc"],
+                            "image_weights_float": fin["image"]["quantised"]["test_acc"],
+                            "hardware_golden": golden["accuracy"]},
+               "kept": pruned["kept"], "pruning_history": history, "image": fin["image"], "compression": comp,
+               "checkpoint": fin.get("checkpoint"), "golden": golden, "load_balance": balance, "rtl": rtl,
+               "seconds": {**times, "total": time.perf_counter() - t_start}}
+    files = write_demo_report(summary, out_dir)
+    con.print(f"wrote {out_dir}/: " + ", ".join(files) + f" in {summary['seconds']['total']:.0f} s")
+    failed = [what for what, bad in (("golden model outside the error bound", not golden["within_bound"]),
+                                     ("RTL mismatch", "skipped" not in rtl and not rtl["ok"]),
+                                     ("balanced image computes different outputs", not balance["outputs_identical"]),
+                                     ("image does not decode to the shared weights",
+                                      not fin["image"]["decode_matches"])) if bad]
+    if failed:
+        raise SystemExit("demo: " + "; ".join(failed))
     return summary
-
-
-def _plot(rep: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pe = [p["pe"] for p in rep["per_pe"]]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar(pe, [p["busy_cycles"] for p in rep["per_pe"]], label="busy")
-    ax.bar(pe, [p["idle_cycles"] for p in rep["per_pe"]], bottom=[p["busy_cycles"] for p in rep["per_pe"]],
-           label="idle (starved)", color="0.8")
-    ax.set_xlabel("PE")
-    ax.set_ylabel("cycles")
-    ax.set_title(f"per-PE load: {rep['cycles']:,} cycles, efficiency {rep['load_balance_efficiency']:.1%}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

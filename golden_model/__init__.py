@@ -5,10 +5,12 @@ from .errors import ConfigError, EIEError, ImageFormatError, InputError
 from .image import EIEImage, EncodedLayer
 from .encoder import encode_indices, encode_layer, encode_network
 from .decoder import decode_image, decode_indices, decode_int_weights, decode_weights
+from .balance import balance_image
 
 __all__ = [
     "EIEError", "ImageFormatError", "ConfigError", "InputError",
     "EIEImage", "EncodedLayer",
     "encode_indices", "encode_layer", "encode_network",
     "decode_image", "decode_indices", "decode_int_weights", "decode_weights",
+    "balance_image",
 ]

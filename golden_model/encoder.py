@@ -5,6 +5,10 @@ of `acc_depth`; within each (batch, column) the entries are stored in row order 
 z = zeros before the entry in that column (per-column counting, reset at each column
 start). A gap of g zeros needs g // 16 padding entries (v = 0, z = 15), then the real
 entry with z = g % 16 (EIE paper, Fig. 2 and Section III).
+
+Load balancing (golden_model/balance.py) only changes which logical row each hardware
+row holds: `encode_layer(..., row_perm=, col_perm=)` stores W[row_perm][:, col_perm],
+and `encode_network(..., balance=True)` chooses the permutations.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import numpy as np
 from . import numerics as nm
 from .codebook import assign_indices, check_codebook, fixed_point_codebook, kmeans_codebook
 from .errors import InputError
-from .image import EIEImage, EncodedLayer
+from .image import EIEImage, EncodedLayer, permutation_problem
 from .layout import n_blocks
 
-__all__ = ["check_weights", "encode_indices", "encode_layer", "encode_network", "DEFAULT_ACT_FRAC", "DEFAULT_ACC_DEPTH"]
+__all__ = ["check_weights", "check_permutation", "encode_indices", "encode_layer", "encode_network",
+           "DEFAULT_ACT_FRAC", "DEFAULT_ACC_DEPTH"]
 
 DEFAULT_ACT_FRAC = 8   # Q7.8 when no calibration input is given
 DEFAULT_ACC_DEPTH = 64  # accumulator register file per PE (EIE paper: 64 entries)
@@ -86,33 +91,60 @@ def check_weights(W, what: str) -> np.ndarray:
     return W
 
 
+def check_permutation(perm, n: int, what: str) -> np.ndarray | None:
+    """None, or `perm` as int64 after checking it is a permutation of range(n) (InputError)."""
+    if perm is None:
+        return None
+    msg = permutation_problem(perm, n)
+    if msg:
+        raise InputError(f"{what}: {msg}")
+    return np.asarray(perm, dtype=np.int64)
+
+
 def encode_layer(W, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH, codebook=None,
                  in_frac: int = DEFAULT_ACT_FRAC, out_frac: int = DEFAULT_ACT_FRAC,
-                 relu: bool = True, name: str = "fc0", seed: int = 0) -> EncodedLayer:
-    """Weight-share (k-means or the given codebook) and encode one dense layer."""
+                 relu: bool = True, name: str = "fc0", seed: int = 0,
+                 row_perm=None, col_perm=None) -> EncodedLayer:
+    """Weight-share (k-means or the given codebook) and encode one dense layer.
+
+    With `row_perm` / `col_perm` (permutations of the rows / columns of W) hardware row
+    r holds W's row row_perm[r] and hardware column c is W's column col_perm[c].
+    """
     W = check_weights(W, name)
+    row_perm = check_permutation(row_perm, W.shape[0], f"{name}: row_perm")
+    col_perm = check_permutation(col_perm, W.shape[1], f"{name}: col_perm")
     cbf = kmeans_codebook(W, seed=seed) if codebook is None else check_codebook(codebook, f"{name}: codebook")
     cbf = cbf.astype(np.float32).astype(np.float64)  # the image stores float32 centroids
     cb_int, w_frac = fixed_point_codebook(cbf)
     idx = assign_indices(W, cbf)
+    if row_perm is not None:
+        idx = idx[row_perm]
+    if col_perm is not None:
+        idx = idx[:, col_perm]
     ptr, v, z = encode_indices(idx, n_pe, acc_depth)
     out_frac = min(out_frac, in_frac + w_frac)
     return EncodedLayer(name=name, n_in=W.shape[1], n_out=W.shape[0], relu=relu,
                         in_frac=in_frac, w_frac=w_frac, out_frac=out_frac,
                         codebook=cb_int, codebook_float=cbf.astype(np.float32),
-                        ptr=ptr, v=v, z=z, acc_depth=acc_depth)
+                        ptr=ptr, v=v, z=z, acc_depth=acc_depth, row_perm=row_perm, col_perm=col_perm)
 
 
 def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH,
                    codebooks: Sequence | None = None, calibration=None,
                    act_frac: int = DEFAULT_ACT_FRAC, relu_last: bool = False,
                    names: Sequence[str] | None = None, seed: int = 0,
-                   meta: dict | None = None, calibration_name: str = "calibration input") -> EIEImage:
+                   meta: dict | None = None, calibration_name: str = "calibration input",
+                   balance=False) -> EIEImage:
     """Encode a stack of FC layers (ReLU between them) into one validated image.
 
     With a `calibration` input (float, (n_in,) or (batch, n_in)) each activation format
     gets the most fractional bits that hold the largest |value| seen in a float
     forward pass (through the weight-shared weights); otherwise all use `act_frac`.
+
+    `balance`: False (default: row i on PE i mod N); True, or a balance.BalanceOptions,
+    permutes every layer's output rows across PEs to balance their work
+    (balance.balance_image; the calibration input, if any, gives the activation
+    statistics). Outputs of the golden model stay in the weights' original order.
     """
     _check_pe_args(n_pe, acc_depth)
     weights = [check_weights(W, f"W{i}") for i, W in enumerate(weights)]
@@ -147,5 +179,14 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
                              out_frac=fracs[i + 1], relu=relu, name=names[i], seed=seed)
         fracs[i + 1] = layer.out_frac  # may be capped so that the shift is >= 0
         layers.append(layer)
-    return EIEImage(n_pe=int(n_pe), acc_depth=int(acc_depth), layers=layers,
-                    meta=dict(meta or {})).validate()
+    image = EIEImage(n_pe=int(n_pe), acc_depth=int(acc_depth), layers=layers,
+                     meta=dict(meta or {})).validate()
+    if balance is not False and balance is not None:
+        from .balance import BalanceOptions, balance_image  # local: balance imports this module
+
+        if balance is True:
+            balance = BalanceOptions()
+        elif not isinstance(balance, BalanceOptions):
+            raise InputError(f"balance must be True, False or a BalanceOptions, not {balance!r}")
+        image = balance_image(image, calibration, options=balance)
+    return image

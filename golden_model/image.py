@@ -3,6 +3,13 @@
 The on-disk form is in image_file.py; both are specified in docs/image-format.md.
 `validate()` is the single place that checks an image's consistency, so a loaded
 file, an encoder result and a hand-built image all meet the same rules.
+
+Row permutation (load balancing, golden_model/balance.py): a layer may store its rows in
+a permuted *hardware order*: hardware row r (PE r mod N, local row r div N) holds the
+original (*logical*) row `row_perm[r]`. The next layer's columns are stored in the same
+order (`col_perm` = the previous layer's `row_perm`), so layers chain on the hardware
+without un-permuting; only the last layer's outputs are un-permuted on read-back.
+Everything stored (ptr, v, z, coordinates) is in hardware order.
 """
 
 from __future__ import annotations
@@ -16,7 +23,32 @@ from . import numerics as nm
 from .errors import ImageFormatError
 from .layout import n_blocks, rows_in_block
 
-__all__ = ["EncodedLayer", "EIEImage", "EntryCoordinates"]
+__all__ = ["EncodedLayer", "EIEImage", "EntryCoordinates", "permutation_problem"]
+
+
+def permutation_problem(perm, n: int) -> str | None:
+    """None if `perm` is a permutation of range(n) (1-D integers), else what is wrong."""
+    p = np.asarray(perm)
+    if p.ndim != 1 or p.shape[0] != n:
+        return f"expected {n} entries (a permutation of 0..{n - 1}), got shape {p.shape}"
+    if p.dtype.kind not in "iu":
+        return f"expected integers, got dtype {p.dtype}"
+    if n == 0:
+        return None
+    bad = (p < 0) | (p >= n)
+    if np.any(bad):
+        i = int(np.flatnonzero(bad)[0])
+        return f"entry {i} = {int(p[i])} is outside 0..{n - 1}"
+    seen = np.bincount(p.astype(np.int64), minlength=n)
+    if np.any(seen != 1):
+        dup = int(np.flatnonzero(seen > 1)[0])
+        missing = int(np.flatnonzero(seen == 0)[0])
+        return f"not a permutation of 0..{n - 1}: {dup} appears {int(seen[dup])} times and {missing} is missing"
+    return None
+
+
+def _is_identity(perm) -> bool:
+    return perm is None or bool(np.array_equal(perm, np.arange(len(perm))))
 
 
 @dataclass(frozen=True)
@@ -50,14 +82,54 @@ class EncodedLayer:
     v: np.ndarray         # uint8 (entries,), all PEs concatenated in PE order
     z: np.ndarray         # uint8 (entries,)
     acc_depth: int        # accumulators per PE: local rows per output batch
+    # Load balancing (optional, None = identity): hardware row r holds logical row
+    # row_perm[r]; hardware column c is logical input col_perm[c], which must equal the
+    # previous layer's row_perm (the network input itself is never permuted).
+    row_perm: np.ndarray | None = None   # int64 (n_out,)
+    col_perm: np.ndarray | None = None   # int64 (n_in,)
 
     def __post_init__(self):
         # Decoded coordinates and matrices are cached per layer, so the arrays are frozen:
         # an in-place edit would otherwise go unseen. Build a new layer to change one.
-        for name in ("codebook", "codebook_float", "ptr", "v", "z"):
-            arr = np.array(getattr(self, name), copy=True)
+        for name in ("codebook", "codebook_float", "ptr", "v", "z", "row_perm", "col_perm"):
+            val = getattr(self, name)
+            if val is None:
+                continue
+            arr = np.array(val, copy=True)
+            if name.endswith("_perm") and arr.dtype.kind in "iu":
+                arr = arr.astype(np.int64)  # validate() rejects anything else, naming the field
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
+
+    # -- hardware <-> logical order -------------------------------------------------------
+    @property
+    def is_permuted(self) -> bool:
+        """True if rows or columns are stored in a non-identity order."""
+        return not (_is_identity(self.row_perm) and _is_identity(self.col_perm))
+
+    @property
+    def logical_rows(self) -> np.ndarray:
+        """Logical row held by each hardware row, int64 (n_out,) (arange if unpermuted)."""
+        return np.arange(self.n_out) if self.row_perm is None else self.row_perm
+
+    @property
+    def logical_cols(self) -> np.ndarray:
+        """Logical input of each hardware column, int64 (n_in,) (arange if unpermuted)."""
+        return np.arange(self.n_in) if self.col_perm is None else self.col_perm
+
+    def outputs_to_logical(self, y: np.ndarray) -> np.ndarray:
+        """Outputs (..., n_out) in hardware row order -> original row order (a new array)."""
+        y = np.asarray(y)
+        if self.row_perm is None:
+            return y.copy()
+        out = np.empty_like(y)
+        out[..., self.row_perm] = y
+        return out
+
+    def outputs_to_hardware(self, y: np.ndarray) -> np.ndarray:
+        """Inverse of outputs_to_logical."""
+        y = np.asarray(y)
+        return y.copy() if self.row_perm is None else y[..., self.row_perm]
 
     @property
     def n_pe(self) -> int:
@@ -133,6 +205,9 @@ class EIEImage:
             self.fail("layers", "expected at least one layer")
         for i, layer in enumerate(self.layers):
             self._validate_layer(i, layer)
+        first = self.layers[0]
+        if first.col_perm is not None and not _is_identity(first.col_perm):
+            self.fail("layers[0].col_perm", "the network input is never permuted: expected none or the identity")
         for i in range(1, len(self.layers)):
             prev, cur = self.layers[i - 1], self.layers[i]
             if cur.n_in != prev.n_out:
@@ -141,6 +216,10 @@ class EIEImage:
                 self.fail(f"layers[{i}].in_frac",
                           f"{cur.in_frac} does not match layers[{i-1}].out_frac = {prev.out_frac} "
                           "(the register files swap without rescaling)")
+            if not np.array_equal(cur.logical_cols, prev.logical_rows):
+                self.fail(f"layers[{i}].col_perm",
+                          f"does not match layers[{i-1}].row_perm: a layer's columns must be in the previous "
+                          "layer's hardware row order (the register files swap without un-permuting)")
         return self
 
     def _validate_layer(self, i: int, L: EncodedLayer):
@@ -153,6 +232,10 @@ class EIEImage:
             val = getattr(L, name)
             if not isinstance(val, (int, np.integer)) or val < 1:
                 self.fail(f"{w}.{name}", f"expected a positive integer, got {val!r}")
+        for name, n in (("row_perm", L.n_out), ("col_perm", L.n_in)):
+            perm = getattr(L, name)
+            if perm is not None and (msg := permutation_problem(perm, n)):
+                self.fail(f"{w}.{name}", f"{msg} (layer {L.name!r})")
         for name in ("in_frac", "w_frac", "out_frac"):
             val = getattr(L, name)
             if not isinstance(val, (int, np.integer)) or not 0 <= val <= nm.MAX_FRAC:
@@ -223,5 +306,6 @@ class EIEImage:
                 "entries": int(L.v.size), "padding_entries": int(L.v.size) - real,
                 "weight_density": real / (L.n_in * L.n_out),
                 "max_pe_entries": int(L.entries_per_pe.max()),
+                "row_permuted": not _is_identity(L.row_perm),
             })
         return out

@@ -4,6 +4,10 @@ Layout: 8-byte magic, u16 major, u16 minor, u32 header length H, H bytes of UTF-
 JSON, then the arrays, each 8-byte aligned at the offset its header entry gives,
 little-endian, with a CRC-32. Loading checks every field and names the one that is
 wrong; saving writes a temporary file beside the target and renames it into place.
+
+Version 1.1 adds one optional array per layer, `row_perm` (load balancing); a layer's
+`col_perm` is not stored, it is the previous layer's `row_perm`. An image without any
+permutation is written as 1.0, byte for byte as before, and 1.0 files load unchanged.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ from .image import EIEImage, EncodedLayer
 __all__ = ["MAGIC", "VERSION", "save_image", "load_image", "atomic_write_bytes"]
 
 MAGIC = b"EIEIMAGE"
-VERSION = (1, 0)
+VERSION = (1, 1)            # newest this code writes (1.0 when no layer is permuted)
+_PERM_MINOR = 1             # first minor version with layers[i].row_perm
 _PREAMBLE = struct.Struct("<8sHHI")
 _ARRAYS = {  # per-layer array -> required dtype
     "codebook": "<i2", "codebook_float": "<f4", "ptr": "<u4", "v": "|u1", "z": "|u1",
+}
+_OPTIONAL_ARRAYS = {  # per-layer array that may be absent -> required dtype (format 1.1)
+    "row_perm": "<u4",
 }
 _LAYER_INTS = ("n_in", "n_out", "in_frac", "w_frac", "out_frac")
 
@@ -71,7 +79,11 @@ def save_image(image: EIEImage, path, overwrite: bool = False) -> Path:
         hdr = {"name": L.name, "relu": bool(L.relu), **{k: int(getattr(L, k)) for k in _LAYER_INTS}}
         for name, dtype in _ARRAYS.items():
             arrays.append((f"layers[{i}].{name}", np.ascontiguousarray(getattr(L, name), dtype=dtype)))
+        for name, dtype in _OPTIONAL_ARRAYS.items():
+            if getattr(L, name) is not None:
+                arrays.append((f"layers[{i}].{name}", np.ascontiguousarray(getattr(L, name), dtype=dtype)))
         layers_hdr.append(hdr)
+    minor = _PERM_MINOR if any(L.row_perm is not None for L in image.layers) else 0
     table, offset = {}, 0
     for name, arr in arrays:
         table[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape), "offset": offset,
@@ -83,7 +95,7 @@ def save_image(image: EIEImage, path, overwrite: bool = False) -> Path:
     hbytes += b" " * ((-(len(hbytes) + _PREAMBLE.size)) % 8)
 
     def chunks():
-        yield _PREAMBLE.pack(MAGIC, VERSION[0], VERSION[1], len(hbytes))
+        yield _PREAMBLE.pack(MAGIC, VERSION[0], minor, len(hbytes))
         yield hbytes
         for _, arr in arrays:
             yield arr.tobytes()
@@ -148,8 +160,9 @@ def load_image(path) -> EIEImage:
         nbytes = _get(ent, "nbytes", int, src, where)
         crc = _get(ent, "crc32", int, src, where)
         field = name.split(".")[-1]
-        if dtype != np.dtype(_ARRAYS[field]).str:
-            _fail(src, name, f"dtype {dtype!r}, expected {np.dtype(_ARRAYS[field]).str!r}")
+        want = np.dtype(_ARRAYS.get(field) or _OPTIONAL_ARRAYS[field]).str
+        if dtype != want:
+            _fail(src, name, f"dtype {dtype!r}, expected {want!r}")
         if not all(isinstance(s, int) and s >= 0 for s in shape):
             _fail(src, name, f"shape {shape!r} is not a list of non-negative integers")
         itemsize = np.dtype(dtype).itemsize
@@ -164,11 +177,16 @@ def load_image(path) -> EIEImage:
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
     layers = []
+    prev_perm = None
     for i, lh in enumerate(layers_hdr):
         w = f"layers[{i}]"
         kw = {k: _get(lh, k, int, src, w) for k in _LAYER_INTS}
         name = _get(lh, "name", str, src, w)
         relu = _get(lh, "relu", bool, src, w)
         arrs = {k: array(f"{w}.{k}") for k in _ARRAYS}
-        layers.append(EncodedLayer(name=name, relu=relu, acc_depth=acc_depth, **kw, **arrs))
+        # optional (1.1): a 1.0 file has none; a 1.0 reader ignores them (outputs then in hardware order)
+        arrs |= {k: array(f"{w}.{k}") for k in _OPTIONAL_ARRAYS if f"{w}.{k}" in table}
+        layer = EncodedLayer(name=name, relu=relu, acc_depth=acc_depth, col_perm=prev_perm, **kw, **arrs)
+        layers.append(layer)
+        prev_perm = layer.row_perm
     return EIEImage(n_pe=n_pe, acc_depth=acc_depth, layers=layers, meta=meta, source=src).validate()

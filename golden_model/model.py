@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,10 +17,25 @@ __all__ = ["RunResult", "run_image"]
 
 @dataclass
 class RunResult:
-    layer_outputs: list[np.ndarray]   # [input, y0, y1, ...] as int64 (batch, n)
-    outputs_int: np.ndarray           # last layer, int64 (batch, n_out)
-    outputs: np.ndarray               # last layer, dequantised float64
+    """Outputs in the original (logical) order; `hw_*` in the hardware order.
+
+    For a load-balanced image (EncodedLayer.row_perm) the PE array computes and stores
+    every layer's outputs in hardware row order; `layer_outputs`, `outputs_int` and
+    `outputs` are un-permuted back to the order of the encoder's weights. The RTL
+    contract (what the activation memories hold, hdl/loader.output_reads without a
+    permutation) is `hw_layer_outputs` / `hw_outputs_int`. Unpermuted images: both equal.
+    """
+
+    layer_outputs: list[np.ndarray]   # [input, y0, y1, ...] as int64 (batch, n), logical order
+    outputs_int: np.ndarray           # last layer, int64 (batch, n_out), logical order
+    outputs: np.ndarray               # last layer, dequantised float64, logical order
     report: CycleReport
+    hw_layer_outputs: list[np.ndarray] = field(default_factory=list)  # as the hardware stores them
+
+    @property
+    def hw_outputs_int(self) -> np.ndarray:
+        """Last layer's outputs in hardware row order (what the RTL's activation memory holds)."""
+        return self.hw_layer_outputs[-1] if self.hw_layer_outputs else self.outputs_int
 
 
 def run_image(image: EIEImage, x, config: EIEConfig | None = None, *, int_input: bool = False,
@@ -29,7 +44,9 @@ def run_image(image: EIEImage, x, config: EIEConfig | None = None, *, int_input:
     config = config or EIEConfig.for_image(image)
     config.check_image(image)
     a = check_int_input(x, image.layers[0].n_in) if int_input else quantize_input(image, x)
-    acts = run_network(image, a, config.acc_bits)
+    acts = run_network(image, a, config.acc_bits)       # hardware order (the input is never permuted)
     rep = cycle_report(image, acts, config, trace=trace)
-    y = acts[-1]
-    return RunResult(acts, y, dequantize(y, image.layers[-1].out_frac), rep)
+    logical = [acts[0]] + [L.outputs_to_logical(y) if L.row_perm is not None else y
+                           for L, y in zip(image.layers, acts[1:])]
+    y = logical[-1]
+    return RunResult(logical, y, dequantize(y, image.layers[-1].out_frac), rep, acts)

@@ -114,6 +114,21 @@ def start_writes() -> list[tuple[int, int]]:
     return [(hm.address(hm.Region.CTRL, hm.Ctrl.CMD), hm.Cmd.START)]
 
 
-def output_reads(n_out: int, n_pe: int) -> list[int]:
-    """Bus addresses of outputs 0 .. n_out-1 (16-bit two's complement in the low bits)."""
-    return [hm.address(hm.Region.ACT, i // n_pe, i % n_pe) for i in range(n_out)]
+def output_reads(n_out: int, n_pe: int, row_perm=None) -> list[int]:
+    """Bus addresses of outputs 0 .. n_out-1 (16-bit two's complement in the low bits).
+
+    Without `row_perm`: in hardware row order, output r at PE r % N, local r // N (the
+    cycle-/bit-exact contract: golden_model RunResult.hw_outputs_int). With the last
+    layer's `row_perm` (a load-balanced image, EncodedLayer.row_perm): in the original
+    (logical) order, so the words read compare with RunResult.outputs_int; logical output
+    row_perm[r] lives at hardware row r.
+    """
+    if row_perm is None:
+        hw = range(n_out)
+    else:
+        perm = np.asarray(row_perm, dtype=np.int64)
+        if perm.shape != (n_out,):
+            raise ConfigError(f"row_perm has shape {perm.shape}, expected ({n_out},)")
+        hw = np.empty(n_out, dtype=np.int64)
+        hw[perm] = np.arange(n_out)           # hardware row of every logical output
+    return [hm.address(hm.Region.ACT, int(r) // n_pe, int(r) % n_pe) for r in hw]

@@ -25,7 +25,7 @@ class BatchTrace:
 
 @dataclass
 class RTLRun:
-    outputs: np.ndarray                     # (batch, n_out) int64, 16-bit values
+    outputs: np.ndarray                     # (batch, n_out) int64, 16-bit values, original (un-permuted) order
     cycles_per_sample: list = field(default_factory=list)
     params: ArrayParams | None = None
     batches: list = field(default_factory=list)   # with trace=True: BatchTrace per batch, in order
@@ -78,7 +78,7 @@ def run_rtl(image, a_int, params: ArrayParams | None = None, *, vcd: str | None 
             else:
                 raise TimeoutError(f"sample {s}: the array did not finish within {max_cycles} cycles")
             result.cycles_per_sample.append(await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.CYCLES)))
-            for i, addr in enumerate(output_reads(n_out, params.n_pe)):
+            for i, addr in enumerate(output_reads(n_out, params.n_pe, image.layers[-1].row_perm)):
                 word = await bus_read(ctx, bus, addr) & 0xFFFF
                 result.outputs[s, i] = word - 0x10000 if word & 0x8000 else word
 

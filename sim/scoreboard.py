@@ -1,4 +1,10 @@
-"""Scoreboard: RTL outputs and cycles against the golden model and the cycle model."""
+"""Scoreboard: RTL outputs and cycles against the golden model and the cycle model.
+
+Outputs are compared in hardware row order: the driver reads them with
+hdl.loader.output_reads(n_out, n_pe), hardware row r at PE r % N, and the golden side is
+RunResult.hw_outputs_int. For a load-balanced image (last layer's row_perm) hardware row
+r holds the original output row_perm[r]; a mismatch names both.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +44,9 @@ class Scoreboard:
     results: list = field(default_factory=list)
 
     def expect(self, case):
+        """(outputs in hardware row order (batch, n_out), cycles per sample)."""
         gold = run_image(case.image, case.inputs, self.config, int_input=True)
-        return gold.outputs_int, gold.report.cycles_per_sample
+        return gold.hw_outputs_int, gold.report.cycles_per_sample
 
     def check(self, case, expected, sample: int, outputs, cycles_rtl: int, cycles_monitor: int) -> SampleResult:
         want, want_cycles = expected
@@ -49,6 +56,9 @@ class Scoreboard:
         if len(bad):
             i = int(bad[0])
             first = {"index": i, "rtl": int(got[i]), "golden": int(want[sample][i]), "count": int(len(bad))}
+            perm = case.image.layers[-1].row_perm
+            if perm is not None:
+                first["logical_index"] = int(perm[i])   # index i is a hardware row
         res = SampleResult(case.name, case.seed, sample, not len(bad), int(cycles_rtl), int(cycles_monitor),
                            int(want_cycles[sample]), first)
         self.results.append(res)

@@ -81,7 +81,7 @@ def run_verilator(image, a_int, params: ArrayParams, root: Path = ROOT) -> Veril
         lines += [f"W {a_} {d}" for a_, d in input_writes(a, params.n_pe) + start_writes()]
         lines.append("S")
         lines.append(f"R {hm.address(hm.Region.CTRL, hm.Ctrl.CYCLES)}")
-        lines += [f"R {addr}" for addr in output_reads(n_out, params.n_pe)]
+        lines += [f"R {addr}" for addr in output_reads(n_out, params.n_pe, image.layers[-1].row_perm)]  # logical order
     ops = binary.parent.parent / "ops.txt"
     res = binary.parent.parent / "result.txt"
     ops.write_text("\n".join(lines) + "\n")

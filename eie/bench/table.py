@@ -1,0 +1,106 @@
+"""Table IV reproduced: the nine Table III layers and the real FC8 on the cycle model."""
+
+from __future__ import annotations
+
+from tqdm import tqdm
+
+from eie.golden_model.config import EIEConfig
+from eie.golden_model.cycle_model import cycle_report
+from eie.golden_model.fc8 import AUTHORS_CYCLES
+
+from .layers import BenchLayer, fc8_layer, synthetic_layer
+from .paper import CLOCK_MHZ, PAPER_FIFO_DEPTH, PAPER_N_PE, TABLE_III, PaperLayer
+
+__all__ = ["bench_layers", "layer_cycles", "table_iv", "fc8_row", "TABLE_SEED"]
+
+TABLE_SEED = 2016   # layer i of Table III uses seed TABLE_SEED + i
+
+
+def bench_layers(mode: str = "table", scale: float = 1.0, layers=TABLE_III) -> list[tuple[PaperLayer, BenchLayer]]:
+    """Synthetic layers for Table III. mode 'table': the stated densities; 'work': densities
+    scaled so the useful MACs equal Table IV's theoretical time (PaperLayer.work_matched_densities).
+    `scale` < 1 shrinks both dimensions (tests and quick runs)."""
+    if mode not in ("table", "work"):
+        raise ValueError(f"mode must be 'table' or 'work', not {mode!r}")
+    out = []
+    for i, P in enumerate(layers):
+        w, a = (P.weight_density, P.act_density) if mode == "table" else P.work_matched_densities()
+        n_in, n_out = max(1, round(P.n_in * scale)), max(1, round(P.n_out * scale))
+        out.append((P, synthetic_layer(P.name, n_in, n_out, w, a, seed=TABLE_SEED + i)))
+    return out
+
+
+def layer_cycles(layer: BenchLayer, n_pe: int, fifo_depth: int, image=None, act_depth: int | None = None) -> dict:
+    """Cycle-model figures of one layer on one input (the CycleReport summary)."""
+    image = image if image is not None else layer.image(n_pe)
+    need = -(-max(layer.shape) // n_pe)
+    cfg = EIEConfig.for_image(image, fifo_depth=fifo_depth, act_depth=max(act_depth or 0, need, 1024))
+    rep = cycle_report(image, [layer.a[None, :]], cfg)
+    d = rep.as_dict()
+    return {k: d[k] for k in ("cycles", "useful_macs", "entries_processed", "padding_entries",
+                              "busiest_pe_entries", "balanced_bound", "load_balance_efficiency",
+                              "broadcasts", "broadcast_stall_cycles")} | {
+        "ideal_cycles": -(-d["useful_macs"] // n_pe)}
+
+
+def _balanced(layer: BenchLayer, image, calibrated: bool):
+    """Row-permuted re-encoding (golden_model/balance.py). Uncalibrated: from the weights
+    alone (every input assumed non-zero alike); calibrated: tuned on the layer's own input,
+    an optimistic figure since the same input is then measured."""
+    from eie.golden_model.balance import balance_image
+
+    return balance_image(image, calibration=layer.a[None, :] if calibrated else None, int_input=True)
+
+
+def _balanced_figures(L: BenchLayer, image, n_pe: int, fifo_depth: int, before: int, calibrated: bool) -> dict:
+    b = layer_cycles(L, n_pe, fifo_depth, _balanced(L, image, calibrated))
+    return {k: b[k] for k in ("cycles", "busiest_pe_entries", "load_balance_efficiency")} | {
+        "us_at_800MHz": b["cycles"] / CLOCK_MHZ, "calibrated": calibrated,
+        "cycles_saved_percent": 100.0 * (before - b["cycles"]) / before}
+
+
+def _row(P: PaperLayer | None, L: BenchLayer, n_pe: int, fifo_depth: int, balance: bool, image=None) -> dict:
+    image = image if image is not None else L.image(n_pe)
+    c = layer_cycles(L, n_pe, fifo_depth, image)
+    us = c["cycles"] / CLOCK_MHZ
+    row = {"layer": L.name, "shape": [L.shape[1], L.shape[0]], "source": L.source,
+           "weight_density": L.weight_density, "act_density": L.act_density,
+           **c, "us_at_800MHz": us, "ideal_us": c["ideal_cycles"] / CLOCK_MHZ}
+    if P is not None:
+        row |= {"paper_weight_density": P.weight_density, "paper_act_density": P.act_density,
+                "paper_measured_us": P.measured_us, "paper_theoretical_us": P.theoretical_us,
+                "diff_vs_measured_percent": 100.0 * (us - P.measured_us) / P.measured_us,
+                "diff_vs_theoretical_percent": 100.0 * (us - P.theoretical_us) / P.theoretical_us,
+                "paper_measured_over_theoretical": P.measured_us / P.theoretical_us,
+                "ours_over_ideal": c["cycles"] / max(1, c["ideal_cycles"])}
+    if balance:
+        row["balanced"] = _balanced_figures(L, image, n_pe, fifo_depth, c["cycles"], calibrated=False)
+    return row
+
+
+def table_iv(mode: str = "table", scale: float = 1.0, n_pe: int = PAPER_N_PE, fifo_depth: int = PAPER_FIFO_DEPTH,
+             balance: bool = True, progress: bool = True, layers=TABLE_III) -> list[dict]:
+    rows = []
+    for P, L in tqdm(bench_layers(mode, scale, layers), desc=f"Table III layers ({mode} densities)",
+                     disable=not progress):
+        rows.append(_row(P, L, n_pe, fifo_depth, balance) | {"mode": mode})
+    return rows
+
+
+def fc8_row(fc8_dir=None, fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = True) -> dict | None:
+    """FC8 as the authors stored it (their entries, unchanged), next to their simulator."""
+    from eie.golden_model.fc8 import fc8_image, load_fc8
+
+    L = fc8_layer(fc8_dir)
+    if L is None:
+        return None
+    image = fc8_image(load_fc8(fc8_dir))
+    row = _row(None, L, PAPER_N_PE, fifo_depth, balance, image=image)
+    auth = AUTHORS_CYCLES.get(fifo_depth)
+    row |= {"authors_cycles": auth, "paper_measured_us": 9.9, "paper_theoretical_us": 8.9,
+            "diff_vs_authors_percent": None if auth is None else 100.0 * (row["cycles"] - auth) / auth,
+            "lower_bound_ideal": row["ideal_cycles"], "lower_bound_busiest_pe": row["busiest_pe_entries"]}
+    if balance:
+        row["balanced_calibrated"] = _balanced_figures(L, image, PAPER_N_PE, fifo_depth, row["cycles"], True)
+    return row
+
