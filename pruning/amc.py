@@ -32,11 +32,9 @@ networks follow with soft updates (tau). The best policy found is finetuned at t
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,11 +42,13 @@ from torch import nn
 
 from .data import Splits
 from .models import fc_layers, prunable_layers
-from .netadapt import (EIELatency, _add, _refresh, add_common_fallback, cli_dense, cli_func, cli_run, clone_model,
-                       effective_weight, get_mask, magnitude_order, set_mask, sparsity_of)
+from .netadapt import (EIELatency, _refresh, clone_model, effective_weight, get_mask, magnitude_order, set_mask,
+                       sparsity_of)
+from .pipeline import pyplot, save_figure, write_result
 from .train import TrainConfig, accuracy, evaluate, train
 
-__all__ = ["AMCConfig", "AMCEnv", "DDPG", "ReplayBuffer", "run_amc", "add_parser", "N_FEATURES"]
+__all__ = ["AMCConfig", "AMCEnv", "DDPG", "ReplayBuffer", "run_amc", "plot_amc", "add_parser", "compare_entry",
+           "compare_note", "add_compare_options", "COMPARE_NAME", "N_FEATURES"]
 
 N_FEATURES = 11
 
@@ -440,7 +440,7 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
         f"val acc (no finetune) {best['val_acc']:.4f}; finetuned test acc {final['test_acc']:.4f}, "
         f"{cfg.constraint} {final[cfg.constraint]:.1f} <= {env.budget:.1f}: {final['budget_met']}")
     if out_dir is not None:
-        _write(result, Path(out_dir))
+        write_result(result, out_dir, "amc", plot_amc)
     result["model"] = ft
     if keep_agent:
         result["agent_obj"], result["env"] = agent, env
@@ -487,13 +487,9 @@ def _reenforce_cycles(ft: nn.Module, env: AMCEnv, est: EIELatency) -> dict:
     return {"repruned_after_finetune": True, "reprune_share": hi, "cycles": est(ft)}
 
 
-def _write(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "amc.json").write_text(json.dumps(result, indent=2) + "\n")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_amc(result: dict, path) -> None:
+    """Search accuracy per episode; the best policy's per-layer pruning."""
+    plt = pyplot()
     eps = result["episodes"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     x = [e["episode"] for e in eps]
@@ -509,58 +505,67 @@ def _write(result: dict, out: Path) -> None:
     a2.set_ylabel("pruned weights (%)")
     f = result["final"]
     a2.set_title(f"best policy: test acc {100 * f['test_acc']:.1f}% after finetuning")
-    fig.tight_layout()
-    fig.savefig(out / "amc.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
-def _summary(res: dict) -> str:
-    b, f, unit = res["best"], res["final"], res["budget_unit"]
-    return "\n".join([
-        f"budget: {res['budget']:.0f} {unit} (dense {res['dense'][unit]:.0f})",
-        f"best policy (episode {b['episode']}{', warm-up' if b['warmup'] else ''}): " +
-        ", ".join(f"{n} {100 * a:.1f}%" for n, a in zip(res["layers"], b["actions"])),
-        f"search val acc (no finetune) {b['val_acc']:.4f}; finetuned test acc {f['test_acc']:.4f} "
-        f"(dense {res['dense']['test_acc']:.4f}); {unit} {f[unit]:.0f} (budget met: {f['budget_met']})"])
+# --------------------------------------------------------------------------- CLI and compare
+
+def _method(model, splits, ctx, seed, args):
+    """`eie prune amc` for one seed (CommonOptions.run): the finetuned best policy and the result."""
+    from .pipeline import progress_log
+
+    cfg = AMCConfig(constraint=args.constraint, layers=ctx.layers, budget=args.budget, reward=args.reward,
+                    episodes=args.episodes, warmup=min(args.warmup, args.episodes), a_max=args.a_max,
+                    finetune_epochs=args.finetune_epochs, lr=ctx.dense.lr, train_batch_size=ctx.dense.batch_size,
+                    n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=args.latency_samples,
+                    val_samples=args.val_samples, seed=seed)
+    res = run_amc(model, splits, cfg, log=progress_log(ctx))
+    return res.pop("model"), {"amc": res}
 
 
-def _metrics(res: dict) -> dict:
-    unit = res["budget_unit"]
-    f = res["final"]
-    return {"budget": res["budget"], "dense_test_acc": res["dense"]["test_acc"],
-            "search_val_acc": res["best"]["val_acc"], "test_acc": f["test_acc"], unit: f[unit],
-            "flops_fraction": f["flops_fraction"], "sparsity": f["sparsity"]["overall"]}
-
-
-def _cli(args) -> int:
-    def one(seed, out, log):
-        model, splits, tcfg = cli_dense(args, seed)
-        cfg = AMCConfig(constraint=args.constraint, layers=getattr(args, "layers", None) or "all", budget=args.budget,
-                        reward=args.reward, episodes=args.episodes, warmup=min(args.warmup, args.episodes),
-                        a_max=args.a_max, finetune_epochs=args.finetune_epochs, lr=tcfg.lr,
-                        train_batch_size=tcfg.batch_size, n_pe=args.n_pe,
-                        acc_depth=getattr(args, "acc_depth", None) or 64, n_calibration=args.latency_samples,
-                        val_samples=args.val_samples, seed=seed)
-        return run_amc(model, splits, cfg, out_dir=out, log=log)
-    return cli_run(args, "amc", one, _metrics, _summary)
-
-
-def add_parser(prune_sub, common=None):
+def add_parser(prune_sub, common):
     """Register `eie prune amc` on the sub-parsers object of `eie prune`."""
-    p = prune_sub.add_parser("amc", help="AMC (He et al. 2018): DDPG agent picks per-layer pruning ratios",
-                             description=__doc__.split("\n\n")[0])
-    if common is not None:
-        common(p)
-    add_common_fallback(p)
-    _add(p, "--layers", default="all", choices=["fc", "all"], help="layers to prune (flops constraint)")
-    _add(p, "--constraint", default="flops", choices=["flops", "cycles"])
-    _add(p, "--budget", type=float, default=0.2, help="<= 1: fraction of dense, else absolute FLOPs / cycles")
-    _add(p, "--reward", default="error", choices=["error", "error_log"])
-    _add(p, "--episodes", type=int, default=300)
-    _add(p, "--warmup", type=int, default=100)
-    _add(p, "--a-max", type=float, default=0.98)
-    _add(p, "--finetune-epochs", type=int, default=30)
-    _add(p, "--latency-samples", type=int, default=16, help="training samples the cycle model runs (default 16)")
-    _add(p, "--val-samples", type=int, default=0, help="validation samples per search episode (0: all)")
-    p.set_defaults(func=cli_func(_cli, common))
-    return p
+    from .pipeline import plot_per_seed
+
+    g = common.add_method(prune_sub, "amc", _method, lambda rep, out: plot_per_seed(rep, out, "amc", plot_amc),
+                          help="AMC (He et al. 2018): DDPG agent picks per-layer pruning ratios",
+                          description=__doc__.split("\n\n")[0])
+    g.add_argument("--constraint", default="flops", choices=["flops", "cycles"])
+    g.add_argument("--budget", type=float, default=0.2, help="<= 1: fraction of dense, else absolute FLOPs / cycles")
+    g.add_argument("--reward", default="error", choices=["error", "error_log"])
+    g.add_argument("--episodes", type=int, default=300)
+    g.add_argument("--warmup", type=int, default=100)
+    g.add_argument("--a-max", type=float, default=0.98)
+    g.add_argument("--finetune-epochs", type=int, default=30)
+    g.add_argument("--latency-samples", type=int, default=16, help="training samples the cycle model runs (default 16)")
+    g.add_argument("--val-samples", type=int, default=0, help="validation samples per search episode (0: all)")
+
+
+COMPARE_NAME = "AMC (DDPG, FLOPs budget)"
+
+
+def add_compare_options(group) -> None:
+    group.add_argument("--amc-episodes", type=int, default=300, help="AMC: search episodes (default 300)")
+    group.add_argument("--amc-warmup", type=int, default=100, help="AMC: random warm-up episodes (default 100)")
+
+
+def compare_note(sparsity, args) -> str:
+    from .cli import finetune_budget
+
+    return (f"FLOPs budget {100 * (1 - sparsity):g} % of dense on the FC layers (2 FLOPs per non-zero weight: "
+            f"at most {100 * (1 - sparsity):g} % of the weights kept; the search may keep fewer), "
+            f"{args.amc_episodes} episodes ({args.amc_warmup} warm-up), best policy finetuned "
+            f"{finetune_budget(args)} epochs at lr x {args.lr_scale:g}")
+
+
+def compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module:
+    """AMC in `eie prune compare`: a FLOPs budget of `1 - sparsity` on the FC layers, i.e.
+    at most that fraction of the weights (see `compare_note`)."""
+    from .cli import finetune_budget
+    from .pipeline import progress_log
+
+    cfg = AMCConfig(constraint="flops", layers="fc", budget=1 - sparsity, episodes=args.amc_episodes,
+                    warmup=min(args.amc_warmup, args.amc_episodes), finetune_epochs=finetune_budget(args),
+                    lr=ctx.dense.lr * args.lr_scale, train_batch_size=ctx.dense.batch_size, n_pe=ctx.n_pe,
+                    acc_depth=ctx.acc_depth, seed=seed)
+    return run_amc(model, splits, cfg, log=progress_log(ctx))["model"]

@@ -1,12 +1,16 @@
 """`eie prune METHOD`: the pruning methods from the command line (docs/pruning.md).
 
     eie prune magnitude | sensitivity | iterative | regularize | slimming | share | compare
+              | lottery | netadapt | amc
 
 Every method runs once per seed (`--seeds 0,1,2`): the dense model of that seed (cached
-under build/prune/cache), the method, then the final model is evaluated, saved as a
-checkpoint (.pt) and, for the MLP, exported to an EIE image (.eie) whose decoded weights
-are checked against the model's. The output directory (default reports/prune/<method>/)
-gets report.json (keys in docs/pruning.md), the checkpoints, images and PNGs.
+under build/prune/cache; bias-free unless `--bias`), the method, then the final model is
+evaluated, saved as a checkpoint (.pt) and, for the MLP, exported to an EIE image (.eie)
+whose decoded weights are checked against the model's. The output directory (default
+reports/prune/<method>/) gets report.json (keys in docs/pruning.md), the checkpoints,
+images and PNGs. A network with biases (`--bias`) is exported without them (EIE computes
+ReLU(W a)): the report records it and a warning on stderr gives the exported network's
+accuracy against the float model's.
 
 Plug-in methods (lottery, netadapt, amc) live in their own modules; each exposes
 `add_parser(prune_sub, common)`, where `prune_sub` is the `eie prune` subparsers object
@@ -14,11 +18,19 @@ and `common` is a `CommonOptions`: an argparse parent parser carrying the shared
 (use `prune_sub.add_parser(name, parents=[common])`, or call `common(parser)` to add
 them to a parser) plus helpers: `common.UserError`,
 `common.emit_json`, `common.context(args)` -> pipeline.Context, `common.seeds(args)`,
-`common.out_dir(args)`, and `common.run(args, name, method_fn, options, plots_fn)`, which
-runs `method_fn(model, splits, ctx, seed, args) -> (final_model, extra_dict)` per seed
-and writes everything like the built-in methods. A module may also expose
-`compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module` to be included in
-`eie prune compare`.
+`common.out_dir(args)`, `common.options(args, *names)`,
+`common.run(args, name, method_fn, options, plots_fn, default_seeds)`, which runs
+`method_fn(model, splits, ctx, seed, args) -> (final_model, extra_dict)` per seed and
+writes everything like the built-in methods (`plots_fn(report, out_dir) -> [png names]`),
+and `common.add_method(prune_sub, name, method_fn, plots_fn, help=...)`, which registers
+the subcommand to `run` and returns the argument group for the method's own options.
+
+To be included in `eie prune compare`, a module exposes
+`compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module` and optionally
+`COMPARE_NAME` (the table's label), `compare_note(sparsity, args) -> str` (how the
+method is brought to the matched sparsity, shown and stored in the report) and
+`add_compare_options(group)` (its own options on the `compare` parser; their names must
+start with `<module>_`, e.g. `--amc-episodes`, to be stored in the report).
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ import importlib.util
 import time
 from pathlib import Path
 
-__all__ = ["add_subcommands", "CommonOptions", "PLUGIN_METHODS", "DEFAULT_OUT"]
+__all__ = ["add_subcommands", "CommonOptions", "PLUGIN_METHODS", "DEFAULT_OUT", "finetune_budget", "warn_bias"]
 
 DEFAULT_OUT = Path("reports/prune")
 # Defaults, kept here so that building the `eie` parser does not import torch; they equal
@@ -79,41 +91,32 @@ def _seeds_arg(text: str) -> list[int]:
     return seeds
 
 
-def _fraction(text: str) -> float:
+def _number(text: str, cast, ok, bad: str):
+    """`cast(text)`, which must satisfy `ok`; `bad` (formatted with the value) otherwise."""
     try:
-        x = float(text)
+        x = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= x < 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {x}")
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if cast is int else 'a number'}, "
+                                         f"got {text!r}") from None
+    if not ok(x):
+        raise argparse.ArgumentTypeError(bad.format(x))
     return x
+
+
+def _fraction(text: str) -> float:
+    return _number(text, float, lambda x: 0 <= x < 1, "expected a fraction in [0, 1), got {}")
 
 
 def _lr_scale(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < x <= 1:
-        raise argparse.ArgumentTypeError(f"lr_scale must be in (0, 1], got {x}")
-    return x
-
-
-def _steps(text: str) -> int:
-    x = _positive_int(text)
-    if x < 1:
-        raise argparse.ArgumentTypeError(f"steps must be >= 1, got {x}")
-    return x
+    return _number(text, float, lambda x: 0 < x <= 1, "lr_scale must be in (0, 1], got {}")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        x = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {x}")
-    return x
+    return _number(text, int, lambda x: x >= 0, "expected an integer >= 0, got {}")
+
+
+def _steps(text: str) -> int:
+    return _number(text, int, lambda x: x >= 1, "steps must be >= 1, got {}")
 
 
 class CommonOptions(argparse.ArgumentParser):
@@ -139,8 +142,11 @@ class CommonOptions(argparse.ArgumentParser):
         g.add_argument("--data-path", help="directory of the MNIST IDX files (nothing is downloaded)")
         g.add_argument("--model", default="mlp", choices=["mlp", "conv"],
                        help="mlp (64-300-100-10 on digits, runs on EIE) or conv (BatchNorm conv net)")
-        g.add_argument("--no-bias", action="store_true",
-                       help="network without biases (EIE computes ReLU(W a): exact end to end)")
+        g.add_argument("--bias", dest="bias", action="store_true", default=False,
+                       help="give the network biases; EIE computes ReLU(W a), so the image drops them and "
+                            "loses accuracy (measured and reported). Default: no biases, exact end to end")
+        g.add_argument("--no-bias", dest="bias", action="store_false",
+                       help="no biases (the default; kept for compatibility)")
         g.add_argument("--layers", default="fc", choices=["fc", "all"],
                        help="layers to prune: the FC layers (EIE) or also the convs")
         g.add_argument("--seeds", type=_seeds_arg, default=None,
@@ -170,7 +176,7 @@ class CommonOptions(argparse.ArgumentParser):
             raise self.UserError("--batch-size must be positive and --lr > 0")
         if args.calib < 1:
             raise self.UserError("--calib must be at least 1 (training samples for the activation formats)")
-        return Context(dataset=args.dataset, data_path=args.data_path, model=args.model, bias=not args.no_bias,
+        return Context(dataset=args.dataset, data_path=args.data_path, model=args.model, bias=args.bias,
                        dense=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size),
                        layers=args.layers, n_pe=args.n_pe, acc_depth=args.acc_depth, calib=args.calib,
                        cache_dir=None if args.no_cache else Path(args.cache_dir),
@@ -182,8 +188,30 @@ class CommonOptions(argparse.ArgumentParser):
     def out_dir(self, args) -> Path:
         return Path(args.out) if args.out else DEFAULT_OUT / args.prune_method
 
+    @staticmethod
+    def options(args, *names) -> dict:
+        """{name: value} of the method's own options, for the report (paths as strings)."""
+        return {n: (str(getattr(args, n)) if isinstance(getattr(args, n), Path) else getattr(args, n)) for n in names}
+
+    def add_method(self, prune_sub, name: str, method_fn, plots_fn=None, *, default_seeds=(0,), **parser_kw):
+        """Register `eie prune <name>` (the shared options plus a group for the method's
+        own, which the caller fills and which the report stores) to `run` `method_fn`.
+        Returns that argument group."""
+        p = prune_sub.add_parser(name, parents=[self], **parser_kw)
+        g = p.add_argument_group(f"{name} options")
+
+        def run(args):  # the group's options as added by the caller (argparse keeps them in _group_actions)
+            return self.run(args, name, method_fn, self.options(args, *(x.dest for x in g._group_actions)), plots_fn,
+                            default_seeds)
+
+        p.set_defaults(func=run)
+        return g
+
     def run(self, args, name, method_fn, options: dict, plots_fn=None, default_seeds=(0,)) -> int:
-        """Run `method_fn` per seed, finalize, write report.json and plots, print."""
+        """Run `method_fn` per seed, finalize, write report.json and plots, print.
+
+        `method_fn(model, splits, ctx, seed, args) -> (final model, extra)`: `extra` goes
+        into the seed's `runs[]` entry (key `_reference_weights`: see `finalize`)."""
         from .magnitude import clone_model
         from .pipeline import dense_for, evaluate_model, finalize, summarize, write_json
 
@@ -202,6 +230,7 @@ class CommonOptions(argparse.ArgumentParser):
                 run.update(extra)
                 run["final"] = finalize(model, splits, ctx, out, name, seed, meta={"method": name},
                                         reference_weights=ref)
+                warn_bias(f"eie prune {name}: seed {seed}", run["final"])
                 runs.append(run)
         except ValueError as e:  # bad option values surface as ValueError from the library
             raise self.UserError(str(e)) from None
@@ -229,6 +258,15 @@ class CommonOptions(argparse.ArgumentParser):
         else:
             print_report(report)
         return 0
+
+
+def warn_bias(where: str, final: dict) -> None:
+    """Print the finalize result's bias warning (a network with biases was exported) to stderr."""
+    import sys
+
+    msg = final.get("image", {}).get("bias_warning")
+    if msg:
+        print(f"{where}: warning: {msg}", file=sys.stderr)
 
 
 def torch_threads() -> None:
@@ -277,7 +315,7 @@ def print_report(report: dict) -> None:
               f"{s['ratio_pruning_sharing']:.1f}x (values only), + CSC index on {ctx['n_pe']} PEs "
               f"{s['ratio_total']:.1f}x")
         print("  4-bit: the image's fixed-point shared weights in PyTorch; golden: the bit-exact EIE model"
-              + (" (no biases: EIE computes ReLU(W a))" if report["runs"][0]["final"]["image"]["biases_dropped"]
+              + (" (WITHOUT the network's biases, which the image drops: see the warning)" if s["biases_dropped"]
                  else ""))
     print(f"wrote {report['output_dir']}/: " + ", ".join(report["files"]) + f" ({report['seconds']} s)")
 
@@ -306,7 +344,8 @@ def _ft_cfg(args):
     return FinetuneConfig(epochs=args.ft_epochs, lr_scale=args.lr_scale, final_epochs=getattr(args, "final_epochs", 0))
 
 
-def _budget(args) -> int:
+def finetune_budget(args) -> int:
+    """Finetuning epochs of the iterative schedule (the budget every method gets in compare)."""
     return args.steps * args.ft_epochs + args.final_epochs
 
 
@@ -398,11 +437,11 @@ def m_iterative(model, splits, ctx, seed, args):
     extra = {}
     if not args.no_one_shot:
         m1 = clone_model(model)
-        h1 = one_shot_prune(m1, splits, args.sparsity, cfg, epochs=_budget(args), lr_scale=args.lr_scale,
+        h1 = one_shot_prune(m1, splits, args.sparsity, cfg, epochs=finetune_budget(args), lr_scale=args.lr_scale,
                             scope=args.scope, layers=ctx.layers, progress=ctx.progress)
         from .pipeline import evaluate_model
 
-        extra["one_shot"] = {"history": h1, "final": evaluate_model(m1, splits), "epochs": _budget(args)}
+        extra["one_shot"] = {"history": h1, "final": evaluate_model(m1, splits), "epochs": finetune_budget(args)}
     hist = iterative_prune(model, splits, args.sparsity, cfg, steps=args.steps, ft=_ft_cfg(args), scope=args.scope,
                            kind=args.schedule, layers=ctx.layers, progress=ctx.progress)
     return model, {"history": hist, **extra}
@@ -474,7 +513,7 @@ def _hist(models, bins=60):
 
 
 def p_regularize(report, out):
-    from .pipeline import _plt, plot_history, plot_layer_ratios
+    from .pipeline import plot_history, plot_layer_ratios, pyplot, save_figure
 
     r0 = report["runs"][0]
     pen = report["options"]["penalty"]
@@ -483,7 +522,7 @@ def p_regularize(report, out):
                  | {f"{pen} + prune + finetune": [(r0["final"]["pruned"]["kept"], r0["final"]["pruned"]["val_acc"])]},
                  out / "accuracy_vs_sparsity.png", f"{pen} regularisation before magnitude pruning",
                  r0["dense"]["val_acc"])
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for k, h in r0["histograms"].items():
         ax.stairs(h["counts"], h["edges"], label=k)
@@ -492,9 +531,7 @@ def p_regularize(report, out):
     ax.set_ylabel("count")
     ax.set_title(f"weights after {report['options']['reg_epochs']} epochs with / without {pen}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "weights_hist.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "weights_hist.png")
     plot_layer_ratios({f"seed {r['seed']}": {n: 1 - v["sparsity"] for n, v in r["final"]["pruned"]["layers"].items()}
                        for r in report["runs"]}, out / "layer_ratios.png")
     return ["accuracy_vs_sparsity.png", "weights_hist.png", "layer_ratios.png"]
@@ -530,9 +567,9 @@ def m_slimming(model, splits, ctx, seed, args):
 
 
 def p_slimming(report, out):
-    from .pipeline import _plt, plot_layer_ratios
+    from .pipeline import plot_layer_ratios, pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     r0 = report["runs"][0]
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for n, v in r0["factors"].items():
@@ -543,9 +580,7 @@ def p_slimming(report, out):
     ax.set_title("network slimming: scaling factors after L1 training")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "scaling_factors.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, out / "scaling_factors.png")
     plot_layer_ratios({f"seed {r['seed']}": {n: r["units_kept"][n] / r["units_before"][n] for n in r["units_kept"]}
                        for r in report["runs"]}, out / "layer_ratios.png", "units (neurons / channels) kept")
     return ["scaling_factors.png", "layer_ratios.png"]
@@ -606,14 +641,15 @@ def p_share(report, out):
 
 # -- compare ----------------------------------------------------------------------------------
 def _compare_methods(args, ctx):
-    """name -> fn(model, splits, seed) -> pruned model (all at args.sparsity, equal finetuning)."""
+    """({name: fn(model, splits, seed) -> pruned model}, {name: how the sparsity is matched}):
+    the built-in methods at args.sparsity with equal finetuning, and the plug-ins'."""
     from .finetune import FinetuneConfig, finetune, iterative_prune, one_shot_prune
     from .magnitude import prune_to
     from .regularize import SlimMLP, compact, scale_penalty, slim_to_budget, weight_penalty
     from .sensitivity import DEFAULT_RATIOS, allocate, scan
     from .train import train
 
-    s, budget = args.sparsity, _budget(args)
+    s, budget = args.sparsity, finetune_budget(args)
     ft = FinetuneConfig(args.ft_epochs, args.lr_scale, args.final_epochs)
 
     def cfg(seed):
@@ -669,11 +705,19 @@ def _compare_methods(args, ctx):
     }
     if ctx.model == "mlp":
         methods["network slimming (structured)"] = slimming
+    notes = {k: f"pruned to exactly {100 * (1 - s):g} % kept; {budget} finetuning epochs at lr x {args.lr_scale:g}"
+             for k in methods}
+    if "network slimming (structured)" in methods:
+        notes["network slimming (structured)"] = (f"whole neurons removed until at most {100 * (1 - s):g} % of the FC "
+                                                  f"weights remain; {budget} finetuning epochs")
     for name, mod in _plugin_modules():
         entry = getattr(mod, "compare_entry", None)
         if entry is not None:
-            methods[name] = (lambda e: lambda m, sp, seed: e(m, sp, s, ctx, seed, args))(entry)
-    return methods
+            label = getattr(mod, "COMPARE_NAME", name)
+            methods[label] = (lambda e: lambda m, sp, seed: e(m, sp, s, ctx, seed, args))(entry)
+            note = getattr(mod, "compare_note", None)
+            notes[label] = note(s, args) if note is not None else ""
+    return methods, notes
 
 
 def cmd_compare(args, common) -> int:
@@ -685,7 +729,7 @@ def cmd_compare(args, common) -> int:
     out = common.out_dir(args)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    methods = _compare_methods(args, ctx)
+    methods, notes = _compare_methods(args, ctx)
     if args.methods:
         want = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = [w for w in want if not any(w.lower() in k.lower() for k in methods)]
@@ -703,8 +747,12 @@ def cmd_compare(args, common) -> int:
                 t1 = time.perf_counter()
                 model = fn(clone_model(dense), splits, seed)
                 fin = finalize(model, splits, ctx, out, "compare", seed, write=False, reference_weights=original)
+                img = fin.get("image", {})
                 rows[name].append({"seed": seed, "val_acc": fin["pruned"]["val_acc"],
                                    "test_acc": fin["pruned"]["test_acc"], "kept": fin["pruned"]["kept"],
+                                   "golden_test_acc": img.get("golden_test", {}).get("accuracy"),
+                                   "cycles_per_input": img.get("golden_test", {}).get("cycles_per_input"),
+                                   "biases_dropped": img.get("biases_dropped"),
                                    "ratio_total": fin.get("compression", {}).get("ratio_total"),
                                    "seconds": round(time.perf_counter() - t1, 1)})
     except ValueError as e:
@@ -717,14 +765,20 @@ def cmd_compare(args, common) -> int:
     dense_test = mean(r["test_acc"] for r in dense_rows)
     table = []
     for name, rs in rows.items():
-        table.append({"method": name, "kept": mean(r["kept"] for r in rs), "val_acc": mean(r["val_acc"] for r in rs),
-                      "test_acc": mean(r["test_acc"] for r in rs),
-                      "test_acc_drop": dense_test - mean(r["test_acc"] for r in rs),
-                      "ratio_total": mean(r["ratio_total"] for r in rs), "runs": rs})
+        t = {"method": name, "matching": notes[name]}
+        t |= {k: mean(r[k] for r in rs) for k in ("kept", "val_acc", "test_acc", "golden_test_acc",
+                                                  "cycles_per_input", "ratio_total")}
+        table.append(t | {"test_acc_drop": dense_test - t["test_acc"], "runs": rs})
+        if any(r["biases_dropped"] for r in rs):
+            from .pipeline import bias_warning
+
+            warn_bias(f"eie prune compare: {name} (mean of {len(rs)} seed(s))",
+                      {"image": {"bias_warning": bias_warning(t["test_acc"], t["golden_test_acc"])}})
+    plugin_opts = tuple(k for k in vars(args) if k.startswith(tuple(f"{n}_" for n in PLUGIN_METHODS)))
     report = {"method": "compare", "sparsity": args.sparsity, "context": ctx.describe(),
-              "options": {k: getattr(args, k) for k in ("sparsity", "steps", "ft_epochs", "final_epochs", "lr_scale",
-                                                        "reg_epochs", "l1", "l2", "slim_lam")},
-              "finetune_budget_epochs": _budget(args), "dense": dense_rows,
+              "options": common.options(args, "sparsity", "steps", "ft_epochs", "final_epochs", "lr_scale",
+                                        "reg_epochs", "l1", "l2", "slim_lam", *plugin_opts),
+              "finetune_budget_epochs": finetune_budget(args), "dense": dense_rows,
               "dense_test_acc": dense_test, "dense_val_acc": mean(r["val_acc"] for r in dense_rows),
               "table": table, "seconds": round(time.perf_counter() - t0, 1), "output_dir": str(out),
               "files": ["compare.json", "compare.png"]}
@@ -737,10 +791,16 @@ def cmd_compare(args, common) -> int:
     else:
         _print_table(f"eie prune compare: {100 * (1 - args.sparsity):.1f} % of FC weights kept, "
                      f"{ctx.model} on {ctx.dataset}, seeds {[r['seed'] for r in dense_rows]}",
-                     ["method", "kept %", "val %", "test %", "drop", f"ratio ({ctx.n_pe} PEs)"],
-                     [["dense", "100.00", _pct(report["dense_val_acc"]), _pct(dense_test), "-", "1.0x"]] +
+                     ["method", "kept %", "val %", "test %", "drop", "golden %", f"cycles ({ctx.n_pe} PEs)",
+                      f"ratio ({ctx.n_pe} PEs)"],
+                     [["dense", "100.00", _pct(report["dense_val_acc"]), _pct(dense_test), "-", "-", "-", "1.0x"]] +
                      [[t["method"], _pct(t["kept"]), _pct(t["val_acc"]), _pct(t["test_acc"]), _pct(t["test_acc_drop"]),
+                       _pct(t["golden_test_acc"]),
+                       "-" if t["cycles_per_input"] is None else f"{t['cycles_per_input']:.0f}",
                        "-" if t["ratio_total"] is None else f"{t['ratio_total']:.1f}x"] for t in table])
+        for t in table:
+            if t["matching"]:
+                print(f"  {t['method']}: {t['matching']}")
         print(f"wrote {out}/compare.json, compare.png ({report['seconds']} s)")
     return 0
 
@@ -752,8 +812,7 @@ def add_subcommands(sub, add_output, UserError, emit_json):
     p = sub.add_parser("prune", help="prune / weight-share a network and export it to an EIE image")
     prune_sub = p.add_subparsers(dest="prune_method", required=True, metavar="METHOD")
 
-    def opts(args, *names):
-        return {n: (str(getattr(args, n)) if isinstance(getattr(args, n), Path) else getattr(args, n)) for n in names}
+    opts = common.options
 
     q = prune_sub.add_parser("magnitude", parents=[common], help="one-shot fine-grained magnitude pruning + finetune")
     q.add_argument("--sparsity", type=_fraction, default=0.92, help="fraction of the weights to remove (default 0.92)")
@@ -858,7 +917,9 @@ def add_subcommands(sub, add_output, UserError, emit_json):
     _add_ft(q)
     q.set_defaults(func=lambda a: cmd_compare(a, common))
 
-    # --- methods 5-7: plug-in parsers (see PLUGIN_METHODS) ---
+    # --- methods 5-7: plug-in parsers and their options in `compare` (see PLUGIN_METHODS) ---
     for _, mod in _plugin_modules():
         mod.add_parser(prune_sub, common)
+        if hasattr(mod, "add_compare_options"):
+            mod.add_compare_options(q.add_argument_group(f"{mod.__name__.rsplit('.', 1)[-1]} in the comparison"))
     return p

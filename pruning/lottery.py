@@ -25,7 +25,6 @@ fresh in each round, for every variant).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,12 +36,13 @@ from torch import nn
 
 from .data import Splits
 from .models import build_model, fc_layers, prunable_layers
-from .netadapt import (_add, add_common_fallback, cli_func, cli_run, cli_train_config, effective_weight, get_mask,
-                       set_mask)
+from .netadapt import effective_weight, get_mask, set_mask
+from .pipeline import pyplot, save_figure, write_result
 from .train import TrainConfig, accuracy, set_seed, train
 
 __all__ = ["LotteryConfig", "train_with_snapshots", "next_masks", "make_ticket", "expected_remaining",
-           "run_lottery", "summarize_seeds", "add_parser", "MODES"]
+           "run_lottery", "summarize_seeds", "plot_lottery", "add_parser", "compare_entry", "compare_note",
+           "compare_schedule", "add_compare_options", "COMPARE_NAME", "MODES"]
 
 MODES = ("reset", "rewind", "random")
 
@@ -59,7 +59,7 @@ class LotteryConfig:
     random_masks: str = "auto"        # whose masks random re-init trains: "reset", "rewind", "auto" (reset if run)
     model: str = "mlp"
     layers: str = "all"               # "all": every Linear and Conv2d; "fc": the FC layers only (what EIE runs)
-    bias: bool = True                 # False: the network has no biases (EIE computes ReLU(W a))
+    bias: bool = False                # the default network has no biases (EIE computes ReLU(W a))
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
@@ -87,12 +87,7 @@ class LotteryConfig:
         return (fc_layers if self.layers == "fc" else prunable_layers)(model)
 
     def build(self, splits: Splits) -> nn.Module:
-        model = build_model(self.model, splits.n_features, splits.n_classes, splits.image_shape)
-        if not self.bias:
-            for m in model.modules():
-                if isinstance(m, (nn.Linear, nn.Conv2d)):
-                    m.register_parameter("bias", None)
-        return model
+        return build_model(self.model, splits.n_features, splits.n_classes, splits.image_shape, bias=self.bias)
 
     def random_source(self) -> str:
         if self.random_masks != "auto":
@@ -119,7 +114,8 @@ def train_with_snapshots(cfg: LotteryConfig, splits: Splits, progress: bool = Fa
     """The original dense run: (trained model, W(0) state, W(k) state, k in iterations).
 
     W(0) is the initialisation of `build_model` after `set_seed(train.seed)` (the same
-    as `dense_model`'s when the network has biases); W(k) is the state after k optimiser steps of that run.
+    as `dense_model`'s, whose trained network this run reproduces); W(k) is the state
+    after k optimiser steps of that run.
     """
     model = _new_model(cfg, splits, cfg.train.seed)
     w0 = _state(model)
@@ -204,7 +200,8 @@ def run_lottery(splits: Splits, cfg: LotteryConfig = LotteryConfig(), *, out_dir
 
     `on_ticket(mode, round, model, masks, source_state)` is called with each ticket
     just before it is retrained (source_state: W(0), W(k) or the random init).
-    Writes lottery.json and lottery.png to `out_dir` when given.
+    `tickets` (not written to JSON) holds the trained ticket of the last round of every
+    mode. Writes lottery.json and lottery.png to `out_dir` when given.
     """
     t0 = time.time()
     say = log or (lambda *a: None)
@@ -215,6 +212,7 @@ def run_lottery(splits: Splits, cfg: LotteryConfig = LotteryConfig(), *, out_dir
     say(f"lottery: dense test acc {dense_res['test_acc']:.4f}; rewind point W(k), k = {k_iter} iterations")
     traj = [m for m in ("reset", "rewind") if m in cfg.modes]
     trained = {m: dense for m in traj}
+    tickets = dict(trained)
     masks = {m: full for m in traj}
     src_state = {"reset": w0, "rewind": wk}
     rounds = [{"round": 0, "sparsity": 0.0, "remaining": 1.0, **{m: dict(dense_res) for m in traj}}]
@@ -233,6 +231,7 @@ def run_lottery(splits: Splits, cfg: LotteryConfig = LotteryConfig(), *, out_dir
             if on_ticket is not None:
                 on_ticket(mode, r, ticket, mk, state)
             train(ticket, splits, cfg.train, progress=progress, desc=f"lottery {mode} r{r}")
+            tickets[mode] = ticket
             sp = _sparsity(mk)
             row[mode] = {"test_acc": accuracy(ticket, splits, "test"), "val_acc": accuracy(ticket, splits, "val"),
                          "sparsity": sp["overall"], "layer_sparsity": sp["layers"],
@@ -252,7 +251,8 @@ def run_lottery(splits: Splits, cfg: LotteryConfig = LotteryConfig(), *, out_dir
               "random_masks_from": cfg.random_source() if "random" in cfg.modes else None,
               "dense": dense_res, "rounds": rounds, "seconds": time.time() - t0}
     if out_dir is not None:
-        _write(result, Path(out_dir))
+        write_result(result, out_dir, "lottery", plot_lottery)
+    result["tickets"] = tickets
     return result
 
 
@@ -271,10 +271,7 @@ def summarize_seeds(results: list, out_dir=None) -> dict:
     dense = [res["dense"]["test_acc"] for res in results]
     agg = {"dense_test_acc_mean": float(np.mean(dense)), "rounds_mean": rows}
     if out_dir is not None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(7, 4.5))
         style = {"reset": ("o-", "reset to W(0)"), "rewind": ("s-", "rewind to W(k)"),
                  "random": ("^--", "random re-init (same masks)")}
@@ -295,20 +292,14 @@ def summarize_seeds(results: list, out_dir=None) -> dict:
         ax.set_title(f"Lottery tickets, {len(results)} seeds "
                      f"({results[0]['config']['model']} on {results[0]['dataset']})")
         ax.legend()
-        fig.tight_layout()
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(out_dir) / "lottery_mean.png", dpi=120)
-        plt.close(fig)
+        save_figure(fig, Path(out_dir) / "lottery_mean.png")
     return agg
 
 
-def _write(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lottery.json").write_text(json.dumps(result, indent=2) + "\n")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_lottery(result: dict, path) -> None:
+    """Test accuracy vs weights remaining of every mode, one run."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     style = {"reset": ("o-", "reset to W(0)"), "rewind": ("s-", f"rewind to W(k), k = {result['rewind_iteration']} it"),
              "random": ("^--", "random re-init (same masks)")}
@@ -330,58 +321,92 @@ def _write(result: dict, out: Path) -> None:
     ax.set_title(f"Lottery tickets: {c['model']} on {result['dataset']}, "
                  f"{c['scope']} pruning {100 * c['rate']:.0f}%/round")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "lottery.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
-def _summary(res: dict) -> str:
-    modes = res["config"]["modes"]
-    lines = ["round  remaining  " + "  ".join(f"{m:>7}" for m in modes) + "   (test accuracy)"]
-    for r in res["rounds"]:
-        lines.append(f"{r['round']:>5}  {100 * r['remaining']:8.2f}%  " +
-                     "  ".join(f"{r[m]['test_acc']:7.4f}" if m in r else "      -" for m in modes))
-    return "\n".join(lines)
+# --------------------------------------------------------------------------- CLI and compare
+
+def _method(model, splits, ctx, seed, args):
+    """`eie prune lottery` for one seed (CommonOptions.run). The dense run is redone from
+    W(0) (the seeded initialisation of the cached dense `model`) to record W(k); the
+    exported network is the last round's ticket of `--export`."""
+    from .pipeline import progress_log
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    export = args.export or ("rewind" if "rewind" in modes else modes[0])
+    if export not in modes:
+        raise ValueError(f"--export {export}: not among --modes {','.join(modes)}")
+    cfg = LotteryConfig(rounds=args.rounds, rate=args.rate, scope=args.scope,
+                        output_rate_factor=args.output_rate_factor, rewind=args.rewind,
+                        rewind_unit=args.rewind_unit, modes=modes, model=ctx.model,
+                        layers=ctx.layers, bias=ctx.bias,
+                        train=ctx.dense.with_(seed=seed))
+    res = run_lottery(splits, cfg, progress=ctx.progress, log=progress_log(ctx))
+    return res.pop("tickets")[export], {"lottery": res, "exported_ticket": export}
 
 
-def _metrics(res: dict) -> dict:
-    last = res["rounds"][-1]
-    out = {"dense_test_acc": res["dense"]["test_acc"], "remaining": last["remaining"]}
-    for m in res["config"]["modes"]:
-        out[f"{m}_test_acc"] = last[m]["test_acc"] if m in last else None
-    return out
+def _plots(report, out) -> list[str]:
+    from .pipeline import plot_per_seed
+
+    files = plot_per_seed(report, out, "lottery", plot_lottery)
+    if len(report["runs"]) > 1:
+        summarize_seeds([r["lottery"] for r in report["runs"]], out)
+        files.append("lottery_mean.png")
+    return files
 
 
-def _cli(args) -> int:
-    from .data import load_dataset
-
-    torch.set_num_threads(1)
-
-    def one(seed, out, log):
-        splits = load_dataset(getattr(args, "dataset", None) or "digits", getattr(args, "data_path", None), seed=0)
-        cfg = LotteryConfig(rounds=args.rounds, rate=args.rate, scope=args.scope,
-                            output_rate_factor=args.output_rate_factor, rewind=args.rewind,
-                            rewind_unit=args.rewind_unit, modes=tuple(m.strip() for m in args.modes.split(",")),
-                            model=getattr(args, "model", None) or "mlp", layers=getattr(args, "layers", None) or "all",
-                            bias=not getattr(args, "no_bias", False), train=cli_train_config(args, seed))
-        return run_lottery(splits, cfg, out_dir=out, log=log)
-    return cli_run(args, "lottery", one, _metrics, _summary, summarize_seeds)
-
-
-def add_parser(prune_sub, common=None):
+def add_parser(prune_sub, common):
     """Register `eie prune lottery` on the sub-parsers object of `eie prune`."""
-    p = prune_sub.add_parser("lottery", help="lottery tickets: IMP with reset / rewind / random re-init",
-                             description=__doc__.split("\n\n")[0])
-    if common is not None:
-        common(p)
-    add_common_fallback(p)
-    _add(p, "--layers", default="all", choices=["fc", "all"], help="layers to prune")
-    _add(p, "--rounds", type=int, default=10, help="pruning rounds R")
-    _add(p, "--rate", type=float, default=0.2, help="fraction of the remaining weights pruned per round")
-    _add(p, "--scope", default="layer", choices=["layer", "global"])
-    _add(p, "--output-rate-factor", type=float, default=0.5, help="per-layer scope: output layer rate factor")
-    _add(p, "--rewind", type=int, default=1, help="k of W(k)")
-    _add(p, "--rewind-unit", default="epoch", choices=["epoch", "iter"])
-    _add(p, "--modes", default="reset,rewind,random", help="comma-separated subset of reset,rewind,random")
-    p.set_defaults(func=cli_func(_cli, common))
-    return p
+    g = common.add_method(prune_sub, "lottery", _method, _plots,
+                          help="lottery tickets: IMP with reset / rewind / random re-init",
+                          description=__doc__.split("\n\n")[0])
+    g.add_argument("--rounds", type=int, default=10, help="pruning rounds R")
+    g.add_argument("--rate", type=float, default=0.2, help="fraction of the remaining weights pruned per round")
+    g.add_argument("--scope", default="layer", choices=["layer", "global"])
+    g.add_argument("--output-rate-factor", type=float, default=0.5, help="per-layer scope: output layer rate factor")
+    g.add_argument("--rewind", type=int, default=1, help="k of W(k)")
+    g.add_argument("--rewind-unit", default="epoch", choices=["epoch", "iter"])
+    g.add_argument("--modes", default="reset,rewind,random", help="comma-separated subset of reset,rewind,random")
+    g.add_argument("--export", choices=list(MODES), default=None,
+                   help="whose last-round ticket is exported (default: rewind if run, else the first mode)")
+
+
+COMPARE_NAME = "lottery ticket (global IMP, rewind)"
+
+
+def add_compare_options(group) -> None:
+    group.add_argument("--lottery-rate", type=float, default=0.2,
+                       help="lottery: about this fraction of the remaining weights per round (default 0.2)")
+    group.add_argument("--lottery-rewind", type=int, default=1, help="lottery: rewind to W(k), k epochs (default 1)")
+
+
+def compare_schedule(kept: float, rate: float) -> tuple[int, float]:
+    """(rounds, rate): the fewest rounds of at most `rate` that reach `kept`, and the
+    rate that lands on it (kept = (1 - rate) ** rounds)."""
+    if not 0 < rate < 1:
+        raise ValueError("--lottery-rate must be in (0, 1)")
+    if kept >= 1:
+        return 0, rate
+    rounds = int(np.ceil(np.log(kept) / np.log(1 - rate) - 1e-9))
+    return rounds, 1 - kept ** (1 / rounds)
+
+
+def compare_note(sparsity, args) -> str:
+    rounds, rate = compare_schedule(1 - sparsity, args.lottery_rate)
+    return (f"{rounds} rounds of global IMP at {100 * rate:.1f} % of the remaining weights (lands on "
+            f"{100 * (1 - sparsity):g} % up to rounding), survivors rewound to W({args.lottery_rewind} epoch), "
+            f"each round retrains the dense schedule (no finetuning budget)")
+
+
+def compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module:
+    """The rewound ticket after global IMP to `sparsity` (see `compare_note`); `model`
+    (the dense network of `seed`) is reproduced from W(0) to record W(k)."""
+    from .pipeline import progress_log
+
+    rounds, rate = compare_schedule(1 - sparsity, args.lottery_rate)
+    if rounds == 0:
+        return model
+    cfg = LotteryConfig(rounds=rounds, rate=rate, scope="global", rewind=args.lottery_rewind, modes=("rewind",),
+                        model=ctx.model, layers=ctx.layers, bias=ctx.bias,
+                        train=ctx.dense.with_(seed=seed))
+    return run_lottery(splits, cfg, progress=ctx.progress, log=progress_log(ctx))["tickets"]["rewind"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MLP", "ConvNet", "build_model", "prunable_layers", "fc_layers", "MODELS"]
+__all__ = ["MLP", "ConvNet", "build_model", "strip_bias", "has_bias", "prunable_layers", "fc_layers", "MODELS"]
 
 
 class MLP(nn.Module):
@@ -52,14 +52,32 @@ class ConvNet(nn.Module):
 MODELS = ("mlp", "conv")
 
 
-def build_model(name: str, n_features: int, n_classes: int, image_shape=None, hidden=(300, 100)) -> nn.Module:
+def build_model(name: str, n_features: int, n_classes: int, image_shape=None, hidden=(300, 100), *,
+                bias: bool = True) -> nn.Module:
+    """A fresh network. `bias=False` builds the same network (the same initial weights for
+    the same torch seed) and then removes the biases of its Linear/Conv layers."""
     if name == "mlp":
-        return MLP((n_features, *hidden, n_classes))
-    if name == "conv":
+        model = MLP((n_features, *hidden, n_classes))
+    elif name == "conv":
         if image_shape is None:
             raise ValueError("the conv net needs image data (digits or MNIST), not 1-D data")
-        return ConvNet(image_shape, n_classes)
-    raise ValueError(f"unknown model {name!r}: expected one of {MODELS}")
+        model = ConvNet(image_shape, n_classes)
+    else:
+        raise ValueError(f"unknown model {name!r}: expected one of {MODELS}")
+    return model if bias else strip_bias(model)
+
+
+def strip_bias(model: nn.Module) -> nn.Module:
+    """Remove the bias of every Linear/Conv layer (EIE computes ReLU(W a): no bias)."""
+    for _, m in prunable_layers(model):
+        if m.bias is not None:
+            m.register_parameter("bias", None)
+    return model
+
+
+def has_bias(model: nn.Module) -> bool:
+    """Whether any fully connected layer (what EIE runs) has a bias."""
+    return any(m.bias is not None for _, m in fc_layers(model))
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -28,16 +28,19 @@ latency after it and, unless disabled (enforce_final), the most accurate single-
 cut back to the last target when the finetune pushed the latency above it. The EIE image
 holds the weight matrices only (the golden model has no bias), so the estimator's
 activation sparsity is that of the bias-free pass.
+
+NetAdapt does not depend on the resource being latency (Yang et al. also use energy):
+`resource="weights"` counts the non-zero FC weights instead (`WeightCount`). That is how
+`eie prune compare` brings NetAdapt to the matched sparsity exactly: the budget is the
+matched number of weights, and the last iteration's target is clamped to it.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,10 +49,14 @@ from torch.nn.utils import prune
 
 from .data import Splits
 from .models import fc_layers
+from .pipeline import pyplot, save_figure, write_result
 from .train import TrainConfig, accuracy, train
 
-__all__ = ["EIELatency", "NetAdaptConfig", "run_netadapt", "add_parser", "cli_dense", "cli_run",
+__all__ = ["EIELatency", "WeightCount", "NetAdaptConfig", "run_netadapt", "plot_netadapt", "add_parser",
+           "compare_entry", "compare_note", "add_compare_options", "COMPARE_NAME", "RESOURCES",
            "effective_weight", "get_mask", "set_mask", "clone_model", "magnitude_order", "sparsity_of"]
+
+RESOURCES = {"cycles": "EIE cycles per inference (FC layers)", "weights": "non-zero FC weights"}
 
 
 # --------------------------------------------------------------------------- masks
@@ -205,18 +212,46 @@ class EIELatency:
                 "sharing": sharing or self.sharing, "n_pe": self.n_pe, "calibration_samples": n}
 
 
+class WeightCount:
+    """The number of non-zero FC weights, with the interface of `EIELatency` (the
+    resource of NetAdapt when it is matched to a sparsity)."""
+
+    calls = 0
+
+    def weights(self, model: nn.Module) -> list[np.ndarray]:
+        return [effective_weight(m).numpy() for _, m in fc_layers(model)]
+
+    def fc_input(self, model: nn.Module) -> None:
+        return None
+
+    def of_weights(self, weights, fc_in=None) -> float:
+        return float(sum(np.count_nonzero(W) for W in weights))
+
+    def __call__(self, model: nn.Module) -> float:
+        return self.of_weights(self.weights(model))
+
+    def report(self, model: nn.Module) -> dict:
+        return {"weights": self(model),
+                "layers": {n: int(np.count_nonzero(W)) for (n, _), W in zip(fc_layers(model), self.weights(model))}}
+
+
 # --------------------------------------------------------------------------- NetAdapt
 
 @dataclass(frozen=True)
 class NetAdaptConfig:
-    """NetAdapt settings (EIE cycles per inference are the resource).
+    """NetAdapt settings.
 
+    resource: "cycles" (EIE cycles per inference, the default) or "weights" (non-zero FC
+             weights); "latency" below means the resource.
     delta:   latency reduction per iteration dR; < 1: fraction of the dense latency,
              >= 1: cycles. It is multiplied by `delta_decay` after every iteration.
     budget:  stop when the latency is at most this; <= 1: fraction of the dense
              latency, > 1: cycles. The last target is clamped to the budget.
+    lr:      learning rate of the short-term finetunes (and of the long-term one unless
+             `long_lr` is given).
     """
 
+    resource: str = "cycles"
     delta: float = 0.1
     delta_decay: float = 1.0
     budget: float = 0.3
@@ -224,6 +259,7 @@ class NetAdaptConfig:
     short_epochs: int = 3
     long_epochs: int = 20
     lr: float = 1e-3
+    long_lr: float | None = None
     batch_size: int = 64
     n_pe: int = 8
     acc_depth: int = 64
@@ -231,10 +267,13 @@ class NetAdaptConfig:
     n_calibration: int = 32
     sharing: str = "linear"
     min_density: float = 0.01   # a layer keeps at least this fraction of its weights
+    adapt_delta: bool = False   # no layer alone can cut delta: cut as deep as one layer can instead of stopping
     enforce_final: bool = True  # after the long-term finetune, prune back to the last target if it moved up
     seed: int = 0
 
     def __post_init__(self):
+        if self.resource not in RESOURCES:
+            raise ValueError(f"resource must be one of {tuple(RESOURCES)}, not {self.resource!r}")
         if self.delta <= 0 or self.budget <= 0:
             raise ValueError("delta and budget must be positive")
         if not 0 < self.delta_decay <= 1:
@@ -245,25 +284,19 @@ class NetAdaptConfig:
             raise ValueError("min_density must be in [0, 1)")
 
 
-def _cycles(value: float, dense: float) -> float:
+def _absolute(value: float, dense: float) -> float:
+    """A budget: <= 1 a fraction of the dense value, else the value itself."""
     return value * dense if value <= 1 else float(value)
 
 
-def _prune_layer_to_target(model: nn.Module, k: int, target: float, est: EIELatency,
-                           min_density: float) -> dict | None:
-    """Prune layer k (smallest surviving |w| first) just until est(model) <= target.
-
-    Bisection on the number of removed weights; the count kept is always one whose
-    latency was measured <= target. Returns None (model untouched) if even the most
-    pruning allowed (min_density) misses the target.
-    """
-    layers = [m for _, m in fc_layers(model)]
-    layer = layers[k]
+def _layer_cuts(model: nn.Module, k: int, est: EIELatency, min_density: float):
+    """(lat, max_prune, order) of layer k: lat(m) is the measured latency with the m
+    smallest surviving weights of layer k removed (the model is not changed), max_prune
+    the most that min_density allows, order the surviving weights, smallest |w| first."""
+    layer = fc_layers(model)[k][1]
     W = effective_weight(layer)
-    mask = get_mask(layer)
-    order = magnitude_order(W, mask)
-    min_keep = max(1, int(np.ceil(min_density * W.numel())))
-    max_prune = len(order) - min_keep
+    order = magnitude_order(W, get_mask(layer))
+    max_prune = len(order) - max(1, int(np.ceil(min_density * W.numel())))
     fc_in = est.fc_input(model)
     base = est.weights(model)
     flat_W = base[k].ravel()
@@ -275,6 +308,18 @@ def _prune_layer_to_target(model: nn.Module, k: int, target: float, est: EIELate
         ws[k] = Wk.reshape(base[k].shape)
         return est.of_weights(ws, fc_in)
 
+    return lat, max_prune, order
+
+
+def _prune_layer_to_target(model: nn.Module, k: int, target: float, est: EIELatency,
+                           min_density: float) -> dict | None:
+    """Prune layer k (smallest surviving |w| first) just until est(model) <= target.
+
+    Bisection on the number of removed weights; the count kept is always one whose
+    latency was measured <= target. Returns None (model untouched) if even the most
+    pruning allowed (min_density) misses the target.
+    """
+    lat, max_prune, order = _layer_cuts(model, k, est, min_density)
     start = lat(0)
     if start <= target:
         return {"pruned": 0, "latency": start}
@@ -287,17 +332,56 @@ def _prune_layer_to_target(model: nn.Module, k: int, target: float, est: EIELate
             hi = mid
         else:
             lo = mid
-    new = mask.clone().ravel()
+    layer = fc_layers(model)[k][1]
+    new = get_mask(layer).ravel()
     new[torch.as_tensor(order[:hi])] = 0.0
-    set_mask(layer, new.view_as(mask))
+    set_mask(layer, new.view_as(layer.weight))
     return {"pruned": int(hi), "latency": lat(hi)}
 
 
-def _finetune(model, splits, cfg: NetAdaptConfig, epochs: int, seed: int):
+def _deepest_cut(model: nn.Module, est: EIELatency, min_density: float) -> float:
+    """The lowest latency one layer alone can reach (each at its min_density)."""
+    out = []
+    for k in range(len(fc_layers(model))):
+        lat, max_prune, _ = _layer_cuts(model, k, est, min_density)
+        out.append(lat(max(0, max_prune)))
+    return min(out)
+
+
+def _finetune(model, splits, cfg: NetAdaptConfig, epochs: int, seed: int, lr: float | None = None):
     if epochs > 0:
-        train(model, splits, TrainConfig(epochs=epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=seed))
+        train(model, splits, TrainConfig(epochs=epochs, lr=lr or cfg.lr, batch_size=cfg.batch_size, seed=seed))
     model.eval()
     _refresh(model)
+
+
+def _candidates(cur, splits, cfg: NetAdaptConfig, est, names, target: float, i: int):
+    """NetAdapt's candidates of iteration i: per layer, prune it alone to `target`,
+    short-term finetune, prune on if the finetune moved the latency above the target.
+    Returns (records, [(record, model)] of the feasible ones)."""
+    candidates, cand_models = [], []
+    for k, name in enumerate(names):
+        cand = clone_model(cur)
+        first = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
+        if first is None:
+            candidates.append({"layer": name, "feasible": False})
+            continue
+        _finetune(cand, splits, cfg, cfg.short_epochs, cfg.seed + i)
+        lat_ft = est(cand)
+        repruned = 0
+        if lat_ft > target:       # the finetune changed the ReLU pattern: prune on until met
+            again = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
+            if again is None:
+                candidates.append({"layer": name, "feasible": False, "latency_after_finetune": lat_ft})
+                continue
+            repruned = again["pruned"]
+        c_lat = est(cand)
+        assert c_lat <= target
+        c = {"layer": name, "feasible": True, "pruned": first["pruned"] + repruned,
+             "repruned_after_finetune": repruned, "latency": c_lat, "val_acc": accuracy(cand, splits, "val")}
+        candidates.append(c)
+        cand_models.append((c, cand))
+    return candidates, cand_models
 
 
 def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdaptConfig(), *,
@@ -306,7 +390,7 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
 
     The dict holds `iterations` (per iteration: target, per-layer candidates with their
     latency and validation accuracy, the chosen layer, the latency and the accuracy),
-    `final` (after the long-term finetune, with the k-means-shared latency as well) and
+    `final` (after the long-term finetune; for cycles with the k-means-shared latency as well) and
     `model` (the adapted torch model, not written to JSON; with keep_models also
     `iteration_models`, the network of every iteration). With `out_dir`, writes
     netadapt.json and netadapt.png there.
@@ -314,48 +398,34 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
     t0 = time.time()
     say = log or (lambda *a: None)
     calib = splits.x_train[:cfg.n_calibration]
-    est = EIELatency(calib, n_pe=cfg.n_pe, acc_depth=cfg.acc_depth, fifo_depth=cfg.fifo_depth, sharing=cfg.sharing)
+    est = EIELatency(calib, n_pe=cfg.n_pe, acc_depth=cfg.acc_depth, fifo_depth=cfg.fifo_depth, sharing=cfg.sharing) \
+        if cfg.resource == "cycles" else WeightCount()
+    unit = "cycles" if cfg.resource == "cycles" else "weights"
     cur = clone_model(model)
     cur.eval()
     names = [n for n, _ in fc_layers(cur)]
     dense_lat = est(cur)
-    budget = _cycles(cfg.budget, dense_lat)
-    delta = _cycles(cfg.delta, dense_lat) if cfg.delta < 1 else float(cfg.delta)
+    budget = _absolute(cfg.budget, dense_lat)
+    delta = _absolute(cfg.delta, dense_lat) if cfg.delta < 1 else float(cfg.delta)
     lat = dense_lat
     iterations = [{"iteration": 0, "target": None, "latency": lat, "chosen": None,
                    "val_acc": accuracy(cur, splits, "val"), "test_acc": accuracy(cur, splits, "test"),
                    "sparsity": sparsity_of(fc_layers(cur)), "candidates": []}]
     models = [clone_model(cur)]
-    say(f"netadapt: dense latency {lat:.1f} cycles/sample, budget {budget:.1f}, val acc {iterations[0]['val_acc']:.4f}")
+    say(f"netadapt: dense {lat:.1f} {unit}, budget {budget:.1f}, val acc {iterations[0]['val_acc']:.4f}")
     stop = "max_iterations"
     for i in range(1, cfg.max_iterations + 1):
         if lat <= budget:
             stop = "budget reached"
             break
         target = max(lat - delta, budget)
-        candidates, cand_models = [], []
-        for k, name in enumerate(names):
-            cand = clone_model(cur)
-            first = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
-            if first is None:
-                candidates.append({"layer": name, "feasible": False})
-                continue
-            _finetune(cand, splits, cfg, cfg.short_epochs, cfg.seed + i)
-            lat_ft = est(cand)
-            repruned = 0
-            if lat_ft > target:       # the finetune changed the ReLU pattern: prune on until met
-                again = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
-                if again is None:
-                    candidates.append({"layer": name, "feasible": False, "latency_after_finetune": lat_ft})
-                    continue
-                repruned = again["pruned"]
-            c_lat = est(cand)
-            assert c_lat <= target
-            c = {"layer": name, "feasible": True, "pruned": first["pruned"] + repruned,
-                 "repruned_after_finetune": repruned, "latency": c_lat,
-                 "val_acc": accuracy(cand, splits, "val")}
-            candidates.append(c)
-            cand_models.append((c, cand))
+        candidates, cand_models = _candidates(cur, splits, cfg, est, names, target, i)
+        reduced_from = None
+        if not cand_models and cfg.adapt_delta:
+            deepest = _deepest_cut(cur, est, cfg.min_density)
+            if target < deepest < lat:    # no layer alone can cut delta: cut as deep as one layer can
+                reduced_from, target = target, deepest
+                candidates, cand_models = _candidates(cur, splits, cfg, est, names, target, i)
         if not cand_models:
             stop = "no layer can meet the target"
             iterations.append({"iteration": i, "target": target, "latency": lat, "chosen": None,
@@ -365,18 +435,18 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
         cur, lat = best_m, best_c["latency"]
         if keep_models:
             models.append(clone_model(cur))
-        iterations.append({"iteration": i, "target": target, "delta": delta, "latency": lat,
-                           "chosen": best_c["layer"], "val_acc": best_c["val_acc"],
+        iterations.append({"iteration": i, "target": target, "target_reduced_from": reduced_from,
+                           "delta": delta, "latency": lat, "chosen": best_c["layer"], "val_acc": best_c["val_acc"],
                            "test_acc": accuracy(cur, splits, "test"), "sparsity": sparsity_of(fc_layers(cur)),
                            "candidates": candidates})
-        say(f"netadapt: iter {i}: target {target:.1f} -> {lat:.1f} cycles ({best_c['layer']}), "
+        say(f"netadapt: iter {i}: target {target:.1f} -> {lat:.1f} {unit} ({best_c['layer']}), "
             f"val acc {best_c['val_acc']:.4f}")
         delta *= cfg.delta_decay
     else:
         if lat <= budget:
             stop = "budget reached"
     before_long = {"latency": lat, "val_acc": accuracy(cur, splits, "val"), "test_acc": accuracy(cur, splits, "test")}
-    _finetune(cur, splits, cfg, cfg.long_epochs, cfg.seed + 10_000)
+    _finetune(cur, splits, cfg, cfg.long_epochs, cfg.seed + 10_000, cfg.long_lr)
     after_long = {"latency": est(cur), "val_acc": accuracy(cur, splits, "val"),
                   "test_acc": accuracy(cur, splits, "test")}
     done = [r for r in iterations if r.get("chosen")]
@@ -394,229 +464,130 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
                     best = (acc, cand, {"layer": name, "pruned": r["pruned"], "latency": r["latency"]})
         if best is not None:
             cur, enforced = best[1], best[2]
-    final = {"latency": est(cur), "latency_kmeans": est.report(cur, "kmeans")["cycles_per_sample"],
-             "layers_cycles": est.report(cur)["layers"], "target": final_target,
+    final = {"latency": est(cur), "target": final_target,
              "val_acc": accuracy(cur, splits, "val"), "test_acc": accuracy(cur, splits, "test"),
              "sparsity": sparsity_of(fc_layers(cur)), "before_long_finetune": before_long,
              "after_long_finetune": after_long, "repruned_after_long_finetune": enforced}
-    dense = {"latency": dense_lat, "latency_kmeans": est.report(model, "kmeans")["cycles_per_sample"],
-             "val_acc": iterations[0]["val_acc"], "test_acc": iterations[0]["test_acc"]}
+    dense = {"latency": dense_lat, "val_acc": iterations[0]["val_acc"], "test_acc": iterations[0]["test_acc"]}
+    if cfg.resource == "cycles":
+        final |= {"latency_kmeans": est.report(cur, "kmeans")["cycles_per_sample"],
+                  "layers_cycles": est.report(cur)["layers"]}
+        dense["latency_kmeans"] = est.report(model, "kmeans")["cycles_per_sample"]
+    else:
+        final["layers_weights"] = est.report(cur)["layers"]
     result = {"method": "netadapt", "paper": "Yang et al., NetAdapt, ECCV 2018",
-              "config": asdict(cfg), "dataset": splits.name, "resource": "EIE cycles per inference (FC layers)",
-              "budget_cycles": budget, "dense": dense, "iterations": iterations, "stop_reason": stop,
+              "config": asdict(cfg), "dataset": splits.name, "resource": RESOURCES[cfg.resource],
+              "budget": budget,
+              "dense": dense, "iterations": iterations, "stop_reason": stop,
               "final": final, "estimator_calls": est.calls, "seconds": time.time() - t0}
-    say(f"netadapt: final {final['latency']:.1f} cycles/sample (k-means {final['latency_kmeans']:.1f}), "
-        f"test acc {final['test_acc']:.4f}")
+    say(f"netadapt: final {final['latency']:.1f} {unit}, test acc {final['test_acc']:.4f}")
     if out_dir is not None:
-        _write(result, Path(out_dir))
+        write_result(result, out_dir, "netadapt", plot_netadapt)
     result["model"] = cur
     if keep_models:
         result["iteration_models"] = models
     return result
 
 
-def _write(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "netadapt.json").write_text(json.dumps(result, indent=2) + "\n")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_netadapt(result: dict, path) -> None:
+    """Latency (resource) and target per iteration; accuracy vs latency."""
+    plt = pyplot()
+    unit = "EIE cycles / inference" if result["config"]["resource"] == "cycles" else "non-zero FC weights"
     its = [r for r in result["iterations"] if r.get("chosen") is not None or r["iteration"] == 0]
     x = [r["iteration"] for r in its]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.plot(x, [r["latency"] for r in its], "o-", label="latency")
+    a1.plot(x, [r["latency"] for r in its], "o-", label=result["config"]["resource"])
     tx = [r["iteration"] for r in its if r["target"] is not None]
     a1.plot(tx, [r["target"] for r in its if r["target"] is not None], "x--", label="target")
-    a1.axhline(result["budget_cycles"], color="gray", ls=":", label="budget")
+    a1.axhline(result["budget"], color="gray", ls=":", label="budget")
     a1.set_xlabel("iteration")
-    a1.set_ylabel("EIE cycles / inference")
+    a1.set_ylabel(unit)
     a1.legend()
     a2.plot([r["latency"] for r in its], [100 * r["val_acc"] for r in its], "o-", label="val (short-term finetuned)")
     a2.plot([result["final"]["latency"]], [100 * result["final"]["test_acc"]], "r*", ms=12,
             label="final test (long-term finetuned)")
     a2.invert_xaxis()
-    a2.set_xlabel("EIE cycles / inference")
+    a2.set_xlabel(unit)
     a2.set_ylabel("accuracy (%)")
     a2.legend()
     fig.suptitle(f"NetAdapt on EIE ({result['config']['n_pe']} PEs, {result['dataset']})")
-    fig.tight_layout()
-    fig.savefig(out / "netadapt.png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
-# --------------------------------------------------------------------------- CLI
+# --------------------------------------------------------------------------- CLI and compare
 
-def _add(p, *flags, **kw):
-    """add_argument unless the shared options already define one of the flags."""
-    if any(f in p._option_string_actions for f in flags):
-        return
-    p.add_argument(*flags, **kw)
+def _method(model, splits, ctx, seed, args):
+    """`eie prune netadapt` for one seed (CommonOptions.run): the adapted model and the result."""
+    from .pipeline import progress_log
 
-
-def _seed_list(text: str) -> list[int]:
-    return [int(t) for t in str(text).split(",") if t.strip()]
-
-
-def add_common_fallback(p) -> None:
-    """The shared options of `eie prune` that `common` did not add (all of them without
-    `common`: tests, standalone use)."""
-    _add(p, "--dataset", default="digits")
-    _add(p, "--data-path", default=None)
-    _add(p, "--model", default="mlp", choices=["mlp", "conv"])
-    _add(p, "--no-bias", action="store_true", help="network without biases")
-    _add(p, "--seeds", type=_seed_list, default=None, help="comma-separated training seeds (default 0)")
-    _add(p, "--epochs", type=int, default=60, help="epochs of the dense training")
-    _add(p, "--lr", type=float, default=1e-3)
-    _add(p, "--batch-size", type=int, default=64)
-    _add(p, "--no-cache", action="store_true", help="always retrain the dense model")
-    _add(p, "--n-pe", type=int, default=8, help="PEs of the EIE array (default 8)")
-    _add(p, "--out", default=None, help="output directory (default reports/prune/<method>)")
-    _add(p, "--json", action="store_true", help="print the result as JSON")
+    cfg = NetAdaptConfig(resource=args.resource, delta=args.delta, delta_decay=args.delta_decay, budget=args.budget,
+                         max_iterations=args.iterations, short_epochs=args.short_epochs,
+                         long_epochs=args.long_epochs, lr=ctx.dense.lr, batch_size=ctx.dense.batch_size,
+                         n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=args.latency_samples,
+                         sharing=args.sharing, adapt_delta=args.adapt_delta, seed=seed)
+    res = run_netadapt(model, splits, cfg, log=progress_log(ctx))
+    return res.pop("model"), {"netadapt": res}
 
 
-def cli_train_config(args, seed: int) -> TrainConfig:
-    return TrainConfig(epochs=getattr(args, "epochs", None) or 60, lr=getattr(args, "lr", None) or 1e-3,
-                       batch_size=getattr(args, "batch_size", None) or 64, seed=seed)
-
-
-def cli_dense(args, seed: int):
-    """(trained dense model, splits, TrainConfig) of one seed from the shared options."""
-    from .data import load_dataset
-    from .models import build_model
-    from .train import CACHE_DIR, _key, dense_model, set_seed
-
-    torch.set_num_threads(1)
-    cfg = cli_train_config(args, seed)
-    cache = None if getattr(args, "no_cache", False) else Path(getattr(args, "cache_dir", None) or CACHE_DIR)
-    name = getattr(args, "model", None) or "mlp"
-    dataset = getattr(args, "dataset", None) or "digits"
-    data_path = getattr(args, "data_path", None)
-    if not getattr(args, "no_bias", False):
-        model, splits = dense_model(name, dataset, cfg, data_path=data_path, cache_dir=cache)
-        return model, splits, cfg
-    splits = load_dataset(dataset, data_path, seed=0)
-    set_seed(seed)
-    model = build_model(name, splits.n_features, splits.n_classes, splits.image_shape)
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            m.register_parameter("bias", None)
-    path = None
-    if cache is not None:
-        key = _key(name, dataset, str(data_path), asdict(cfg), "no-bias", "plugin")
-        path = cache / f"{name}-nobias-plugin-{dataset}-{key}.pt"
-        if path.is_file():
-            model.load_state_dict(torch.load(path, weights_only=True))
-            return model.eval(), splits, cfg
-    train(model, splits, cfg)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
-    return model.eval(), splits, cfg
-
-
-_NOT_JSON = ("model", "iteration_models", "agent_obj", "env")
-
-
-def cli_out(args, method: str) -> Path:
-    """The output directory: --out of the shared options, else reports/prune/<method>."""
-    return Path(getattr(args, "out", None) or getattr(args, "out_dir", None) or f"reports/prune/{method}")
-
-
-def cli_quiet(args) -> bool:
-    return getattr(args, "json", False) is True or bool(getattr(args, "quiet", False))
-
-
-def cli_run(args, method: str, run_one, metrics, summary, aggregate=None) -> int:
-    """Run `run_one(seed, out_dir, log) -> result` for every seed (one seed: in the output
-    directory itself; several: in seed<k>/ under it, plus summary.json with the per-seed
-    `metrics(result)`, their means and `aggregate(results, out_dir)`); print
-    `summary(result)` or the JSON (--json)."""
-    seeds = list(getattr(args, "seeds", None) or [0])
-    out = cli_out(args, method)
-    log = None if cli_quiet(args) else print
-    results = [run_one(seed, out if len(seeds) == 1 else out / f"seed{seed}", log) for seed in seeds]
-    if len(seeds) == 1:
-        doc = {k: v for k, v in results[0].items() if k not in _NOT_JSON}
-        text = summary(results[0]) + f"\nwritten to {out}"
-    else:
-        runs = [{"seed": s, **metrics(r)} for s, r in zip(seeds, results)]
-        keys = [k for k, v in runs[0].items() if k != "seed" and isinstance(v, (int, float)) and v is not None]
-        mean = {k: float(np.mean([r[k] for r in runs])) for k in keys}
-        doc = {"method": method, "seeds": seeds, "runs": runs, "mean": mean}
-        out.mkdir(parents=True, exist_ok=True)
-        if aggregate is not None:
-            doc.update(aggregate(results, out))
-        (out / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
-        text = "\n\n".join(f"seed {s}:\n{summary(r)}" for s, r in zip(seeds, results))
-        text += "\n\nmean over seeds: " + ", ".join(f"{k} {v:.4g}" for k, v in mean.items()) + f"\nwritten to {out}"
-    print(json.dumps(doc, indent=2) if getattr(args, "json", False) else text)
-    return 0
-
-
-def cli_func(fn, common):
-    """Wrap a CLI function: ValueError (bad option values) -> common.UserError when available."""
-    err = getattr(common, "UserError", None)
-
-    def run(args):
-        try:
-            return fn(args)
-        except ValueError as e:
-            if err is None:
-                raise
-            raise err(str(e)) from None
-    return run
-
-
-def _summary(res: dict) -> str:
-    lines = ["iter  target    latency  layer     val_acc"]
-    for r in res["iterations"]:
-        if r.get("chosen") is None and r["iteration"]:
-            continue
-        tgt = "-" if r["target"] is None else f"{r['target']:.0f}"
-        lines.append(f"{r['iteration']:>4}  {tgt:>7}  {r['latency']:>8.0f}  {r['chosen'] or 'dense':<8}  "
-                     f"{r['val_acc']:.4f}")
-    f = res["final"]
-    lines.append(f"final (long-term finetuned): {f['latency']:.0f} cycles/inference, test acc {f['test_acc']:.4f} "
-                 f"(dense {res['dense']['latency']:.0f}, {res['dense']['test_acc']:.4f})")
-    return "\n".join(lines)
-
-
-def _metrics(res: dict) -> dict:
-    return {"dense_latency": res["dense"]["latency"], "dense_test_acc": res["dense"]["test_acc"],
-            "latency": res["final"]["latency"], "test_acc": res["final"]["test_acc"],
-            "iterations": sum(1 for r in res["iterations"] if r.get("chosen")),
-            "sparsity": res["final"]["sparsity"]["overall"]}
-
-
-def _cli(args) -> int:
-    def one(seed, out, log):
-        model, splits, tcfg = cli_dense(args, seed)
-        cfg = NetAdaptConfig(delta=args.delta, delta_decay=args.delta_decay, budget=args.budget,
-                             max_iterations=args.iterations, short_epochs=args.short_epochs,
-                             long_epochs=args.long_epochs, lr=tcfg.lr, batch_size=tcfg.batch_size,
-                             n_pe=args.n_pe, acc_depth=getattr(args, "acc_depth", None) or 64,
-                             n_calibration=args.latency_samples, sharing=args.sharing, seed=seed)
-        return run_netadapt(model, splits, cfg, out_dir=out, log=log)
-    return cli_run(args, "netadapt", one, _metrics, _summary)
-
-
-def add_parser(prune_sub, common=None):
+def add_parser(prune_sub, common):
     """Register `eie prune netadapt` on the sub-parsers object of `eie prune`."""
-    p = prune_sub.add_parser("netadapt", help="NetAdapt (Yang et al. 2018) with EIE cycles as the latency",
-                             description=__doc__.split("\n\n")[0])
-    if common is not None:
-        common(p)
-    add_common_fallback(p)
-    _add(p, "--delta", type=float, default=0.1, help="latency cut per iteration: < 1 fraction of dense, else cycles")
-    _add(p, "--delta-decay", type=float, default=1.0)
-    _add(p, "--budget", type=float, default=0.3, help="stop at this latency: <= 1 fraction of dense, else cycles")
-    _add(p, "--iterations", type=int, default=10, help="maximum NetAdapt iterations")
-    _add(p, "--short-epochs", type=int, default=3, help="short-term finetune epochs per candidate")
-    _add(p, "--long-epochs", type=int, default=20, help="long-term finetune epochs at the end")
-    _add(p, "--latency-samples", type=int, default=32, help="training samples the cycle model runs (default 32)")
-    _add(p, "--sharing", default="linear", choices=["linear", "kmeans"],
-         help="weight sharing inside the latency estimator")
-    p.set_defaults(func=cli_func(_cli, common))
-    return p
+    from .pipeline import plot_per_seed
+
+    g = common.add_method(prune_sub, "netadapt", _method,
+                          lambda rep, out: plot_per_seed(rep, out, "netadapt", plot_netadapt),
+                          help="NetAdapt (Yang et al. 2018) with EIE cycles as the latency",
+                          description=__doc__.split("\n\n")[0])
+    g.add_argument("--resource", default="cycles", choices=list(RESOURCES),
+                   help="cycles: EIE cycles per inference (default); weights: non-zero FC weights")
+    g.add_argument("--delta", type=float, default=0.1, help="cut per iteration: < 1 fraction of dense, else absolute")
+    g.add_argument("--delta-decay", type=float, default=1.0)
+    g.add_argument("--budget", type=float, default=0.3, help="stop at this: <= 1 fraction of dense, else absolute")
+    g.add_argument("--iterations", type=int, default=10, help="maximum NetAdapt iterations")
+    g.add_argument("--short-epochs", type=int, default=3, help="short-term finetune epochs per candidate")
+    g.add_argument("--long-epochs", type=int, default=20, help="long-term finetune epochs at the end")
+    g.add_argument("--latency-samples", type=int, default=32, help="training samples the cycle model runs")
+    g.add_argument("--sharing", default="linear", choices=["linear", "kmeans"],
+                   help="weight sharing inside the latency estimator")
+    g.add_argument("--adapt-delta", action="store_true",
+                   help="when no layer alone can make the cut, cut as deep as one layer can instead of stopping")
+
+
+COMPARE_NAME = "NetAdapt (weights as resource)"
+
+
+def add_compare_options(group) -> None:
+    group.add_argument("--netadapt-delta", type=float, default=0.1,
+                       help="NetAdapt: weights removed per iteration, fraction of the dense count (default 0.1)")
+    group.add_argument("--netadapt-short-epochs", type=int, default=3,
+                       help="NetAdapt: short-term finetune epochs per candidate (default 3)")
+
+
+def _compare_config(model, sparsity, ctx, seed, args) -> NetAdaptConfig:
+    from .cli import finetune_budget
+
+    total = sum(m.weight.numel() for _, m in fc_layers(model))
+    return NetAdaptConfig(resource="weights", delta=args.netadapt_delta,
+                          budget=float(total - round(sparsity * total)),  # absolute: as prune_to rounds
+                          max_iterations=2 * int(np.ceil(sparsity / args.netadapt_delta)) + 5,
+                          short_epochs=args.netadapt_short_epochs, long_epochs=finetune_budget(args),
+                          lr=ctx.dense.lr, long_lr=ctx.dense.lr * args.lr_scale, batch_size=ctx.dense.batch_size,
+                          n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, adapt_delta=True, seed=seed)
+
+
+def compare_note(sparsity, args) -> str:
+    from .cli import finetune_budget
+
+    return (f"resource = non-zero FC weights, steps of {100 * args.netadapt_delta:g} % of the dense count, budget "
+            f"{100 * (1 - sparsity):g} % (the last target is clamped to it: lands exactly there; a step no single "
+            f"layer can make is shortened to the deepest single-layer cut); short-term "
+            f"{args.netadapt_short_epochs} epochs at the dense LR, long-term {finetune_budget(args)} epochs at "
+            f"lr x {args.lr_scale:g}")
+
+
+def compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module:
+    """NetAdapt in `eie prune compare`: the non-zero FC weights are the resource, so the
+    budget `1 - sparsity` is met exactly (see `compare_note`)."""
+    from .pipeline import progress_log
+
+    cfg = _compare_config(model, sparsity, ctx, seed, args)
+    return run_netadapt(model, splits, cfg, log=progress_log(ctx))["model"]

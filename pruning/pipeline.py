@@ -14,15 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Splits, load_dataset
+from .data import Splits
 from .magnitude import clone_model, kept_fraction, remove_pruning, sparsity_report
-from .models import MLP, ConvNet, build_model
+from .models import MLP, ConvNet, has_bias, strip_bias
 from .share import codebooks, unshare
-from .train import CACHE_DIR, TrainConfig, _key, accuracy, set_seed, train
+from .train import CACHE_DIR, TrainConfig, accuracy, dense_model
 
 __all__ = ["Context", "dense_for", "strip_bias", "arch_of", "build_from_arch", "save_checkpoint",
-           "load_checkpoint", "evaluate_model", "finalize", "summarize", "write_json", "plot_history",
-           "plot_layer_ratios", "plot_compression", "plot_bars"]
+           "load_checkpoint", "evaluate_model", "finalize", "bias_warning", "summarize", "write_json",
+           "plot_history", "plot_layer_ratios", "plot_compression", "plot_bars", "plot_per_seed", "progress_log",
+           "pyplot", "save_figure", "write_result"]
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Context:
     dataset: str = "digits"
     data_path: str | None = None
     model: str = "mlp"
-    bias: bool = True
+    bias: bool = False                # EIE computes ReLU(W a): the default network has no biases
     dense: TrainConfig = field(default_factory=TrainConfig)  # seed is replaced per run
     layers: str = "fc"
     n_pe: int = 8
@@ -47,39 +48,20 @@ class Context:
         return d
 
 
-def strip_bias(model: nn.Module) -> nn.Module:
-    """Remove the bias of every Linear/Conv layer (EIE computes ReLU(W a): no bias)."""
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)) and m.bias is not None:
-            m.register_parameter("bias", None)
-    return model
+def progress_log(ctx: Context):
+    """A `log(message)` function for the methods: stderr with progress on, else None."""
+    if not ctx.progress:
+        return None
+    import sys
+
+    return lambda msg: print(msg, file=sys.stderr)
 
 
 def dense_for(ctx: Context, seed: int) -> tuple[nn.Module, Splits]:
-    """The trained dense model of this seed (cached), and the data splits (split seed 0)."""
-    cfg = ctx.dense.with_(seed=seed)
-    if ctx.bias:
-        from .train import dense_model
-
-        return dense_model(ctx.model, ctx.dataset, cfg, data_path=ctx.data_path, cache_dir=ctx.cache_dir,
-                           progress=ctx.progress)
-    splits = load_dataset(ctx.dataset, ctx.data_path, seed=0)
-    set_seed(cfg.seed)
-    model = strip_bias(build_model(ctx.model, splits.n_features, splits.n_classes, splits.image_shape))
-    path = None
-    if ctx.cache_dir is not None:
-        key = _key(ctx.model, ctx.dataset, str(ctx.data_path), asdict(cfg), "no-bias")
-        path = Path(ctx.cache_dir) / f"{ctx.model}-nobias-{ctx.dataset}-{key}.pt"
-        if path.is_file():
-            model.load_state_dict(torch.load(path, weights_only=True))
-            return model.eval(), splits
-    train(model, splits, cfg, progress=ctx.progress, desc=f"dense {ctx.model} (no bias)")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(path)
-    return model.eval(), splits
+    """The trained dense model of this seed (cached; with and without biases in different
+    files), and the data splits (split seed 0)."""
+    return dense_model(ctx.model, ctx.dataset, ctx.dense.with_(seed=seed), bias=ctx.bias, data_path=ctx.data_path,
+                       cache_dir=ctx.cache_dir, progress=ctx.progress)
 
 
 # -- checkpoints ---------------------------------------------------------------------------
@@ -155,7 +137,10 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
 
     Returns {"pruned": {val_acc, test_acc, kept, layers}, "checkpoint", and for the MLP
     "image": {path, n_pe, decode_matches, check, quantised: {val_acc, test_acc},
-    golden_test: {accuracy, cycles_per_input, ...}}, "compression": {...}}.
+    golden_test: {accuracy, cycles_per_input, ...}, biases_dropped, bias_warning},
+    "compression": {...}}. A model with biases is exported without them (EIE computes
+    ReLU(W a)): `biases_dropped` is then true and `bias_warning` states the accuracy of
+    the exported network (golden model) against the float model with biases.
     `reference_weights` (structured methods): FC weights of the original network, so that
     `kept` and the compression ratios are relative to it.
     """
@@ -181,6 +166,8 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
                         "biases_dropped": check["biases_dropped"], "check": check,
                         "quantised": evaluate_model(quant, splits),
                         "golden_test": image_accuracy(image, splits.x_test, splits.y_test)}
+        golden = res["image"]["golden_test"]["accuracy"]
+        res["image"]["bias_warning"] = bias_warning(res["pruned"]["test_acc"], golden) if has_bias(model) else None
         if write:
             path = out_dir / f"{stem}-seed{seed}.eie"
             save_image(image, path, overwrite=True)
@@ -189,6 +176,13 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
         res["compression_by_pe"] = compression_by_pe(model, calib, seed=seed, acc_depth=ctx.acc_depth,
                                                      reference_weights=reference_weights)
     return res
+
+
+def bias_warning(float_acc: float, exported_acc: float) -> str:
+    """The warning for a network with biases, which its EIE image does not hold."""
+    return (f"the network has biases, which the EIE image drops (EIE computes ReLU(W a)): the exported network "
+            f"reaches {100 * exported_acc:.2f} % test accuracy on the bit-exact golden model vs "
+            f"{100 * float_acc:.2f} % for the float model with biases; train without --bias for an exact export")
 
 
 PE_SWEEP = (1, 2, 4, 8, 16, 32, 64)
@@ -235,6 +229,7 @@ def summarize(runs: list[dict]) -> dict:
         "ratio_pruning": _mean(get(r, "final", "compression", "ratio_pruning") for r in runs),
         "ratio_pruning_sharing": _mean(get(r, "final", "compression", "ratio_pruning_sharing") for r in runs),
         "ratio_total": _mean(get(r, "final", "compression", "ratio_total") for r in runs),
+        "biases_dropped": any(get(r, "final", "image", "biases_dropped") for r in runs),
     }
     if s["dense_test_acc"] is not None and s["test_acc"] is not None:
         s["test_acc_drop"] = s["dense_test_acc"] - s["test_acc"]
@@ -262,7 +257,8 @@ def _json_default(o):
 
 
 # -- plots ---------------------------------------------------------------------------------
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (files only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,10 +267,36 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    pyplot().close(fig)
+
+
+def write_result(result: dict, out_dir, name: str, plot) -> None:
+    """<name>.json (the result) and <name>.png (`plot(result, path)`) in `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    plot(result, out / f"{name}.png")
+
+
+def plot_per_seed(report: dict, out, key: str, plot) -> list[str]:
+    """`plot(run[key], path)` for every seed of a report: <key>.png for one seed, else
+    <key>-seed<S>.png. Returns the file names."""
+    runs = report["runs"]
+    files = []
+    for r in runs:
+        name = f"{key}.png" if len(runs) == 1 else f"{key}-seed{r['seed']}.png"
+        plot(r[key], Path(out) / name)
+        files.append(name)
+    return files
+
+
 def plot_history(curves: dict[str, list[tuple[float, float]]], path, title: str, dense_acc: float | None = None,
                  xlabel: str = "FC weights kept (%)", ylabel: str = "validation accuracy (%)") -> None:
     """Accuracy vs kept fraction: {label: [(kept, acc), ...]} (fractions, plotted in %)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, pts in curves.items():
         if pts:
@@ -293,14 +315,12 @@ def plot_history(curves: dict[str, list[tuple[float, float]]], path, title: str,
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_layer_ratios(per_layer: dict[str, dict[str, float]], path, title: str = "per-layer weights kept") -> None:
     """Grouped bars: {series: {layer: kept fraction}}."""
-    plt = _plt()
+    plt = pyplot()
     series = list(per_layer)
     layers = list(dict.fromkeys(n for s in series for n in per_layer[s]))
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -314,9 +334,7 @@ def plot_layer_ratios(per_layer: dict[str, dict[str, float]], path, title: str =
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_compression(comp: dict, path, title: str = "storage of the FC weights") -> None:
@@ -324,7 +342,7 @@ def plot_compression(comp: dict, path, title: str = "storage of the FC weights")
     layer, the stored image's bits split into values, zero runs, padding, pointers, codebook."""
     from .export import CODEBOOK_BITS, INDEX_BITS, PTR_BITS, ZRUN_BITS
 
-    plt = _plt()
+    plt = pyplot()
     t = comp["total"]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
     stages = [("dense\n32-bit", t["dense_bits"]), ("pruned\n32-bit values", t["pruned_bits"]),
@@ -350,14 +368,12 @@ def plot_compression(comp: dict, path, title: str = "storage of the FC weights")
     a2.set_ylabel("KiB")
     a2.set_title("stored image per layer")
     a2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_bars(values: dict[str, float], path, title: str, ylabel: str, ref: float | None = None,
               ref_label: str = "dense") -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(values)), 4.2))
     bars = ax.bar(list(values), [100 * v for v in values.values()], color="C0")
     ax.bar_label(bars, fmt="%.1f", fontsize=8)
@@ -369,6 +385,4 @@ def plot_bars(values: dict[str, float], path, title: str, ylabel: str, ref: floa
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

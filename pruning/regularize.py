@@ -206,9 +206,15 @@ def _compact_conv(model: ConvNet) -> ConvNet:
     out = ConvNet(model.image_shape, model.fc2.out_features, channels=(len(k1), len(k2)),
                   hidden=model.fc1.out_features)
 
+    def copy_bias(src, dst, k=slice(None)):
+        if src.bias is None:
+            dst.register_parameter("bias", None)
+        else:
+            dst.bias.copy_(src.bias.detach()[k])
+
     def copy_conv(src, dst, ko, ki):
         dst.weight.copy_(weight_of(src)[ko][:, ki])
-        dst.bias.copy_(src.bias.detach()[ko])
+        copy_bias(src, dst, ko)
 
     def copy_bn(src, dst, k):
         dst.weight.copy_(weight_of(src, "weight")[k])
@@ -225,7 +231,7 @@ def _compact_conv(model: ConvNet) -> ConvNet:
     hw = (h // 2) * (w // 2)
     cols = (k2[:, None] * hw + torch.arange(hw)[None, :]).flatten()  # channel-major flatten
     out.fc1.weight.copy_(weight_of(model.fc1)[:, cols])
-    out.fc1.bias.copy_(model.fc1.bias.detach())
+    copy_bias(model.fc1, out.fc1)
     out.fc2.weight.copy_(weight_of(model.fc2))
-    out.fc2.bias.copy_(model.fc2.bias.detach())
+    copy_bias(model.fc2, out.fc2)
     return out.eval()

@@ -102,11 +102,9 @@ def allocate(result: dict, target: float, iters: int = 60) -> tuple[dict[str, fl
 
 
 def plot_scan(result: dict, path, threshold: float | None = None, picked: dict | None = None) -> None:
-    import matplotlib
+    from .pipeline import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for n, c in result["layers"].items():
         r = [p["ratio"] for p in c]
@@ -122,6 +120,4 @@ def plot_scan(result: dict, path, threshold: float | None = None, picked: dict |
     ax.set_title("sensitivity analysis")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -95,20 +95,23 @@ def _key(*parts) -> str:
 
 
 def dense_model(model_name: str = "mlp", dataset: str = "digits", cfg: TrainConfig = TrainConfig(), *,
-                data_path=None, cache_dir: Path | None = CACHE_DIR, progress: bool = False):
-    """(trained dense model, splits): trained once per (model, data, config), then loaded
-    from `cache_dir` (None: no cache)."""
+                bias: bool = False, data_path=None, cache_dir: Path | None = CACHE_DIR, progress: bool = False):
+    """(trained dense model, splits): trained once per (model, bias, data, config), then
+    loaded from `cache_dir` (None: no cache). The default network has no biases (EIE
+    computes ReLU(W a)); with and without biases the files differ
+    (`<model>-<dataset>-<key>.pt` and `<model>-nobias-<dataset>-<key>.pt`)."""
     splits = load_dataset(dataset, data_path, seed=0)
     set_seed(cfg.seed)
-    model = build_model(model_name, splits.n_features, splits.n_classes, splits.image_shape)
+    model = build_model(model_name, splits.n_features, splits.n_classes, splits.image_shape, bias=bias)
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{model_name}-{dataset}-{_key(model_name, dataset, str(data_path), asdict(cfg))}.pt"
+        parts = (model_name, dataset, str(data_path), asdict(cfg)) + (() if bias else ("no-bias",))
+        path = Path(cache_dir) / f"{model_name}{'' if bias else '-nobias'}-{dataset}-{_key(*parts)}.pt"
         if path.is_file():
             model.load_state_dict(torch.load(path, weights_only=True))
             model.eval()
             return model, splits
-    train(model, splits, cfg, progress=progress, desc=f"dense {model_name}")
+    train(model, splits, cfg, progress=progress, desc=f"dense {model_name}{'' if bias else ' (no bias)'}")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

@@ -98,6 +98,16 @@ def cmd_sim(args, UserError, emit_json) -> int:
         "wall_seconds": round(time.perf_counter() - t0, 2),
         "waves": run.waves, "log": run.log,
     }
+    speed = (f"{run.clock_cycles:,} clock cycles simulated at {run.cycles_per_second:,.0f} cycles/s "
+             f"({run.run_cycles_per_second:,.0f} cycles/s while computing)")
+    rc = _finish(args, result, params, speed, emit_json)
+    if run.waves and not args.json:
+        print(f"waves: {run.waves} (open with `gtkwave {run.waves}`)")
+    return rc
+
+
+def _finish(args, result: dict, params, speed: str, emit_json) -> int:
+    """Shared end of `eie sim` for both simulators: authors' cycles, JSON file, verdict."""
     if args.fc8:
         from eie.golden_model.fc8 import AUTHORS_CYCLES
 
@@ -106,19 +116,16 @@ def cmd_sim(args, UserError, emit_json) -> int:
         from eie.golden_model.image_file import atomic_write_bytes
 
         atomic_write_bytes(args.output, [json.dumps(result, indent=2).encode()], overwrite=True)
+    ok = result["bit_exact"] and result["cycle_exact"]
     if args.json:
         emit_json(result)
     else:
-        ok = result["bit_exact"] and result["cycle_exact"]
         print(f"{'PASS' if ok else 'FAIL'}: outputs {'bit-exact' if result['bit_exact'] else 'differ'}, cycles "
               f"{'equal to' if result['cycle_exact'] else 'differ from'} the cycle model "
               f"({sum(result['cycles_rtl']):,} total"
               + (f"; authors' simulator {result['authors_cycles']:,}" if result.get("authors_cycles") else "")
-              + f"); {run.clock_cycles:,} clock cycles simulated at {run.cycles_per_second:,.0f} cycles/s "
-              f"({run.run_cycles_per_second:,.0f} cycles/s while computing)")
-        if run.waves:
-            print(f"waves: {run.waves} (open with `gtkwave {run.waves}`)")
-    return 0 if result["bit_exact"] and result["cycle_exact"] else 1
+              + f"); {speed}")
+    return 0 if ok else 1
 
 
 def _sim_verilator(args, image, a, params, what, emit_json) -> int:
@@ -135,23 +142,8 @@ def _sim_verilator(args, image, a, params, what, emit_json) -> int:
               "outputs_int": r.outputs.tolist() if r.bit_exact else None,
               "simulated_clock_cycles": r.clock_cycles, "simulator_seconds": round(r.seconds, 3),
               "cycles_per_second": round(r.cycles_per_second, 1), "build_seconds": round(r.build_seconds, 1)}
-    if args.fc8:
-        from eie.golden_model.fc8 import AUTHORS_CYCLES
-
-        result["authors_cycles"] = AUTHORS_CYCLES.get(params.fifo_depth)
-    if args.output:
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(args.output, [json.dumps(result, indent=2).encode()], overwrite=True)
-    if args.json:
-        emit_json(result)
-    else:
-        ok = r.bit_exact and r.cycle_exact
-        print(f"{'PASS' if ok else 'FAIL'}: outputs {'bit-exact' if r.bit_exact else 'differ'}, cycles "
-              f"{r.cycles_per_sample} vs model {r.expected_cycles}"
-              + (f" (authors' simulator {result['authors_cycles']:,})" if result.get("authors_cycles") else "")
-              + f"; {r.clock_cycles:,} clock cycles at {r.cycles_per_second:,.0f} cycles/s")
-    return 0 if r.bit_exact and r.cycle_exact else 1
+    return _finish(args, result, params, f"{r.clock_cycles:,} clock cycles at {r.cycles_per_second:,.0f} cycles/s",
+                   emit_json)
 
 
 def _builds(text: str, UserError):

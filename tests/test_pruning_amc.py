@@ -1,6 +1,6 @@
-"""AMC (pruning/amc.py): state embedding, action limiting, DDPG updates, budgets, CLI."""
+"""AMC (pruning/amc.py): state embedding, action limiting, DDPG updates, budgets (the CLI is
+tested in test_pruning_cli.py)."""
 
-import argparse
 import json
 import math
 
@@ -8,26 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from eie.pruning.amc import N_FEATURES, AMCConfig, AMCEnv, DDPG, add_parser, run_amc
-from eie.pruning.data import load_dataset
-from eie.pruning.models import MLP, ConvNet, prunable_layers
+from eie.pruning.amc import N_FEATURES, AMCConfig, AMCEnv, DDPG, run_amc
+from eie.pruning.models import ConvNet, prunable_layers
 from eie.pruning.netadapt import EIELatency, get_mask
-from eie.pruning.train import TrainConfig, train
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def small(splits):
-    torch.manual_seed(0)
-    m = MLP((64, 32, 16, 10))
-    train(m, splits, TrainConfig(epochs=6, seed=0))
-    return m
+def small(train_mlp):
+    return train_mlp(6, sizes=(64, 32, 16, 10))
 
 
 def tiny(**kw):
@@ -133,22 +123,3 @@ def test_cycles_budget_holds_on_the_cycle_model(small, splits):
     assert fresh(res["model"]) == res["final"]["cycles"]
     assert res["budget"] == pytest.approx(0.4 * res["env"].dense_value)
     assert res["dense"]["cycles"] == pytest.approx(res["env"].dense_value)
-
-
-def test_cli(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    add_parser(sub, None)
-    args = parser.parse_args(["amc", "--epochs", "2", "--no-cache", "--episodes", "3", "--warmup", "2",
-                              "--finetune-epochs", "1", "--budget", "0.3", "--out", str(tmp_path), "--json"])
-    assert args.func(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["method"] == "amc" and out["final"]["budget_met"] and len(out["episodes"]) == 3
-    assert out["config"]["n_pe"] == 8 and out["final"]["flops"] <= out["budget"]
-    # a bias-free network (what EIE computes exactly), on the cycle model
-    args = parser.parse_args(["amc", "--epochs", "2", "--no-cache", "--no-bias", "--constraint", "cycles",
-                              "--episodes", "2", "--warmup", "1", "--finetune-epochs", "1", "--budget", "0.5",
-                              "--latency-samples", "4", "--out", str(tmp_path / "c"), "--json"])
-    assert args.func(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["final"]["budget_met"] and out["final"]["cycles"] <= out["budget"]

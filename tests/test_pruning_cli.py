@@ -1,12 +1,21 @@
-"""`eie prune ...` smoke tests on tiny configurations: outputs and documented JSON keys."""
+"""`eie prune ...` on tiny configurations: outputs, documented JSON keys, the exported
+checkpoint and image of every method (built-in and plug-in), compare, biases."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from eie.cli import main
+from eie.cli import build_parser, main
+from eie.golden_model import decode_weights
+from eie.golden_model import numerics as nm
 from eie.golden_model.image_file import load_image
+from eie.pruning.export import image_accuracy, layer_codes
+from eie.pruning.models import fc_layers
+from eie.pruning.pipeline import load_checkpoint
+from eie.pruning.train import accuracy
 
 torch.set_num_threads(1)
 
@@ -15,7 +24,7 @@ TINY = ["--epochs", "2", "--seeds", "0", "--quiet", "--n-pe", "4", "--calib", "3
 REPORT_KEYS = {"method", "options", "context", "runs", "summary", "seconds", "output_dir", "files"}
 SUMMARY_KEYS = {"seeds", "dense_test_acc", "dense_val_acc", "test_acc", "val_acc", "kept", "quantised_test_acc",
                 "golden_test_acc", "ratio_pruning", "ratio_pruning_sharing", "ratio_total", "test_acc_drop",
-                "val_acc_drop"}
+                "val_acc_drop", "biases_dropped"}
 FINAL_KEYS = {"pruned", "checkpoint", "image", "compression", "compression_by_pe"}
 
 
@@ -39,7 +48,33 @@ def run_json(capsys, tmp_path, cache, method, *extra):
     return rep, out_dir
 
 
-def check_common(rep, out_dir, method):
+def check_export(run, splits):
+    """The run's checkpoint loads and computes the reported accuracy; its image file
+    decodes to the checkpoint's pruned weights quantised with the exported codebooks
+    (same zeros, at most 15 shared values per layer) and runs at the reported accuracy."""
+    model, obj = load_checkpoint(run["final"]["checkpoint"])
+    assert obj["meta"]["seed"] == run["seed"]
+    assert accuracy(model, splits, "test") == run["final"]["pruned"]["test_acc"]
+    fc = [l.weight for _, l in fc_layers(model)]
+    kept = sum(int((w != 0).sum()) for w in fc) / sum(w.numel() for w in fc)
+    assert kept == pytest.approx(run["final"]["pruned"]["kept"])
+    image = load_image(run["final"]["image"]["path"])
+    for (name, layer), L in zip(fc_layers(model), image.layers):
+        w = layer.weight.detach().double().numpy()
+        dec = decode_weights(L)
+        np.testing.assert_array_equal(dec != 0, w != 0)                 # the pruning mask, exactly
+        assert len(np.unique(dec[dec != 0])) <= 15
+        if name in obj["codebooks"]:                                     # trained (shared) codebook
+            cb, idx = obj["codebooks"][name]["codebook"].numpy(), obj["codebooks"][name]["idx"].numpy()
+        else:                                                            # k-means codebook at export
+            cb, idx = layer_codes(layer, run["seed"])
+        q = nm.quantize(cb.astype(np.float64), L.w_frac, nm.WEIGHT_BITS).astype(np.float64) * 2.0 ** -L.w_frac
+        np.testing.assert_array_equal(dec, q[idx])
+    golden = image_accuracy(image, splits.x_test, splits.y_test)
+    assert golden["accuracy"] == run["final"]["image"]["golden_test"]["accuracy"]
+
+
+def check_common(rep, out_dir, method, splits=None):
     assert REPORT_KEYS <= set(rep)
     assert rep["method"] == method
     assert SUMMARY_KEYS <= set(rep["summary"])
@@ -59,19 +94,22 @@ def check_common(rep, out_dir, method):
     assert "compression.png" in pngs and len(pngs) >= 2
     assert all((out_dir / f).read_bytes()[:4] == b"\x89PNG" for f in pngs)
     assert any(f.endswith(".pt") for f in rep["files"]) and any(f.endswith(".eie") for f in rep["files"])
+    if splits is not None:
+        for run_ in rep["runs"]:
+            check_export(run_, splits)
 
 
-def test_iterative_and_share_from_checkpoint(capsys, tmp_path, cache):
+def test_iterative_and_share_from_checkpoint(capsys, tmp_path, cache, splits):
     rep, out = run_json(capsys, tmp_path, cache, "iterative", "--sparsity", "0.8", "--steps", "2", "--ft-epochs", "1",
                         "--final-epochs", "1")
-    check_common(rep, out, "iterative")
+    check_common(rep, out, "iterative", splits)
     assert rep["summary"]["kept"] == pytest.approx(0.2, abs=1e-3)
     r = rep["runs"][0]
     assert len(r["history"]) == 4 and "one_shot" in r and r["one_shot"]["epochs"] == 3
     assert rep["options"]["sparsity"] == 0.8
     ckpt = r["final"]["checkpoint"]
     rep2, out2 = run_json(capsys, tmp_path, cache, "share", "--from", ckpt, "--centroid-epochs", "1")
-    check_common(rep2, out2, "share")
+    check_common(rep2, out2, "share", splits)
     r2 = rep2["runs"][0]
     assert r2["source"]["checkpoint"] == ckpt and r2["source"]["meta"]["method"] == "iterative"
     assert r2["sharing_kept"] is True
@@ -129,20 +167,106 @@ def test_slimming_mlp_and_conv(capsys, tmp_path, cache):
     assert sum(r["units_kept"].values()) == 18 and sum(r["compact_arch"]) == 18
 
 
+PLUGINS = {
+    "lottery": ["--rounds", "2", "--rate", "0.5", "--modes", "reset,rewind", "--seeds", "0,1"],
+    "netadapt": ["--iterations", "2", "--delta", "0.2", "--short-epochs", "1", "--long-epochs", "1",
+                 "--latency-samples", "4"],
+    "amc": ["--constraint", "cycles", "--budget", "0.5", "--episodes", "2", "--warmup", "1", "--finetune-epochs", "1",
+            "--latency-samples", "4", "--no-bias"],
+}
+
+
+@pytest.mark.parametrize("method", PLUGINS)
+def test_plugins_write_checkpoint_image_report(capsys, tmp_path, cache, splits, method):
+    """Lottery, NetAdapt and AMC end like the other methods: checkpoint, EIE image and report."""
+    rep, out = run_json(capsys, tmp_path, cache, method, *PLUGINS[method])
+    check_common(rep, out, method, splits)
+    r = rep["runs"][0]
+    res = r[method]
+    assert res["method"] == method and r["final"]["pruned"]["kept"] < 1
+    if method == "lottery":
+        assert [x["seed"] for x in rep["runs"]] == [0, 1]
+        assert {"lottery-seed0.png", "lottery-seed1.png", "lottery_mean.png"} <= set(rep["files"])
+        assert r["exported_ticket"] == "rewind" and res["config"]["bias"] is False
+        last = res["rounds"][-1]["rewind"]
+        assert r["final"]["pruned"]["test_acc"] == last["test_acc"]          # the exported network is that ticket
+        assert r["final"]["pruned"]["kept"] == last["remaining_weights"] / 50200
+        assert res["dense"] == r["dense"]                 # its dense run is the cached dense model of the seed
+    else:
+        assert f"{method}.png" in rep["files"]
+        assert r["final"]["pruned"]["test_acc"] == res["final"]["test_acc"]
+        assert r["final"]["pruned"]["kept"] == pytest.approx(1 - res["final"]["sparsity"]["overall"])
+    if method == "netadapt":
+        assert all(it["latency"] <= it["target"] for it in res["iterations"][1:])
+        # any method's checkpoint goes on to centroid finetuning
+        rep2, out2 = run_json(capsys, tmp_path, cache, "share", "--from", r["final"]["checkpoint"],
+                              "--centroid-epochs", "1")
+        check_common(rep2, out2, "share", splits)
+        assert rep2["runs"][0]["source"]["meta"]["method"] == "netadapt" and rep2["runs"][0]["sharing_kept"]
+    if method == "amc":
+        assert res["final"]["budget_met"] and res["final"]["cycles"] <= res["budget"]
+        assert rep["options"]["constraint"] == "cycles"
+
+
 def test_compare_tiny(capsys, tmp_path, cache):
     out_dir = tmp_path / "cmp"
     rc, out = run(capsys, "compare", *TINY, "--cache-dir", cache, "--out", str(out_dir), "--json", "--sparsity", "0.8",
                   "--steps", "1", "--ft-epochs", "1", "--final-epochs", "0", "--reg-epochs", "1",
-                  "--methods", "one-shot (global),iterative (global),L1,slimming")
+                  "--methods", "one-shot (global),iterative (global),L1,slimming,lottery,netadapt,amc",
+                  "--lottery-rate", "0.5", "--netadapt-delta", "0.4", "--netadapt-short-epochs", "1",
+                  "--amc-episodes", "3", "--amc-warmup", "2")
     assert rc == 0, out.err
     rep = json.loads(out.out)
     names = [t["method"] for t in rep["table"]]
     assert names == ["magnitude one-shot (global)", "iterative (global)", "L1 + one-shot global",
-                     "network slimming (structured)"]
+                     "network slimming (structured)", "lottery ticket (global IMP, rewind)",
+                     "NetAdapt (weights as resource)", "AMC (DDPG, FLOPs budget)"]
     for t in rep["table"]:
-        assert {"method", "kept", "val_acc", "test_acc", "test_acc_drop", "ratio_total", "runs"} <= set(t)
-        assert t["kept"] <= 0.2 + 1e-3
+        assert {"method", "matching", "kept", "val_acc", "test_acc", "test_acc_drop", "golden_test_acc",
+                "cycles_per_input", "ratio_total", "runs"} <= set(t)
+        assert t["kept"] <= 0.2 + 1e-3 and t["matching"]
+        assert t["cycles_per_input"] > 0 and not any(r["biases_dropped"] for r in t["runs"])
+    kept = {t["method"]: t["kept"] for t in rep["table"]}
+    assert kept["iterative (global)"] == kept["NetAdapt (weights as resource)"] == pytest.approx(0.2, abs=1e-9)
+    assert kept["lottery ticket (global IMP, rewind)"] == pytest.approx(0.2, abs=1e-4)
+    assert kept["AMC (DDPG, FLOPs budget)"] > 0.15
+    assert "3 rounds" in rep["table"][4]["matching"]
+    assert rep["options"]["amc_episodes"] == 3 and rep["options"]["lottery_rate"] == 0.5
     assert (out_dir / "compare.png").is_file() and (out_dir / "compare.json").is_file()
+
+
+def test_bias_free_by_default_and_bias_warning(capsys, tmp_path, cache, splits):
+    """No biases by default (EIE computes ReLU(W a)); with --bias the export drops them, the
+    report says so and stderr warns with the exported network's accuracy vs the float one."""
+    it = ["--sparsity", "0.8", "--steps", "1", "--ft-epochs", "1", "--final-epochs", "0", "--no-one-shot"]
+    rep, _ = run_json(capsys, tmp_path, cache, "iterative", *it)
+    img = rep["runs"][0]["final"]["image"]
+    assert rep["context"]["bias"] is False and rep["summary"]["biases_dropped"] is False
+    assert img["biases_dropped"] is False and img["bias_warning"] is None
+    model, _ = load_checkpoint(rep["runs"][0]["final"]["checkpoint"])
+    assert all(l.bias is None for _, l in fc_layers(model))
+
+    rc, out = run(capsys, "iterative", *TINY, "--cache-dir", cache, "--out", str(tmp_path / "b"), "--json", "--bias",
+                  *it)
+    assert rc == 0, out.err
+    rep = json.loads(out.out)
+    r = rep["runs"][0]
+    img = r["final"]["image"]
+    assert rep["context"]["bias"] is True and rep["summary"]["biases_dropped"] is True and img["biases_dropped"]
+    model, _ = load_checkpoint(r["final"]["checkpoint"])
+    assert all(l.bias is not None for _, l in fc_layers(model))
+    golden, fl = img["golden_test"]["accuracy"], r["final"]["pruned"]["test_acc"]
+    assert f"{100 * golden:.2f} % test accuracy on the bit-exact golden model" in img["bias_warning"]
+    assert f"{100 * fl:.2f} % for the float model with biases" in img["bias_warning"]
+    assert f"seed 0: warning: {img['bias_warning']}" in out.err
+    # the dense model with and without biases: one cache file each
+    names = [p.name for p in Path(cache).glob("mlp-*digits-*.pt")]
+    assert any("-nobias-" in n for n in names) and any("-nobias-" not in n for n in names)
+    # --no-bias is still accepted (the default); --bias opts in
+    parse = build_parser().parse_args
+    assert parse(["prune", "iterative", "--no-bias"]).bias is False
+    assert parse(["prune", "iterative", "--bias"]).bias is True
+    assert parse(["prune", "amc", "--bias", "--no-bias"]).bias is False
 
 
 def test_user_errors(capsys, tmp_path, cache):

@@ -4,26 +4,16 @@ import pytest
 import torch
 
 from eie.pruning import train as train_mod
-from eie.pruning.data import load_digits_splits
 from eie.pruning.finetune import FinetuneConfig, finetune, iterative_prune, one_shot_prune, schedule
 from eie.pruning.magnitude import clone_model, is_pruned, overall_sparsity, weight_of
-from eie.pruning.models import build_model
-from eie.pruning.train import TrainConfig, accuracy, set_seed, train
+from eie.pruning.train import TrainConfig, accuracy
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return load_digits_splits(0)
-
-
-@pytest.fixture(scope="module")
-def trained(splits):
-    set_seed(0)
-    m = build_model("mlp", 64, 10)
-    train(m, splits, TrainConfig(epochs=10))
-    return m
+def trained(train_mlp):
+    return train_mlp(10)
 
 
 def test_geometric_schedule():

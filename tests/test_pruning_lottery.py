@@ -1,25 +1,19 @@
-"""Lottery tickets (pruning/lottery.py): masks, reset / rewind / random re-init, CLI."""
+"""Lottery tickets (pruning/lottery.py): masks, reset / rewind / random re-init, the
+schedule of `eie prune compare` (the CLI is tested in test_pruning_cli.py)."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from eie.pruning.data import load_dataset
-from eie.pruning.lottery import (LotteryConfig, add_parser, expected_remaining, next_masks,
-                                 run_lottery, train_with_snapshots)
+from eie.pruning.lottery import (LotteryConfig, compare_schedule, expected_remaining, next_masks, run_lottery,
+                                 train_with_snapshots)
 from eie.pruning.models import MLP, prunable_layers
 from eie.pruning.netadapt import effective_weight, get_mask
-from eie.pruning.train import TrainConfig, train
+from eie.pruning.train import TrainConfig, dense_model, train
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def splits():
-    return load_dataset("digits")
 
 
 def tiny(**kw):
@@ -37,8 +31,7 @@ def test_w_k_is_the_state_after_k_iterations(splits):
     dense, w0, wk, k = train_with_snapshots(cfg, splits)
     assert k == -(-len(splits.y_train) // 64)          # one epoch of steps
     # Independently: the same initialisation trained for exactly one epoch.
-    torch.manual_seed(0)
-    m = MLP((64, 300, 100, 10))
+    m = cfg.build(splits)
     m.load_state_dict(w0)
     train(m, splits, TrainConfig(epochs=1, seed=3))
     for name, v in m.state_dict().items():
@@ -49,8 +42,20 @@ def test_w_k_is_the_state_after_k_iterations(splits):
     assert all(torch.equal(w0[n], w0b[n]) and torch.equal(wk[n], wkb[n]) for n in w0)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_dense_run_is_the_cached_dense_model(splits, bias):
+    """W(0) is the dense model's initialisation: the lottery's dense run reproduces the
+    (cached) dense network of the same seed exactly, with and without biases."""
+    cfg = tiny(bias=bias)
+    dense, w0, _, _ = train_with_snapshots(cfg, splits)
+    ref, _ = dense_model("mlp", "digits", cfg.train, bias=bias, cache_dir=None)
+    assert set(dense.state_dict()) == set(ref.state_dict())
+    assert any(k.endswith("bias") for k in w0) == bias
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in dense.state_dict().items())
+
+
 def test_reset_rewind_random_tickets(splits):
-    cfg = tiny(rounds=2)
+    cfg = tiny(rounds=2, bias=True)
     _, w0, wk, _ = train_with_snapshots(cfg, splits)
     seen = []
 
@@ -178,41 +183,21 @@ def test_config_validation():
         LotteryConfig(scope="block")
 
 
-def test_cli(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
+def test_compare_schedule_lands_on_the_kept_fraction():
+    rounds, rate = compare_schedule(0.08, 0.2)
+    assert rounds == 12 and rate <= 0.2 and (1 - rate) ** 12 == pytest.approx(0.08)
+    assert compare_schedule(0.08, 0.5) == (4, pytest.approx(1 - 0.08 ** 0.25))
+    assert compare_schedule(1.0, 0.2)[0] == 0
+    # global IMP at that rate: within a few weights of 8 % of the MLP's 50,200
+    assert abs(expected_remaining(50200, rate, rounds) - 0.08 * 50200) <= rounds
+    with pytest.raises(ValueError):
+        compare_schedule(0.5, 1.0)
 
-    class UserError(Exception):
-        pass
 
-    def common(p):        # the shared options of `eie prune` may already exist
-        p.add_argument("--epochs", type=int, default=60)
-        p.add_argument("--seeds", type=lambda t: [int(x) for x in t.split(",")], default=None)
-        p.add_argument("--out")
-        p.add_argument("--json", action="store_true")
-
-    common.UserError = UserError
-    add_parser(sub, common)
-    args = parser.parse_args(["lottery", "--epochs", "1", "--rounds", "1", "--rate", "0.5", "--modes", "reset,rewind",
-                              "--out", str(tmp_path), "--json"])
-    assert args.func(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["method"] == "lottery" and len(out["rounds"]) == 2
-    assert (tmp_path / "lottery.json").is_file()
-    # several seeds: one directory each and a summary with the means
-    args = parser.parse_args(["lottery", "--epochs", "1", "--rounds", "1", "--modes", "reset", "--seeds", "0,1",
-                              "--out", str(tmp_path / "multi"), "--json"])
-    assert args.func(args) == 0
-    summ = json.loads(capsys.readouterr().out)
-    assert summ["seeds"] == [0, 1] and len(summ["runs"]) == 2
-    assert summ["mean"]["reset_test_acc"] == pytest.approx(np.mean([r["reset_test_acc"] for r in summ["runs"]]))
-    assert (tmp_path / "multi" / "seed1" / "lottery.json").is_file()
-    assert (tmp_path / "multi" / "summary.json").is_file()
-    assert (tmp_path / "multi" / "lottery_mean.png").stat().st_size > 1000
-    r1 = summ["rounds_mean"][1]
-    assert r1["reset"]["n"] == 2 and r1["reset"]["min"] <= r1["reset"]["mean"] <= r1["reset"]["max"]
-    assert r1["reset"]["mean"] == pytest.approx(np.mean([r["reset_test_acc"] for r in summ["runs"]]))
-    # bad values become the CLI's user error
-    args = parser.parse_args(["lottery", "--rate", "1.5", "--out", str(tmp_path)])
-    with pytest.raises(UserError):
-        args.func(args)
+def test_tickets_are_the_last_trained_networks(splits):
+    cfg = tiny(rounds=1, modes=("reset", "rewind"))
+    seen = {}
+    res = run_lottery(splits, cfg, on_ticket=lambda mode, r, m, mk, s: seen.update({mode: m}))
+    assert set(res["tickets"]) == {"reset", "rewind"}
+    assert all(res["tickets"][m] is seen[m] for m in seen)
+    assert all(m.layers[0].bias is None for m in seen.values())          # bias-free by default

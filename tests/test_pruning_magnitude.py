@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.nn.utils import prune
 
-from eie.pruning.data import load_digits_splits
 from eie.pruning.finetune import finetune
 from eie.pruning.magnitude import (apply_masks_from_zeros, clone_model, is_pruned, kept_fraction, masks,
                                    overall_sparsity, plain_state_dict, prune_to, remove_pruning, sparsity_report,
@@ -20,16 +19,8 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return load_digits_splits(0)
-
-
-@pytest.fixture(scope="module")
-def trained(splits):
-    set_seed(0)
-    m = build_model("mlp", 64, 10)
-    train(m, splits, TrainConfig(epochs=8))
-    return m
+def trained(train_mlp):
+    return train_mlp(8)
 
 
 def n_hooks(module):

@@ -1,6 +1,5 @@
-"""NetAdapt on the EIE cycle model (pruning/netadapt.py)."""
+"""NetAdapt on the EIE cycle model (pruning/netadapt.py); the CLI is tested in test_pruning_cli.py."""
 
-import argparse
 import json
 
 import numpy as np
@@ -10,26 +9,16 @@ import torch
 from eie.golden_model import encode_network
 from eie.golden_model.config import EIEConfig
 from eie.golden_model.model import run_image
-from eie.pruning.data import load_dataset
-from eie.pruning.models import MLP, fc_layers
-from eie.pruning.netadapt import (EIELatency, NetAdaptConfig, _prune_layer_to_target, add_parser, clone_model,
+from eie.pruning.models import fc_layers
+from eie.pruning.netadapt import (EIELatency, NetAdaptConfig, WeightCount, _prune_layer_to_target, clone_model,
                                   effective_weight, get_mask, run_netadapt)
-from eie.pruning.train import TrainConfig, train
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
-def small(splits):
-    torch.manual_seed(0)
-    m = MLP((64, 32, 16, 10))
-    train(m, splits, TrainConfig(epochs=6, seed=0))
-    return m
+def small(train_mlp):
+    return train_mlp(6, sizes=(64, 32, 16, 10))
 
 
 CFG = NetAdaptConfig(delta=0.15, budget=0.2, max_iterations=2, short_epochs=1, long_epochs=1, n_pe=2,
@@ -92,7 +81,7 @@ def test_every_iteration_meets_its_target(small, splits, tmp_path):
     fresh = EIELatency(splits.x_train[:8], n_pe=2)     # independent, uncached re-measurement
     for i in (1, 2):
         it = its[i]
-        assert it["target"] == pytest.approx(max(its[i - 1]["latency"] - delta, res["budget_cycles"]))
+        assert it["target"] == pytest.approx(max(its[i - 1]["latency"] - delta, res["budget"]))
         assert it["latency"] <= it["target"]
         assert fresh(models[i]) == it["latency"] <= it["target"]
         assert it["latency"] < its[i - 1]["latency"]
@@ -127,18 +116,36 @@ def test_deterministic_and_budget_stop(small, splits):
     assert strip(a) == strip(b)
     assert a["stop_reason"] == "budget reached"
     assert len(a["iterations"]) == 2                     # one 30 % step is already below 75 %
-    assert a["iterations"][1]["target"] == pytest.approx(a["budget_cycles"])   # clamped to the budget
+    assert a["iterations"][1]["target"] == pytest.approx(a["budget"])   # clamped to the budget
     assert a["final"]["latency"] == a["iterations"][1]["latency"]               # no long-term finetune
 
 
-def test_cli(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers()
-    add_parser(sub, None)
-    args = parser.parse_args(["netadapt", "--epochs", "2", "--no-cache", "--iterations", "1", "--short-epochs", "1",
-                              "--long-epochs", "1", "--latency-samples", "4", "--n-pe", "8", "--out", str(tmp_path),
-                              "--json"])
-    assert args.func(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["method"] == "netadapt" and out["config"]["n_pe"] == 8
-    assert out["iterations"][1]["latency"] <= out["iterations"][1]["target"]
+def test_weights_resource_lands_exactly_on_the_budget(small, splits):
+    """With the non-zero weights as the resource (how `compare` matches the sparsity), each
+    step removes delta of the dense count and the last one lands on the budget exactly."""
+    cfg = NetAdaptConfig(resource="weights", delta=0.2, budget=0.3, max_iterations=10, short_epochs=1,
+                         long_epochs=1, lr=1e-3, long_lr=1e-4, seed=0)
+    res = run_netadapt(small, splits, cfg, keep_models=True)
+    total = sum(l.weight.numel() for _, l in fc_layers(small))
+    assert res["dense"]["latency"] == total and res["budget"] == pytest.approx(0.3 * total)
+    assert res["stop_reason"] == "budget reached"
+    for it, m in zip(res["iterations"][1:], res["iteration_models"][1:]):
+        assert WeightCount()(m) == it["latency"] == np.floor(it["target"])
+    assert res["final"]["latency"] == np.floor(0.3 * total) == WeightCount()(res["model"])
+    assert set(res["final"]["layers_weights"]) == {n for n, _ in fc_layers(small)}
+    with pytest.raises(ValueError):
+        NetAdaptConfig(resource="energy")
+
+
+def test_adapt_delta_shortens_a_step_no_layer_can_make(small, splits):
+    """A cut larger than any single layer can deliver stops NetAdapt, unless adapt_delta
+    lowers that iteration's target to the deepest single-layer cut (measured)."""
+    total = sum(l.weight.numel() for _, l in fc_layers(small))            # 2048 + 512 + 160
+    base = dict(resource="weights", delta=0.8, budget=0.1, max_iterations=4, short_epochs=0, long_epochs=0)
+    stuck = run_netadapt(small, splits, NetAdaptConfig(**base))
+    assert stuck["stop_reason"] == "no layer can meet the target" and len(stuck["iterations"]) == 2
+    res = run_netadapt(small, splits, NetAdaptConfig(**base, adapt_delta=True))
+    it1 = res["iterations"][1]
+    assert it1["target_reduced_from"] == pytest.approx(0.2 * total)
+    assert it1["target"] == it1["latency"] == total - (2048 - 21) and it1["chosen"] == "layers.0"
+    assert res["stop_reason"] == "budget reached" and res["final"]["latency"] == np.floor(0.1 * total)

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from eie.pruning.data import load_digits_splits
 from eie.pruning.magnitude import clone_model
 from eie.pruning.models import MLP, ConvNet, build_model
 from eie.pruning.regularize import (SlimMLP, compact, kept_units, scale_penalty, scaling_factors, slim,
@@ -14,16 +13,8 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return load_digits_splits(0)
-
-
-@pytest.fixture(scope="module")
-def mlp(splits):
-    set_seed(0)
-    m = build_model("mlp", 64, 10)
-    train(m, splits, TrainConfig(epochs=6))
-    return m
+def mlp(train_mlp):
+    return train_mlp(6)
 
 
 @pytest.fixture(scope="module")

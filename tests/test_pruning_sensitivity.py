@@ -3,25 +3,16 @@
 import pytest
 import torch
 
-from eie.pruning.data import load_digits_splits
 from eie.pruning.magnitude import clone_model, prune_to, weight_of
-from eie.pruning.models import build_model
 from eie.pruning.sensitivity import DEFAULT_RATIOS, allocate, overall_of, pick_ratios, plot_scan, scan
-from eie.pruning.train import TrainConfig, accuracy, set_seed, train
+from eie.pruning.train import accuracy
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return load_digits_splits(0)
-
-
-@pytest.fixture(scope="module")
-def result(splits):
-    set_seed(0)
-    m = build_model("mlp", 64, 10)
-    train(m, splits, TrainConfig(epochs=8))
+def result(splits, train_mlp):
+    m = train_mlp(8)
     w0 = [weight_of(l).clone() for l in m.layers]
     res = scan(m, splits)
     assert all(torch.equal(weight_of(l), w) for l, w in zip(m.layers, w0))  # the model is untouched

@@ -8,7 +8,6 @@ import torch
 from eie.golden_model import decode_indices, decode_weights
 from eie.golden_model import numerics as nm
 from eie.golden_model.image_file import load_image, save_image
-from eie.pruning.data import load_digits_splits
 from eie.pruning.export import compression, export_image, image_accuracy, layer_codes
 from eie.pruning.finetune import finetune
 from eie.pruning.magnitude import clone_model, prune_to, weight_of
@@ -21,15 +20,8 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def splits():
-    return load_digits_splits(0)
-
-
-@pytest.fixture(scope="module")
-def pruned(splits):
-    set_seed(0)
-    m = build_model("mlp", 64, 10)
-    train(m, splits, TrainConfig(epochs=8))
+def pruned(splits, train_mlp):
+    m = train_mlp(8)
     prune_to(m, 0.9, scope="global")
     finetune(m, splits, TrainConfig(epochs=1), epochs=3, lr_scale=0.3)
     return m
