@@ -92,10 +92,11 @@ def _markdown(s: dict, pngs: list[str]) -> str:
     if "skipped" in r:
         lines.append(f"RTL: skipped ({r['skipped']}).\n")
     else:
-        lines.append(f"RTL ({r['simulator']}, {s['config']['n_pe']} PEs): {r['samples']} inputs, outputs "
-                     f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'}, cycles {r['cycles_rtl']} "
-                     f"{'=' if r['cycle_exact'] else '!='} cycle model {r['cycles_model']}; "
-                     f"{r['sim_cycles_per_s']:,.0f} simulated cycles/s."
+        cyc = r["cycles_rtl"]
+        lines.append(f"RTL ({r['simulator']}, {s['config']['n_pe']} PEs): {r['samples']} test inputs, outputs "
+                     f"{'bit-exact' if r['bit_exact'] else 'MISMATCH'}, cycles per input "
+                     f"{'equal to' if r['cycle_exact'] else 'DIFFERENT from'} the cycle model for every input "
+                     f"({min(cyc)}…{max(cyc)}, {sum(cyc):,} in all); {r['sim_cycles_per_s']:,.0f} simulated cycles/s."
                      + (f" Waves: `{r['waves']}`." if r.get("waves") else "") + "\n")
     t = s["seconds"]
     lines.append("Time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) + "\n")
