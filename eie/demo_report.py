@@ -98,6 +98,12 @@ def _markdown(s: dict, pngs: list[str]) -> str:
                      f"{'equal to' if r['cycle_exact'] else 'DIFFERENT from'} the cycle model for every input "
                      f"({min(cyc)}…{max(cyc)}, {sum(cyc):,} in all); {r['sim_cycles_per_s']:,.0f} simulated cycles/s."
                      + (f" Waves: `{r['waves']}`." if r.get("waves") else "") + "\n")
+        rb = r.get("demo_balanced")
+        if rb:
+            lines.append(f"RTL on the balanced image ({rb['samples']} inputs, rows permuted across the PEs, outputs "
+                         f"compared in hardware order): outputs {'bit-exact' if rb['bit_exact'] else 'MISMATCH'}, cycles "
+                         f"{'equal to' if rb['cycle_exact'] else 'DIFFERENT from'} the cycle model "
+                         f"({sum(rb['cycles_rtl']):,} vs {sum(r['cycles_rtl'][:rb['samples']]):,} unbalanced).\n")
     t = s["seconds"]
     lines.append("Time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in t.items()) + "\n")
     lines += [f"![{p}]({p})\n" for p in pngs]

@@ -130,6 +130,8 @@ def test_demo_end_to_end_quick(tmp_path):
     if HAVE_ICARUS:
         assert s["rtl"]["ok"] and s["rtl"]["bit_exact"] and s["rtl"]["cycle_exact"]
         assert s["rtl"]["cycles_rtl"] == s["rtl"]["cycles_model"] and len(s["rtl"]["cycles_rtl"]) == cfg.rtl_samples
+        rb = s["rtl"]["demo_balanced"]
+        assert rb["samples"] >= 1 and rb["bit_exact"] and rb["cycle_exact"]
     on_disk = json.loads((tmp_path / "demo.json").read_text())
     assert on_disk["accuracy"] == s["accuracy"]
     for png in ("accuracy.png", "pruning.png", "per_pe.png", "compression.png"):
