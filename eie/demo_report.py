@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from eie.plotting import pyplot, save_figure
+
 __all__ = ["write_demo_report"]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _accuracy_plot(s: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     acc = s["accuracy"]
     labels = ["dense\nfloat", "pruned\nfloat", "4-bit shared\nfloat", "image weights\nfloat", "EIE golden\n(fixed point)"]
     vals = [acc["dense_float"], acc["pruned_float"], acc["shared_float"], acc["image_weights_float"],
@@ -31,13 +24,11 @@ def _accuracy_plot(s: dict, path: Path) -> None:
     ax.set_ylim(min(100 * min(vals) - 5, 90), 100.5)
     ax.set_ylabel("test accuracy %")
     ax.set_title(f"digits MLP, {100 * s['kept']:.1f} % of weights kept, {s['config']['n_pe']} PEs")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _history_plot(s: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     h = s["pruning_history"]
     fig, ax = plt.subplots(figsize=(6, 3.8))
     ax.plot([100 * r["kept"] for r in h], [100 * r["val_acc"] for r in h], "o-")
@@ -47,13 +38,11 @@ def _history_plot(s: dict, path: Path) -> None:
     ax.set_ylabel("validation accuracy %")
     ax.set_title("iterative pruning: after each prune + finetune round")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _per_pe_plot(s: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     pes = s["golden"]["per_pe"]
     busy = [p["busy_cycles"] for p in pes]
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -63,9 +52,7 @@ def _per_pe_plot(s: dict, path: Path) -> None:
     ax.set_ylabel(f"cycles over {s['golden']['samples']} inputs")
     ax.set_title(f"per-PE load, efficiency {s['golden']['load_balance_efficiency']:.1%}")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _markdown(s: dict, pngs: list[str]) -> str:

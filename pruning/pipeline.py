@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from eie.plotting import pyplot, save_figure
+
 from .data import Splits
 from .magnitude import clone_model, kept_fraction, remove_pruning, sparsity_report
 from .models import MLP, ConvNet, has_bias, strip_bias
@@ -257,20 +259,6 @@ def _json_default(o):
 
 
 # -- plots ---------------------------------------------------------------------------------
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (files only)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    pyplot().close(fig)
 
 
 def write_result(result: dict, out_dir, name: str, plot) -> None:

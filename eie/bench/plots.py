@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eie.plotting import pyplot, save_figure
+
 __all__ = ["write_plots"]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _table_iv(res: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     import numpy as np
 
     rows = res["table_iv"]
@@ -39,14 +32,12 @@ def _table_iv(res: dict, path: Path) -> None:
     ax.set_ylabel("µs at 800 MHz")
     ax.set_title(f"Table IV: {res['config']['n_pe']} PEs, queue depth {res['config']['fifo_depth']}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _sweep(sweeps: list[dict], key: str, path: Path, title: str, xlabel: str, ideal: bool,
            authors: dict | None = None) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for s in sweeps:
         xs = [p[key] for p in s["points"]]
@@ -64,13 +55,11 @@ def _sweep(sweeps: list[dict], key: str, path: Path, title: str, xlabel: str, id
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _balance(res: dict, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     import numpy as np
 
     rows = [r for r in ([res["fc8"]] if res.get("fc8") else []) + res["table_iv"] if "balanced" in r]
@@ -85,9 +74,7 @@ def _balance(res: dict, path: Path) -> None:
     ax.set_ylabel("cycles")
     ax.set_title("load balancing: cycles before and after permuting output rows")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_plots(res: dict, out_dir: Path) -> list[str]:
