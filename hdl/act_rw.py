@@ -13,9 +13,6 @@ from .params import ACT_BITS
 
 __all__ = ["ActRW"]
 
-_ROUND_BITS = nm.MAX_ACC_BITS + 2   # any accumulator plus the rounding constant, signed
-
-
 class ActRW(wiring.Component):
     """The PE's activations: two banks that swap roles per layer (source / destination).
 
@@ -77,10 +74,16 @@ class ActRW(wiring.Component):
         m.d.sync += wb_go.eq(self.wb_en & self.wb_keep)
         with m.If(self.wb_en):
             m.d.sync += wb_local.eq(self.wb_local)
-        half = Signal(_ROUND_BITS)
-        m.d.comb += half.eq((Const(1, _ROUND_BITS) << self.shift)[1:])
-        rounded = Signal(signed(_ROUND_BITS + 1))
-        m.d.comb += rounded.eq((self.wb_acc + half) >> self.shift)
+        # Sized to the accumulator: for shift >= acc_bits, (acc + 2**(shift-1)) >> shift is
+        # 0 for every acc in range, so the adder never needs more than acc_bits + 1 bits.
+        rb = self.acc_bits + 1
+        big = Signal()
+        sh = Signal(range(self.acc_bits))
+        m.d.comb += [big.eq(self.shift >= self.acc_bits), sh.eq(Mux(big, 0, self.shift))]
+        half = Signal(rb)
+        m.d.comb += half.eq((Const(1, rb) << sh)[1:])
+        rounded = Signal(signed(rb + 1))
+        m.d.comb += rounded.eq(Mux(big, 0, (self.wb_acc + half) >> sh))
         lo, hi = nm.int_range(ACT_BITS)
         y = Signal(signed(ACT_BITS))
         with m.If(rounded > hi):
