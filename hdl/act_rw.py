@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -74,16 +74,14 @@ class ActRW(wiring.Component):
         m.d.sync += wb_go.eq(self.wb_en & self.wb_keep)
         with m.If(self.wb_en):
             m.d.sync += wb_local.eq(self.wb_local)
-        # Sized to the accumulator: for shift >= acc_bits, (acc + 2**(shift-1)) >> shift is
-        # 0 for every acc in range, so the adder never needs more than acc_bits + 1 bits.
-        rb = self.acc_bits + 1
-        big = Signal()
-        sh = Signal(range(self.acc_bits))
-        m.d.comb += [big.eq(self.shift >= self.acc_bits), sh.eq(Mux(big, 0, self.shift))]
-        half = Signal(rb)
-        m.d.comb += half.eq((Const(1, rb) << sh)[1:])
-        rounded = Signal(signed(rb + 1))
-        m.d.comb += rounded.eq(Mux(big, 0, (self.wb_acc + half) >> sh))
+        # Round half up without a run-time constant: t = floor(acc / 2**(shift-1)) by one
+        # arithmetic shift of 2*acc, then (t + 1) >> 1 = floor((acc + 2**(shift-1)) / 2**shift)
+        # (shift 0 gives acc). One (acc_bits + 1)-bit shifter and an incrementer; a shift
+        # past the accumulator width leaves 0 or -1 in t, i.e. 0, as numerics.round_shift.
+        t = Signal(signed(self.acc_bits + 1))
+        m.d.comb += t.eq((self.wb_acc << 1) >> self.shift)
+        rounded = Signal(signed(self.acc_bits + 1))
+        m.d.comb += rounded.eq((t + 1) >> 1)
         lo, hi = nm.int_range(ACT_BITS)
         y = Signal(signed(ACT_BITS))
         with m.If(rounded > hi):
