@@ -2,9 +2,12 @@
 
 A DDPG agent (Lillicrap et al., "Continuous control with deep reinforcement learning",
 ICLR 2016) walks through the layers of a trained network and picks, for each layer t, a
-continuous action a_t in [0, a_max] (a_max < 1): the fraction of that layer's weights to
-remove (fine-grained magnitude pruning, the variant of AMC for fine-grained pruning,
-which EIE executes). The state of layer t is AMC's 11-feature embedding
+continuous action a_t in [0, a_max[t]] (a_max[t] < 1): the fraction of that layer's
+weights to remove (fine-grained magnitude pruning, the variant of AMC for fine-grained
+pruning, which EIE executes). The per-layer bound a_max[t] is AMC's action_max (the
+largest compression ratio of a single layer; 0.8 is the paper's usual value): by
+default 0.98 for the hidden layers and 0.8 for the output layer, so that no budget can
+cut the classifier down to a handful of weights. The state of layer t is AMC's 11-feature embedding
 
     (t, n_out, n_in, h, w, stride, k, FLOPs[t], reduced, rest, a_{t-1})
 
@@ -12,8 +15,9 @@ which EIE executes). The state of layer t is AMC's 11-feature embedding
 removed in layers < t; rest: dense FLOPs of layers > t), the static features divided by
 their largest value over the layers and the FLOP counts by the network's dense FLOPs.
 
-Resource constraint by limiting actions (AMC, Sec. 3.3): each action is clipped so
-that the budget can still be met if all later layers are pruned at a_max. For FLOPs
+Resource constraint by limiting actions (AMC, Sec. 3.3 and Algorithm 1): each action is
+raised just enough that the budget can still be met if all later layers are pruned at
+their a_max. For FLOPs
 (2 x non-zero weights, x output positions for a conv layer) this is exact integer
 arithmetic; for EIE cycles (golden cycle model, `netadapt.EIELatency`) the clipped
 action is found by bisection between the agent's action and the pruning that the
@@ -21,12 +25,17 @@ previous step verified, so every layer's choice keeps a *measured* feasible comp
 and the finished network meets the budget.
 
 Reward: -Error (R_err) or -Error * log(resource) (R_FLOPs), Error = validation error of
-the pruned network without finetuning (on a validation subset). As in AMC every
+the pruned network without finetuning (on a validation subset) or, with
+`reward_batches` > 0, after that many Adam steps on the masked network (the same
+batches for every episode, so policies are compared on equal terms): at tight budgets
+the accuracy before finetuning is far below what finetuning recovers and ranks the
+policies less well. As in AMC every
 transition of an episode gets the episode's reward; the critic target is
 y = R - b + gamma * Q'(s', mu'(s')) with b an exponential moving average of the rewards
 and gamma = 1. Warm-up episodes take uniform random actions; afterwards the actor's
 action gets truncated-normal exploration noise whose sigma decays every episode. Target
-networks follow with soft updates (tau). The best policy found is finetuned at the end.
+networks follow with soft updates (tau). The best-rewarded policy of the whole search
+(not the last one: the actor may drift away from it) is finetuned at the end.
 """
 
 from __future__ import annotations
@@ -61,7 +70,8 @@ class AMCConfig:
     reward: str = "error"           # "error": -Error; "error_log": -Error * log(FLOPs or cycles)
     episodes: int = 300
     warmup: int = 100
-    a_max: float = 0.98
+    a_max: float | tuple[float, ...] = 0.98   # largest action: every layer but the last, or one per layer
+    a_max_last: float | None = 0.8  # the last (output) layer's bound when a_max is one value (None: a_max)
     hidden: int = 300
     lr_actor: float = 1e-4
     lr_critic: float = 1e-3
@@ -74,6 +84,8 @@ class AMCConfig:
     sigma_decay: float = 0.99
     baseline_decay: float = 0.95
     val_samples: int = 0            # 0: the whole validation split
+    reward_batches: int = 0         # > 0: the reward's Error is measured after this many finetuning batches
+    reward_lr: float = 1e-3         # Adam learning rate of those batches
     finetune_epochs: int = 30
     lr: float = 1e-3
     train_batch_size: int = 64
@@ -91,14 +103,28 @@ class AMCConfig:
             raise ValueError("constraint must be 'flops' or 'cycles'")
         if self.reward not in ("error", "error_log"):
             raise ValueError("reward must be 'error' or 'error_log'")
-        if not 0 < self.a_max < 1:
-            raise ValueError("a_max must be in (0, 1)")
+        bounds = self.a_max if isinstance(self.a_max, tuple) else (self.a_max,)
+        if not bounds or not all(0 < a < 1 for a in bounds):
+            raise ValueError("a_max must be in (0, 1) (one value, or one per layer)")
+        if self.a_max_last is not None and not 0 < self.a_max_last < 1:
+            raise ValueError("a_max_last must be in (0, 1) or None")
+        if self.reward_batches < 0 or self.reward_lr <= 0:
+            raise ValueError("reward_batches must be >= 0 and reward_lr > 0")
         if self.budget <= 0:
             raise ValueError("budget must be positive")
         if self.episodes < 1 or not 0 <= self.warmup <= self.episodes:
             raise ValueError("need episodes >= 1 and 0 <= warmup <= episodes")
         if not 0 < self.tau <= 1 or not 0 < self.sigma_decay <= 1 or not 0 <= self.baseline_decay < 1:
             raise ValueError("tau, sigma_decay in (0, 1]; baseline_decay in [0, 1)")
+
+    def bounds(self, n_layers: int) -> list[float]:
+        """a_max of each of `n_layers` layers (the last one is the output layer)."""
+        if isinstance(self.a_max, tuple):
+            if len(self.a_max) != n_layers:
+                raise ValueError(f"a_max has {len(self.a_max)} values for {n_layers} layers")
+            return [float(a) for a in self.a_max]
+        last = self.a_max if self.a_max_last is None else self.a_max_last
+        return [float(self.a_max)] * (n_layers - 1) + [float(last)]
 
 
 # --------------------------------------------------------------------------- environment
@@ -137,9 +163,11 @@ class AMCEnv:
         self.static_norm = self.static / np.maximum(np.abs(self.static).max(axis=0), 1e-12)
         self.dense_flops_layer = [f * a for f, a in zip(self.factor, self.alive)]
         self.dense_flops = float(sum(self.dense_flops_layer))
-        self.kept_min = [int(math.ceil((1 - cfg.a_max) * a - 1e-9)) for a in self.alive]   # a_eff <= a_max
+        self.a_max = cfg.bounds(self.T)
+        self.kept_min = [int(math.ceil((1 - b) * a - 1e-9)) for b, a in zip(self.a_max, self.alive)]  # a_eff <= a_max
         n_val = cfg.val_samples or len(splits.y_val)
         self.x_val, self.y_val = splits.x_val[:n_val], splits.y_val[:n_val]
+        self.x_train, self.y_train = torch.as_tensor(splits.x_train), torch.as_tensor(splits.y_train)
         if cfg.constraint == "cycles":
             self.fc_in = est.fc_input(self.work)
             self.dense_value = est.of_weights([w.numpy().astype(np.float64) for w in self.w], self.fc_in)
@@ -148,8 +176,8 @@ class AMCEnv:
         self.budget = cfg.budget * self.dense_value if cfg.budget <= 1 else float(cfg.budget)
         floor_value = self._value(self.kept_min)
         if floor_value > self.budget:
-            raise ValueError(f"budget {self.budget:.1f} is infeasible: pruning every layer at a_max = {cfg.a_max} "
-                             f"still gives {floor_value:.1f} {cfg.constraint}")
+            raise ValueError(f"budget {self.budget:.1f} is infeasible: pruning every layer at its a_max "
+                             f"{[round(b, 4) for b in self.a_max]} still gives {floor_value:.1f} {cfg.constraint}")
         self.reset()
 
     @torch.no_grad()
@@ -201,7 +229,7 @@ class AMCEnv:
     def clip(self, action: float) -> int:
         """Kept weights of layer t for `action`, limited so that the budget stays reachable."""
         t = self.t
-        a = float(np.clip(action, 0.0, self.cfg.a_max))
+        a = float(np.clip(action, 0.0, self.a_max[t]))
         kept = max(int(math.floor((1 - a) * self.alive[t] + 1e-9)), self.kept_min[t])
         if self.cfg.constraint == "flops":
             # integers: FLOPs <= budget  <=>  FLOPs <= floor(budget)
@@ -247,10 +275,35 @@ class AMCEnv:
             set_mask(layers[name], self.mask(t, kept[t]))
         return model
 
+    def short_finetune(self, model: nn.Module) -> nn.Module:
+        """`cfg.reward_batches` Adam steps (lr `cfg.reward_lr`) on `model`, masks kept by
+        torch.nn.utils.prune; the same mini-batches every call (seeded by cfg.seed)."""
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.cfg.reward_lr)
+        n, bs = len(self.y_train), self.cfg.train_batch_size
+        perm, pos = torch.randperm(n, generator=gen), 0
+        model.train()
+        for _ in range(self.cfg.reward_batches):
+            if pos + bs > n:                                  # a new epoch: reshuffle
+                perm, pos = torch.randperm(n, generator=gen), 0
+            idx = perm[pos:pos + bs]
+            pos += bs
+            loss = nn.functional.cross_entropy(model(self.x_train[idx]), self.y_train[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        return model
+
     def finish(self) -> tuple[float, dict]:
-        """Reward and info of the finished episode (pruned network, no finetuning)."""
+        """Reward and info of the finished episode: the pruned network's validation error,
+        without finetuning or after `cfg.reward_batches` finetuning steps (on a copy: the
+        working copy keeps the original weights)."""
         self.apply(self.kept)
-        acc = evaluate(self.work, self.x_val, self.y_val)
+        net = self.work
+        if self.cfg.reward_batches > 0:
+            net = self.short_finetune(clone_model(self.work))
+        acc = evaluate(net, self.x_val, self.y_val)
         err = 1.0 - acc
         value = self._value(self.kept)
         if self.cfg.reward == "error":
@@ -377,9 +430,9 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
         steps = []
         for t in range(env.T):
             if ep < cfg.warmup:
-                a = float(rng.uniform(0.0, cfg.a_max))
+                a = float(rng.uniform(0.0, env.a_max[t]))
             else:
-                a = agent.explore(s, sigma, rng, 0.0, cfg.a_max)
+                a = agent.explore(s, sigma, rng, 0.0, env.a_max[t])
             s2, a_eff, done = env.step(a)
             steps.append((s, a, a_eff, s2, done))
             s = s2
@@ -516,6 +569,7 @@ def _method(model, splits, ctx, seed, args):
 
     cfg = AMCConfig(constraint=args.constraint, layers=ctx.layers, budget=args.budget, reward=args.reward,
                     episodes=args.episodes, warmup=min(args.warmup, args.episodes), a_max=args.a_max,
+                    a_max_last=args.a_max_last, reward_batches=args.reward_batches, reward_lr=args.reward_lr,
                     finetune_epochs=args.finetune_epochs, lr=ctx.dense.lr, train_batch_size=ctx.dense.batch_size,
                     n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=args.latency_samples,
                     val_samples=args.val_samples, seed=seed)
@@ -523,20 +577,47 @@ def _method(model, splits, ctx, seed, args):
     return res.pop("model"), {"amc": res}
 
 
+def _a_max_arg(text: str):
+    """--a-max: one value, or comma-separated values, one per pruned layer."""
+    import argparse
+
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or a comma-separated list: {text!r}") from None
+    if not all(0 < v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"every value must be in (0, 1): {text!r}")
+    return vals[0] if len(vals) == 1 else vals
+
+
 def add_parser(prune_sub, common):
     """Register `eie prune amc` on the sub-parsers object of `eie prune`."""
     from .pipeline import plot_per_seed
 
+    d = AMCConfig()
     g = common.add_method(prune_sub, "amc", _method, lambda rep, out: plot_per_seed(rep, out, "amc", plot_amc),
                           help="AMC (He et al. 2018): DDPG agent picks per-layer pruning ratios",
                           description=__doc__.split("\n\n")[0])
-    g.add_argument("--constraint", default="flops", choices=["flops", "cycles"])
-    g.add_argument("--budget", type=float, default=0.2, help="<= 1: fraction of dense, else absolute FLOPs / cycles")
-    g.add_argument("--reward", default="error", choices=["error", "error_log"])
-    g.add_argument("--episodes", type=int, default=300)
-    g.add_argument("--warmup", type=int, default=100)
-    g.add_argument("--a-max", type=float, default=0.98)
-    g.add_argument("--finetune-epochs", type=int, default=30)
+    g.add_argument("--constraint", default="flops", choices=["flops", "cycles"],
+                   help="resource: FLOPs or EIE cycles per inference (default flops)")
+    g.add_argument("--budget", type=float, default=0.2,
+                   help="<= 1: fraction of dense, else absolute FLOPs / cycles (default 0.2)")
+    g.add_argument("--reward", default="error", choices=["error", "error_log"],
+                   help="-Error or -Error * log(resource) (default error)")
+    g.add_argument("--episodes", type=int, default=300, help="search episodes (default 300)")
+    g.add_argument("--warmup", type=int, default=100, help="episodes of uniform random actions first (default 100)")
+    g.add_argument("--a-max", type=_a_max_arg, default=d.a_max,
+                   help=f"largest pruning ratio of a layer (AMC's action_max) for every layer but the output layer, "
+                        f"or comma-separated, one per layer (default {d.a_max})")
+    g.add_argument("--a-max-last", type=float, default=d.a_max_last,
+                   help=f"largest pruning ratio of the output layer when --a-max is one value (default "
+                        f"{d.a_max_last}: it keeps at least {100 * (1 - d.a_max_last):.0f} %% of its weights)")
+    g.add_argument("--reward-batches", type=int, default=d.reward_batches,
+                   help=f"finetuning batches before the reward's accuracy is measured (default {d.reward_batches}; "
+                        f"0: accuracy without finetuning, as in AMC)")
+    g.add_argument("--reward-lr", type=float, default=d.reward_lr,
+                   help=f"learning rate (Adam) of those batches (default {d.reward_lr:g})")
+    g.add_argument("--finetune-epochs", type=int, default=30, help="finetuning of the best policy (default 30)")
     g.add_argument("--latency-samples", type=int, default=16, help="training samples the cycle model runs (default 16)")
     g.add_argument("--val-samples", type=int, default=0, help="validation samples per search episode (0: all)")
 
@@ -545,16 +626,26 @@ COMPARE_NAME = "AMC (DDPG, FLOPs budget)"
 
 
 def add_compare_options(group) -> None:
+    d = AMCConfig()
     group.add_argument("--amc-episodes", type=int, default=300, help="AMC: search episodes (default 300)")
     group.add_argument("--amc-warmup", type=int, default=100, help="AMC: random warm-up episodes (default 100)")
+    group.add_argument("--amc-a-max-last", type=float, default=d.a_max_last,
+                       help=f"AMC: largest pruning ratio of the output layer (default {d.a_max_last}; the hidden "
+                            f"layers' is {d.a_max})")
+    group.add_argument("--amc-reward-batches", type=int, default=d.reward_batches,
+                       help=f"AMC: finetuning batches before each episode's reward is measured "
+                            f"(default {d.reward_batches}; 0: accuracy without finetuning)")
 
 
 def compare_note(sparsity, args) -> str:
     from .cli import finetune_budget
 
+    reward = (f"reward after {args.amc_reward_batches} finetuning batches" if args.amc_reward_batches
+              else "reward without finetuning")
     return (f"FLOPs budget {100 * (1 - sparsity):g} % of dense on the FC layers (2 FLOPs per non-zero weight: "
             f"at most {100 * (1 - sparsity):g} % of the weights kept; the search may keep fewer), "
-            f"{args.amc_episodes} episodes ({args.amc_warmup} warm-up), best policy finetuned "
+            f"{args.amc_episodes} episodes ({args.amc_warmup} warm-up), a_max {AMCConfig.a_max} "
+            f"(output layer {args.amc_a_max_last}), {reward}, best policy finetuned "
             f"{finetune_budget(args)} epochs at lr x {args.lr_scale:g}")
 
 
@@ -565,7 +656,8 @@ def compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module:
     from .pipeline import progress_log
 
     cfg = AMCConfig(constraint="flops", layers="fc", budget=1 - sparsity, episodes=args.amc_episodes,
-                    warmup=min(args.amc_warmup, args.amc_episodes), finetune_epochs=finetune_budget(args),
+                    warmup=min(args.amc_warmup, args.amc_episodes), a_max_last=args.amc_a_max_last,
+                    reward_batches=args.amc_reward_batches, finetune_epochs=finetune_budget(args),
                     lr=ctx.dense.lr * args.lr_scale, train_batch_size=ctx.dense.batch_size, n_pe=ctx.n_pe,
                     acc_depth=ctx.acc_depth, seed=seed)
     return run_amc(model, splits, cfg, log=progress_log(ctx))["model"]

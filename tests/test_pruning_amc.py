@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from eie.pruning.amc import N_FEATURES, AMCConfig, AMCEnv, DDPG, run_amc
+from eie.pruning.amc import N_FEATURES, AMCConfig, AMCEnv, DDPG, _a_max_arg, run_amc
 from eie.pruning.models import ConvNet, prunable_layers
-from eie.pruning.netadapt import EIELatency, get_mask
+from eie.pruning.netadapt import EIELatency, clone_model, get_mask
 
 torch.set_num_threads(1)
 
@@ -73,10 +73,11 @@ def test_search_respects_flops_budget_and_agent_learns(small, splits, tmp_path):
     cfg = tiny()
     res = run_amc(small, splits, cfg, out_dir=tmp_path, keep_agent=True)
     agent, env = res["agent_obj"], res["env"]
+    assert env.a_max == [cfg.a_max, cfg.a_max, cfg.a_max_last]
     for e in res["episodes"]:
         assert e["flops"] <= res["budget"] and e["budget_met"]
         assert e["flops"] == env.flops(e["kept"])
-        assert all(0 <= a <= cfg.a_max + 1e-9 for a in e["actions"])
+        assert all(0 <= a <= b + 1e-9 for a, b in zip(e["actions"], env.a_max))
     assert res["final"]["flops"] <= res["budget"] and res["final"]["budget_met"]
     # the finetuned network's masks are the best policy's
     for (n, m), k in zip(prunable_layers(res["model"]), res["best"]["kept"]):
@@ -123,3 +124,84 @@ def test_cycles_budget_holds_on_the_cycle_model(small, splits):
     assert fresh(res["model"]) == res["final"]["cycles"]
     assert res["budget"] == pytest.approx(0.4 * res["env"].dense_value)
     assert res["dense"]["cycles"] == pytest.approx(res["env"].dense_value)
+
+
+def test_per_layer_bounds_hold_and_spare_the_output_layer(small, splits):
+    """AMC's action_max per layer: no action prunes a layer beyond its bound, and the
+    budget is met by pruning the earlier layers harder, never by starving the last one."""
+    cfg = tiny(budget=0.1, a_max=0.97, a_max_last=0.6)
+    env = AMCEnv(small, splits, cfg)
+    assert env.a_max == [0.97, 0.97, 0.6]
+    assert env.kept_min == [math.ceil(0.03 * 64 * 32), math.ceil(0.03 * 32 * 16), math.ceil(0.4 * 16 * 10)]
+    rng = np.random.default_rng(0)
+    plans = [[0.0] * 3, [0.999] * 3, [0.0, 0.0, 0.999]] + [list(rng.uniform(0, 1, 3)) for _ in range(40)]
+    for plan in plans:
+        env.reset()
+        effs = [env.step(a)[1] for a in plan]
+        assert all(a <= b + 1e-9 for a, b in zip(effs, env.a_max))
+        assert all(k >= km for k, km in zip(env.kept, env.kept_min))
+        assert env.flops(env.kept) <= env.budget
+        assert env.kept[-1] >= 0.4 * 16 * 10              # the output layer keeps >= 40 % whatever came before
+    # the agent asks for nothing: layer 0 is limited so that the rest can still end at their bounds
+    env.reset()
+    env.step(0.0)
+    rest_min = sum(f * k for f, k in zip(env.factor[1:], env.kept_min[1:]))
+    assert env.factor[0] * env.kept[0] == pytest.approx(env.budget - rest_min, abs=env.factor[0])
+    # one bound per layer; a_max_last=None: the same bound everywhere
+    assert AMCEnv(small, splits, tiny(a_max=(0.8, 0.9, 0.7))).a_max == [0.8, 0.9, 0.7]
+    assert AMCEnv(small, splits, tiny(a_max=0.9, a_max_last=None)).a_max == [0.9] * 3
+    with pytest.raises(ValueError, match="3 layers"):
+        AMCEnv(small, splits, tiny(a_max=(0.5, 0.9)))
+    with pytest.raises(ValueError, match="infeasible"):      # 40 % of the output layer alone is over 1 %
+        AMCEnv(small, splits, tiny(budget=0.01, a_max=0.999, a_max_last=0.6))
+    for bad in (dict(a_max=(0.5, 1.0, 0.5)), dict(a_max_last=0.0), dict(reward_batches=-1), dict(reward_lr=0)):
+        with pytest.raises(ValueError):
+            tiny(**bad)
+    assert _a_max_arg("0.9") == 0.9 and _a_max_arg("0.9,0.95,0.5") == (0.9, 0.95, 0.5)
+
+
+def test_returns_the_best_rewarded_policy_not_the_last(small, splits, monkeypatch):
+    """The search keeps the best policy it has seen: with a reward that peaks in episode 5
+    and falls afterwards, that episode's policy is the one finetuned and returned."""
+    finish = AMCEnv.finish
+    count = {"ep": 0}
+
+    def peaked(self):
+        _, info = finish(self)
+        ep = count["ep"]
+        count["ep"] += 1
+        return -abs(ep - 5) - 0.01 * ep, info
+
+    monkeypatch.setattr(AMCEnv, "finish", peaked)
+    cfg = tiny(episodes=10, warmup=3, finetune_epochs=1)
+    res = run_amc(small, splits, cfg)
+    eps = res["episodes"]
+    assert res["best"]["episode"] == 5 and res["best"]["reward"] == max(e["reward"] for e in eps)
+    assert res["best"]["kept"] == eps[5]["kept"] != eps[-1]["kept"]
+    for (n, m), k in zip(prunable_layers(res["model"]), eps[5]["kept"]):
+        assert int(get_mask(m).sum()) == k
+    assert res["final"]["kept"] == eps[5]["kept"]
+
+
+def test_reward_after_a_short_finetune(small, splits):
+    """reward_batches > 0: the Error is measured after that many masked Adam steps on a copy;
+    the working copy keeps its weights, the same policy gets the same reward, pruned
+    weights stay zero."""
+    cfg = tiny(budget=0.06, reward_batches=30)
+    env, env0 = AMCEnv(small, splits, cfg), AMCEnv(small, splits, tiny(budget=0.06))
+    w_before = [w.clone() for w in env.w]
+    out = []
+    for e in (env, env, env0):
+        e.reset()
+        for a in (0.95, 0.95, 0.6):
+            e.step(a)
+        out.append(e.finish())
+    (r1, i1), (r2, i2), (r0, i0) = out
+    assert r1 == r2 and i1["kept"] == i2["kept"] == i0["kept"]
+    assert i1["val_acc"] > i0["val_acc"]                    # a few steps recover much of the pruning loss
+    layers = dict(prunable_layers(env.work))
+    for t, name in enumerate(env.names):                      # the working copy is untouched
+        torch.testing.assert_close(layers[name].weight_orig, w_before[t], rtol=0, atol=0)
+    ft = env.short_finetune(env.apply(env.kept, clone_model(env.work)))
+    for t, (name, m) in enumerate(prunable_layers(ft)):
+        assert int((m.weight_orig * m.weight_mask != 0).sum()) <= env.kept[t]
