@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .layers import fc8_layer, synthetic_layer
-from .paper import PAPER_FIFO_DEPTH, PAPER_N_PE, TABLE_III
+from .paper import PAPER_FIFO_DEPTH, PAPER_N_PE
 from .speed import model_speed, rtl_speed
 from .sweeps import DEPTHS, PE_COUNTS, depth_sweep, pe_sweep
 from .table import bench_layers, fc8_row, table_iv
@@ -94,18 +94,20 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
                                  "processor": platform.processor() or None},
                  "table_iv": [], "table_iv_work_matched": [], "fc8": None, "depth_sweep": [], "pe_sweep": [],
                  "load_balance": [], "speed": {}}
-    if "table" in cfg.sections:
-        res["table_iv"] = table_iv("table", cfg.scale, cfg.n_pe, cfg.fifo_depth, cfg.balance, progress)
+    sections = set(cfg.sections)
+    pairs = bench_layers("table", cfg.scale) if {"table", "depth", "pe", "speed"} & sections else []
+    fc8 = fc8_layer(cfg.fc8_dir) if {"fc8", "depth", "pe", "speed"} & sections else None
+    if "table" in sections:
+        res["table_iv"] = table_iv(pairs, "table", cfg.n_pe, cfg.fifo_depth, cfg.balance, progress)
         if cfg.work_matched:
-            res["table_iv_work_matched"] = table_iv("work", cfg.scale, cfg.n_pe, cfg.fifo_depth, False, progress)
-    if "fc8" in cfg.sections:
-        res["fc8"] = fc8_row(cfg.fc8_dir, cfg.fifo_depth, cfg.balance)
-    layers = [L for _, L in bench_layers("table", cfg.scale)] if {"depth", "pe"} & set(cfg.sections) else []
-    fc8 = fc8_layer(cfg.fc8_dir) if {"depth", "pe", "speed"} & set(cfg.sections) else None
-    sweep_layers = ([fc8] if fc8 is not None else []) + layers
-    if "depth" in cfg.sections:
+            res["table_iv_work_matched"] = table_iv(bench_layers("work", cfg.scale), "work", cfg.n_pe,
+                                                    cfg.fifo_depth, False, progress)
+    if "fc8" in sections:
+        res["fc8"] = fc8_row(cfg.fc8_dir, cfg.fifo_depth, cfg.balance, layer=fc8)
+    sweep_layers = ([fc8] if fc8 is not None else []) + [L for _, L in pairs]
+    if "depth" in sections:
         res["depth_sweep"] = depth_sweep(sweep_layers, cfg.n_pe, cfg.depths, progress)
-    if "pe" in cfg.sections:
+    if "pe" in sections:
         res["pe_sweep"] = pe_sweep(sweep_layers, cfg.fifo_depth, cfg.pe_counts, progress)
     for r in ([res["fc8"]] if res["fc8"] else []) + res["table_iv"]:
         if "balanced" in r:
@@ -115,10 +117,10 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
                                         "balanced_busiest_pe_entries": r["balanced"]["busiest_pe_entries"],
                                         "ideal_cycles": r["ideal_cycles"],
                                         "cycles_saved_percent": r["balanced"]["cycles_saved_percent"]})
-    if "speed" in cfg.sections:
+    if "speed" in sections:
         n_in, n_out, w, a = cfg.rtl_layer
         small = synthetic_layer("rtl-layer", n_in, n_out, w, a, seed=7)
-        big = fc8 if fc8 is not None and cfg.scale == 1.0 else bench_layers("table", cfg.scale, TABLE_III[2:3])[0][1]
+        big = fc8 if fc8 is not None and cfg.scale == 1.0 else pairs[2][1]      # Alex-8: FC8's shape
         res["speed"]["models"] = [model_speed(big, cfg.n_pe, cfg.fifo_depth, cfg.repeat),
                                   model_speed(small, cfg.rtl_n_pe, cfg.fifo_depth, cfg.repeat)]
         if cfg.rtl != "none":

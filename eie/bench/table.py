@@ -78,20 +78,20 @@ def _row(P: PaperLayer | None, L: BenchLayer, n_pe: int, fifo_depth: int, balanc
     return row
 
 
-def table_iv(mode: str = "table", scale: float = 1.0, n_pe: int = PAPER_N_PE, fifo_depth: int = PAPER_FIFO_DEPTH,
-             balance: bool = True, progress: bool = True, layers=TABLE_III) -> list[dict]:
-    rows = []
-    for P, L in tqdm(bench_layers(mode, scale, layers), desc=f"Table III layers ({mode} densities)",
-                     disable=not progress):
-        rows.append(_row(P, L, n_pe, fifo_depth, balance) | {"mode": mode})
-    return rows
+def table_iv(pairs: list[tuple[PaperLayer, BenchLayer]], mode: str, n_pe: int = PAPER_N_PE,
+             fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = True, progress: bool = True) -> list[dict]:
+    """One row per (paper layer, bench layer) pair from `bench_layers(mode, ...)`."""
+    return [_row(P, L, n_pe, fifo_depth, balance) | {"mode": mode}
+            for P, L in tqdm(pairs, desc=f"Table III layers ({mode} densities)", disable=not progress)]
 
 
-def fc8_row(fc8_dir=None, fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = True) -> dict | None:
-    """FC8 as the authors stored it (their entries, unchanged), next to their simulator."""
+def fc8_row(fc8_dir=None, fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = True,
+            layer: BenchLayer | None = None) -> dict | None:
+    """FC8 as the authors stored it (their entries, unchanged), next to their simulator.
+    `layer`: the already loaded fc8_layer(fc8_dir), if the caller has it."""
     from eie.golden_model.fc8 import fc8_image, load_fc8
 
-    L = fc8_layer(fc8_dir)
+    L = layer if layer is not None else fc8_layer(fc8_dir)
     if L is None:
         return None
     image = fc8_image(load_fc8(fc8_dir))
