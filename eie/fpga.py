@@ -537,25 +537,19 @@ def largest_fitting(board: Board | str, start: int = 4, *, method: str = "pnr", 
                 log(n, tried[n])
         return tried[n]["fits"]
 
-    lo, hi = 0, None
-    n = max(1, start)
-    while n <= max_n:
-        if fits(n):
-            lo = n
-            n *= 2
-        else:
-            hi = n
-            break
-    if lo == 0:               # even `start` does not fit: search below it
-        hi, n = start, 1
+    def gallop(n: int, stop: int) -> tuple[int, int | None]:
+        """Double n while it fits and is below `stop`: (largest that fit or 0, first that failed)."""
         lo = 0
-        while n < hi:
-            if fits(n):
-                lo = n
-                n *= 2
-            else:
-                hi = n
-                break
+        while n < stop:
+            if not fits(n):
+                return lo, n
+            lo, n = n, n * 2
+        return lo, None
+
+    lo, hi = gallop(max(1, start), max_n + 1)
+    if lo == 0:               # even `start` does not fit: search below it
+        lo, hi = gallop(1, start)
+        hi = start if hi is None else hi
     if hi is None:
         hi = max_n + 1
     while hi - lo > 1:
