@@ -87,7 +87,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_balance(args) -> int:
-    from eie.golden_model.balance import balance_image
+    from eie.golden_model.balance import BalanceOptions, balance_image
     from eie.golden_model.config import EIEConfig
     from eie.golden_model.image_file import load_image, save_image
     from eie.golden_model.model import run_image
@@ -102,10 +102,12 @@ def cmd_balance(args) -> int:
     else:
         raise UserError("balance: give an IMAGE or --fc8")
     calib = _load_array(args.calibrate, "--calibrate") if args.calibrate else None
-    if calib is not None and np.asarray(calib).shape[-1] != image.layers[0].n_in:
-        raise UserError(f"--calibrate {args.calibrate}: expected inputs of length {image.layers[0].n_in}, "
-                        f"got shape {np.asarray(calib).shape}")
-    balanced = balance_image(image, calibration=calib)
+    if calib is not None and not isinstance(calib, np.ndarray):
+        raise UserError(f"--calibrate {args.calibrate}: expected one .npy array of inputs, not an .npz archive")
+    try:
+        balanced = balance_image(image, calibration=calib, options=BalanceOptions(fifo_depth=args.fifo_depth))
+    except InputError as e:
+        raise UserError(f"--calibrate {args.calibrate}: {e}" if calib is not None else str(e)) from None
     save_image(balanced, args.output, overwrite=args.force)
     measure = x if calib is None else calib
     info = {"image": what, "output": str(args.output)}
@@ -120,7 +122,9 @@ def cmd_balance(args) -> int:
     if args.json:
         _emit_json(info)
     else:
-        print(f"wrote {args.output}: {what} with output rows permuted across {image.n_pe} PEs")
+        moved = sum(L.row_perm is not None for L in balanced.layers)
+        print(f"wrote {args.output}: {what}, output rows permuted across {image.n_pe} PEs in {moved} of "
+              f"{len(balanced.layers)} layers (the others were already balanced)")
         if "cycles_before" in info:
             print(f"  cycles on {info['measured_on']} at queue depth {args.fifo_depth}: {info['cycles_before']:,} -> "
                   f"{info['cycles_after']:,}; busiest PE {info['busiest_pe_entries_before']:,} -> "
@@ -403,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", nargs="?", help="EIE image to balance")
     p.add_argument("--fc8", nargs="?", const="default", help="balance the authors' AlexNet FC8 instead")
     p.add_argument("--calibrate", help=".npy input sample(s): weight each column by how often it is non-zero")
-    p.add_argument("--fifo-depth", type=int, default=DEFAULT_FIFO_DEPTH, help="queue depth for the before/after cycles")
+    p.add_argument("--fifo-depth", type=int, default=DEFAULT_FIFO_DEPTH,
+                   help="queue depth the permutation is chosen for and the before/after cycles are measured at")
     _add_output(p, "balanced image file to write")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_balance)

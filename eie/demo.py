@@ -187,7 +187,7 @@ def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(
     fin = finalize(model, splits, ctx, out_dir, "demo", cfg.seed, meta={"demo": True})
     from eie.golden_model.image_file import load_image
 
-    image = load_image(fin["image"]["path"])
+    image = load_image(fin["image"]["path"])     # from the file: what runs below is what was written
     times["export"] = time.perf_counter() - t0
     comp = fin["compression"]
     con.print(f"      {fin['image']['path']}: compression {comp['ratio_pruning']:.1f}x pruning, "

@@ -41,12 +41,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from .config import DEFAULT_FIFO_DEPTH, Timing
-from .cycle_model import simulate_batch
+from .cycle_model import batch_cycles, simulate_batch
 from .decoder import decode_indices
 from .encoder import MAX_RUN, encode_indices
 from .errors import InputError
-from .functional import check_int_input, quantize_input, run_network
-from .image import EIEImage, permutation_problem
+from .functional import check_int_input, logical_outputs, quantize_input, run_network
+from .image import EIEImage, is_identity_permutation, permutation_problem
 from .layout import n_blocks, rows_in_block
 
 __all__ = ["BalanceOptions", "RowBalance", "lpt_assign", "refine_prefix", "balance_rows",
@@ -93,7 +93,7 @@ class RowBalance:
 
     @property
     def is_identity(self) -> bool:
-        return bool(np.array_equal(self.perm, np.arange(len(self.perm))))
+        return is_identity_permutation(self.perm)
 
     def as_dict(self) -> dict:
         return {"chosen": self.chosen, "cycles": {k: int(v) for k, v in self.cycles.items()},
@@ -216,7 +216,7 @@ def _counts(nz: sp.csr_matrix, idx, perm: np.ndarray, n_pe: int, acc_depth: int)
         key = (h % n_pe) * n_blocks(n_out, n_pe, acc_depth) + (h // n_pe) // acc_depth
         A = sp.csr_matrix((np.ones(n_out), (key, perm)), shape=(n_pe * n_blocks(n_out, n_pe, acc_depth), n_out))
         c = (A @ nz).toarray().astype(np.int64)       # rows (k, b), columns j
-        return c.reshape(n_pe, -1, n_in).reshape(n_pe, -1)
+        return c.reshape(n_pe, -1)
     ptr, _, _ = encode_indices(np.asarray(idx)[perm], n_pe, acc_depth)
     return np.diff(ptr.astype(np.int64), axis=1)
 
@@ -225,7 +225,7 @@ def pe_work(counts: np.ndarray, n_in: int, patterns: np.ndarray, fifo_depth: int
             writeback_rows, timing: Timing | None = None) -> tuple[int, int]:
     """(cycles, busiest PE entries) of one layer, summed over the activation `patterns`
     (bool (P, n_in), hardware column order), from its column counts (n_pe, n_blocks * n_in)
-    and PE 0's rows per batch: the cycle model's batch_cycles (docs/cycle-model.md)."""
+    and PE 0's rows per batch, timed as cycle_model.layer_batches does (batch_cycles)."""
     tm = timing or Timing()
     n_pe = counts.shape[0]
     nb = counts.shape[1] // n_in
@@ -236,7 +236,7 @@ def pe_work(counts: np.ndarray, n_in: int, patterns: np.ndarray, fifo_depth: int
         for b in range(nb):
             ent = counts[:, b * n_in + cols].T
             compute = simulate_batch(ent, fifo_depth, tm.lnzd_latency)[2]
-            cycles += compute + tm.pipeline_latency + int(writeback_rows[b]) + tm.writeback_latency
+            cycles += batch_cycles(compute, int(writeback_rows[b]), tm)
             per_pe += ent.sum(axis=0)
     return int(cycles), int(per_pe.max(initial=0))
 
@@ -272,8 +272,11 @@ def balance_rows(idx, n_pe: int, acc_depth: int = 64, *, col_prob=None, patterns
         raise InputError(f"acc_depth must be a positive integer, not {acc_depth!r}")
     n_out, n_in = idx.shape
     p = np.ones(n_in) if col_prob is None else np.asarray(col_prob, dtype=np.float64)
-    if p.shape != (n_in,) or not np.all((p >= 0) & (p <= 1)):
-        raise InputError(f"col_prob: expected {n_in} probabilities in [0, 1], got shape {p.shape}")
+    if p.shape != (n_in,):
+        raise InputError(f"col_prob: expected {n_in} probabilities, got shape {p.shape}")
+    if not np.all((p >= 0) & (p <= 1)):
+        bad = int(np.flatnonzero(~((p >= 0) & (p <= 1)))[0])
+        raise InputError(f"col_prob[{bad}] = {p[bad]!r}: expected a probability in [0, 1]")
     if patterns is None:
         patterns = _patterns_from(p, options)
     patterns = np.atleast_2d(np.asarray(patterns)).astype(bool)
@@ -352,12 +355,14 @@ def activation_statistics(image: EIEImage, x=None, *, int_input: bool = False, m
     `x` (float, or int with int_input). Without x: probability 1, one all-ones pattern."""
     if x is None:
         return [(np.ones(L.n_in), np.ones((1, L.n_in), dtype=bool)) for L in image.layers]
-    a = check_int_input(x, image.layers[0].n_in, "calibration") if int_input else quantize_input(image, x)
+    a = (check_int_input(x, image.layers[0].n_in, "calibration") if int_input
+         else quantize_input(image, x, "calibration"))
+    if a.shape[0] == 0:
+        raise InputError("calibration: no samples (expected at least one input vector)")
     acts = run_network(image, a)
     out = []
     pick = np.unique(np.linspace(0, a.shape[0] - 1, min(max_patterns, a.shape[0])).round().astype(np.int64))
-    for i, L in enumerate(image.layers):
-        y = acts[i] if i == 0 else image.layers[i - 1].outputs_to_logical(acts[i])
+    for y in logical_outputs(image, acts)[:-1]:       # each layer's input, logical order
         nzm = y != 0
         out.append((nzm.mean(axis=0), nzm[pick]))
     return out
@@ -386,7 +391,7 @@ def balance_image(image: EIEImage, calibration=None, *, int_input: bool = False,
         res = balance_rows(idx, image.n_pe, image.acc_depth, col_prob=prob[cols], patterns=pats[:, cols],
                            options=options, current=L.row_perm)
         row_perm = None if res.is_identity else res.perm
-        col_perm = None if prev is None else prev
+        col_perm = prev
         if row_perm is None and col_perm is None and not L.is_permuted:
             layers.append(L)                           # unchanged: keep the very same entries
         else:

@@ -23,7 +23,7 @@ from .config import EIEConfig
 from .image import EIEImage, EncodedLayer
 from .layout import n_blocks, rows_in_block
 
-__all__ = ["BatchTiming", "simulate_batch", "layer_batches", "CycleReport", "cycle_report"]
+__all__ = ["BatchTiming", "simulate_batch", "batch_cycles", "layer_batches", "CycleReport", "cycle_report"]
 
 
 @dataclass
@@ -64,6 +64,11 @@ def simulate_batch(entries: np.ndarray, fifo_depth: int, lnzd_latency: int = 1):
     return B, P, int(free.max()) + 1
 
 
+def batch_cycles(compute: int, writeback_rows: int, timing) -> int:
+    """A batch's length: compute, then the pipeline drains and R rows are written back."""
+    return compute + timing.pipeline_latency + writeback_rows + timing.writeback_latency
+
+
 def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_index: int = 0):
     """Yield BatchTiming for every output batch of one layer on one input vector (int)."""
     cols = np.flatnonzero(np.asarray(a))
@@ -74,7 +79,7 @@ def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_i
         ent = counts[:, b * layer.n_in + cols].T      # (T, N)
         B, P, compute = simulate_batch(ent, config.fifo_depth, tm.lnzd_latency)
         R = int(rows[0, b])
-        total = compute + tm.pipeline_latency + R + tm.writeback_latency
+        total = batch_cycles(compute, R, tm)
         yield BatchTiming(layer_index, b, cols, B, P, np.maximum(ent, 1), ent, compute, R, total)
 
 

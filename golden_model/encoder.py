@@ -147,6 +147,14 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
     statistics). Outputs of the golden model stay in the weights' original order.
     """
     _check_pe_args(n_pe, acc_depth)
+    from .balance import BalanceOptions, balance_image  # local: balance imports this module
+
+    if balance is True:
+        balance = BalanceOptions()
+    elif balance is False or balance is None:
+        balance = None
+    elif not isinstance(balance, BalanceOptions):
+        raise InputError(f"balance must be True, False or a BalanceOptions, not {balance!r}")
     weights = [check_weights(W, f"W{i}") for i, W in enumerate(weights)]
     if not weights:
         raise InputError("no layers to encode")
@@ -181,12 +189,6 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
         layers.append(layer)
     image = EIEImage(n_pe=int(n_pe), acc_depth=int(acc_depth), layers=layers,
                      meta=dict(meta or {})).validate()
-    if balance is not False and balance is not None:
-        from .balance import BalanceOptions, balance_image  # local: balance imports this module
-
-        if balance is True:
-            balance = BalanceOptions()
-        elif not isinstance(balance, BalanceOptions):
-            raise InputError(f"balance must be True, False or a BalanceOptions, not {balance!r}")
+    if balance is not None:
         image = balance_image(image, calibration, options=balance)
     return image

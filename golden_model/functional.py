@@ -58,14 +58,14 @@ def check_int_input(a, n_in: int, what: str = "input") -> np.ndarray:
     return a2
 
 
-def quantize_input(image: EIEImage, x) -> np.ndarray:
+def quantize_input(image: EIEImage, x, what: str = "input") -> np.ndarray:
     """Float input (n_in,) or (batch, n_in) -> int64 in the first layer's input format."""
     L0 = image.layers[0]
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.number) or x.shape[-1:] != (L0.n_in,) or x.ndim > 2:
-        raise InputError(f"input: expected numbers of shape ({L0.n_in},) or (batch, {L0.n_in}), "
+        raise InputError(f"{what}: expected numbers of shape ({L0.n_in},) or (batch, {L0.n_in}), "
                          f"got {x.shape} {x.dtype}")
-    return np.atleast_2d(nm.quantize(x, L0.in_frac, nm.ACT_BITS, what="input"))
+    return np.atleast_2d(nm.quantize(x, L0.in_frac, nm.ACT_BITS, what=what))
 
 
 def _saturating_sum(products: np.ndarray, lo: int, hi: int) -> int:
@@ -109,3 +109,10 @@ def run_network(image: EIEImage, a, acc_bits: int = nm.DEFAULT_ACC_BITS) -> list
     for layer in image.layers:
         acts.append(run_layer(layer, acts[-1], acc_bits))
     return acts
+
+
+def logical_outputs(image: EIEImage, acts: list[np.ndarray]) -> list[np.ndarray]:
+    """run_network's list with every layer's output un-permuted to the original row order
+    (load-balanced images store rows permuted, EncodedLayer.row_perm; the input never is)."""
+    return [acts[0]] + [L.outputs_to_logical(y) if L.row_perm is not None else y
+                        for L, y in zip(image.layers, acts[1:])]

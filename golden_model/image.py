@@ -23,7 +23,7 @@ from . import numerics as nm
 from .errors import ImageFormatError
 from .layout import n_blocks, rows_in_block
 
-__all__ = ["EncodedLayer", "EIEImage", "EntryCoordinates", "permutation_problem"]
+__all__ = ["EncodedLayer", "EIEImage", "EntryCoordinates", "permutation_problem", "is_identity_permutation"]
 
 
 def permutation_problem(perm, n: int) -> str | None:
@@ -47,7 +47,8 @@ def permutation_problem(perm, n: int) -> str | None:
     return None
 
 
-def _is_identity(perm) -> bool:
+def is_identity_permutation(perm) -> bool:
+    """No permutation (None) or 0, 1, ..., n-1."""
     return perm is None or bool(np.array_equal(perm, np.arange(len(perm))))
 
 
@@ -105,7 +106,7 @@ class EncodedLayer:
     @property
     def is_permuted(self) -> bool:
         """True if rows or columns are stored in a non-identity order."""
-        return not (_is_identity(self.row_perm) and _is_identity(self.col_perm))
+        return not (is_identity_permutation(self.row_perm) and is_identity_permutation(self.col_perm))
 
     @property
     def logical_rows(self) -> np.ndarray:
@@ -206,7 +207,7 @@ class EIEImage:
         for i, layer in enumerate(self.layers):
             self._validate_layer(i, layer)
         first = self.layers[0]
-        if first.col_perm is not None and not _is_identity(first.col_perm):
+        if not is_identity_permutation(first.col_perm):
             self.fail("layers[0].col_perm", "the network input is never permuted: expected none or the identity")
         for i in range(1, len(self.layers)):
             prev, cur = self.layers[i - 1], self.layers[i]
@@ -306,6 +307,6 @@ class EIEImage:
                 "entries": int(L.v.size), "padding_entries": int(L.v.size) - real,
                 "weight_density": real / (L.n_in * L.n_out),
                 "max_pe_entries": int(L.entries_per_pe.max()),
-                "row_permuted": not _is_identity(L.row_perm),
+                "row_permuted": not is_identity_permutation(L.row_perm),
             })
         return out

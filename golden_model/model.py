@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .config import EIEConfig
 from .cycle_model import CycleReport, cycle_report
-from .functional import check_int_input, quantize_input, run_network
+from .functional import check_int_input, logical_outputs, quantize_input, run_network
 from .image import EIEImage
 from .numerics import dequantize
 
@@ -30,12 +30,12 @@ class RunResult:
     outputs_int: np.ndarray           # last layer, int64 (batch, n_out), logical order
     outputs: np.ndarray               # last layer, dequantised float64, logical order
     report: CycleReport
-    hw_layer_outputs: list[np.ndarray] = field(default_factory=list)  # as the hardware stores them
+    hw_layer_outputs: list[np.ndarray]  # as the hardware stores them
 
     @property
     def hw_outputs_int(self) -> np.ndarray:
         """Last layer's outputs in hardware row order (what the RTL's activation memory holds)."""
-        return self.hw_layer_outputs[-1] if self.hw_layer_outputs else self.outputs_int
+        return self.hw_layer_outputs[-1]
 
 
 def run_image(image: EIEImage, x, config: EIEConfig | None = None, *, int_input: bool = False,
@@ -46,7 +46,6 @@ def run_image(image: EIEImage, x, config: EIEConfig | None = None, *, int_input:
     a = check_int_input(x, image.layers[0].n_in) if int_input else quantize_input(image, x)
     acts = run_network(image, a, config.acc_bits)       # hardware order (the input is never permuted)
     rep = cycle_report(image, acts, config, trace=trace)
-    logical = [acts[0]] + [L.outputs_to_logical(y) if L.row_perm is not None else y
-                           for L, y in zip(image.layers, acts[1:])]
+    logical = logical_outputs(image, acts)
     y = logical[-1]
     return RunResult(logical, y, dequantize(y, image.layers[-1].out_frac), rep, acts)

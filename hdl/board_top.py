@@ -110,7 +110,7 @@ def selftest_program(params: ArrayParams, seed: int = 8) -> SelfTestProgram:
     """Encode the self-test network for `params`, run the golden model, build the ROM."""
     image, a = selftest_image(params.n_pe, params.max_layers, min(2, params.acc_depth), seed, params.act_depth)
     gold = run_image(image, a, params.to_config(), int_input=True)
-    expected = gold.outputs_int[0]
+    expected = gold.hw_outputs_int[0]               # read below in hardware row order
     cycles = int(gold.report.cycles_per_sample[0])
     words: list[int] = []
     prog_runs = []

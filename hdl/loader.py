@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eie.golden_model.errors import ConfigError
+from eie.golden_model.image import permutation_problem
 from eie.golden_model.layout import local_rows, n_blocks, pack_sram_rows
 
 from . import host_map as hm
@@ -126,9 +127,7 @@ def output_reads(n_out: int, n_pe: int, row_perm=None) -> list[int]:
     if row_perm is None:
         hw = range(n_out)
     else:
-        perm = np.asarray(row_perm, dtype=np.int64)
-        if perm.shape != (n_out,):
-            raise ConfigError(f"row_perm has shape {perm.shape}, expected ({n_out},)")
-        hw = np.empty(n_out, dtype=np.int64)
-        hw[perm] = np.arange(n_out)           # hardware row of every logical output
+        if msg := permutation_problem(row_perm, n_out):
+            raise ConfigError(f"row_perm: {msg}")
+        hw = np.argsort(row_perm)             # hardware row of every logical output
     return [hm.address(hm.Region.ACT, int(r) // n_pe, int(r) % n_pe) for r in hw]

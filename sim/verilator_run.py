@@ -12,6 +12,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,11 @@ def build_verilator(params: ArrayParams, root: Path = ROOT) -> tuple[Path, float
     text, _ = generate_verilog(params)
     v = d / "eie.v"
     binary = d / "obj" / "Veie_array"
-    if not v.exists() or v.read_text() != text or not binary.exists():
+    # the binary is current only if it was built from this Verilog and this harness
+    stamp = d / "built.sha1"
+    digest = hashlib.sha1(text.encode() + HARNESS.read_bytes()).hexdigest()
+    if not binary.exists() or not stamp.exists() or stamp.read_text() != digest:
+        stamp.unlink(missing_ok=True)
         v.write_text(text)
         t0 = time.perf_counter()
         cmd = [exe, "--cc", "--exe", "--build", "-O2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
@@ -67,6 +72,7 @@ def build_verilator(params: ArrayParams, root: Path = ROOT) -> tuple[Path, float
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError("Verilator build failed:\n" + "\n".join((proc.stdout + proc.stderr).splitlines()[-20:]))
+        stamp.write_text(digest)
         return binary, time.perf_counter() - t0
     return binary, 0.0
 
@@ -82,15 +88,15 @@ def run_verilator(image, a_int, params: ArrayParams, root: Path = ROOT) -> Veril
         lines.append("S")
         lines.append(f"R {hm.address(hm.Region.CTRL, hm.Ctrl.CYCLES)}")
         lines += [f"R {addr}" for addr in output_reads(n_out, params.n_pe, image.layers[-1].row_perm)]  # logical order
-    ops = binary.parent.parent / "ops.txt"
-    res = binary.parent.parent / "result.txt"
-    ops.write_text("\n".join(lines) + "\n")
-    t0 = time.perf_counter()
-    proc = subprocess.run([str(binary), str(ops), str(res)], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"Verilator harness failed ({proc.returncode}): {proc.stderr[-500:]}")
-    reads = [line.split() for line in res.read_text().splitlines()]
+    with tempfile.TemporaryDirectory(prefix="run_", dir=binary.parent.parent) as work:   # runs may overlap
+        ops, res = Path(work) / "ops.txt", Path(work) / "result.txt"
+        ops.write_text("\n".join(lines) + "\n")
+        t0 = time.perf_counter()
+        proc = subprocess.run([str(binary), str(ops), str(res)], capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"Verilator harness failed ({proc.returncode}): {proc.stderr[-500:]}")
+        reads = [line.split() for line in res.read_text().splitlines()]
     total = int(reads[-1][1])
     words = [int(r[1]) for r in reads if r[0] == "R"]
     per = 1 + n_out

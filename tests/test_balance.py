@@ -361,10 +361,17 @@ def test_cli_balance_an_existing_image(tmp_path, capsys):
     np.testing.assert_array_equal(run_image(bal, x).outputs_int, run_image(image, x).outputs_int)
     # nothing is overwritten without --force, and bad calibration names the option
     assert main(["balance", str(tmp_path / "net.eie"), "-o", str(tmp_path / "bal.eie")]) != 0
-    np.save(tmp_path / "bad.npy", np.zeros((2, 5)))
-    assert main(["balance", str(tmp_path / "net.eie"), "--calibrate", str(tmp_path / "bad.npy"),
+    np.savez(tmp_path / "bad.npz", x=x)
+    for bad, expect in ((np.zeros((2, 5)), "or (batch, 24)"), (np.float64(1.0), "or (batch, 24)"),
+                        (np.zeros((0, 24)), "no samples")):
+        np.save(tmp_path / "bad.npy", bad)
+        assert main(["balance", str(tmp_path / "net.eie"), "--calibrate", str(tmp_path / "bad.npy"),
+                     "-o", str(tmp_path / "b2.eie")]) != 0
+        err = capsys.readouterr().err
+        assert "--calibrate" in err and "calibration" in err and expect in err, err
+    assert main(["balance", str(tmp_path / "net.eie"), "--calibrate", str(tmp_path / "bad.npz"),
                  "-o", str(tmp_path / "b2.eie")]) != 0
-    assert "--calibrate" in capsys.readouterr().err
+    assert ".npz" in capsys.readouterr().err and not (tmp_path / "b2.eie").exists()
 
 
 # -- RTL: bit- and cycle-exact on permuted images ------------------------------------------
