@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from eie.plotting import pyplot, save_figure
@@ -97,21 +96,9 @@ def _markdown(s: dict, pngs: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _jsonable(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
 def write_demo_report(summary: dict, out_dir: Path) -> list[str]:
     from eie.golden_model.image_file import atomic_write_bytes
-    from eie.pruning.pipeline import plot_compression
+    from eie.pruning.pipeline import plot_compression, write_json
 
     out_dir = Path(out_dir)
     pngs = ["accuracy.png", "pruning.png", "per_pe.png", "compression.png"]
@@ -119,7 +106,6 @@ def write_demo_report(summary: dict, out_dir: Path) -> list[str]:
     _history_plot(summary, out_dir / pngs[1])
     _per_pe_plot(summary, out_dir / pngs[2])
     plot_compression(summary["compression"], out_dir / pngs[3])
-    atomic_write_bytes(out_dir / "demo.json", [json.dumps(summary, indent=2, default=_jsonable).encode()],
-                       overwrite=True)
+    write_json(out_dir / "demo.json", summary)
     atomic_write_bytes(out_dir / "demo.md", [_markdown(summary, pngs).encode()], overwrite=True)
     return ["demo.json", "demo.md"] + pngs

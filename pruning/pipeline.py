@@ -265,7 +265,7 @@ def write_result(result: dict, out_dir, name: str, plot) -> None:
     """<name>.json (the result) and <name>.png (`plot(result, path)`) in `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    write_json(out / f"{name}.json", result)
     plot(result, out / f"{name}.png")
 
 
