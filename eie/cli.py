@@ -213,6 +213,17 @@ def cmd_bench(args) -> int:
         kw["repeat"] = args.repeat
     if args.sections:
         kw["sections"] = tuple(args.sections)
+    if args.fpga_report:
+        kw["fpga_reports"] = tuple(args.fpga_report)
+    if args.fmax:
+        kw["fmax"] = tuple(_parse_fmax(f) for f in args.fmax)
+    if args.throughput_layer:
+        from eie.bench.paper import layer_by_name
+
+        try:
+            kw["throughput_layer"] = layer_by_name(args.throughput_layer).name
+        except KeyError as e:
+            raise UserError(f"--throughput-layer: {e.args[0]}") from None
     cfg = BenchConfig.tiny(**kw) if args.tiny else BenchConfig(**kw)
     out = Path(args.out)
     result = run_bench(cfg, progress=not args.json)
@@ -223,6 +234,16 @@ def cmd_bench(args) -> int:
         _print_bench(result)
         print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def _parse_fmax(text: str) -> tuple[str, int, float]:
+    """--fmax BOARD:N:MHZ -> (board, n_pe, MHz)."""
+    parts = text.rsplit(":", 2)
+    try:
+        board, n, mhz = parts
+        return board, int(n), float(mhz)
+    except ValueError:
+        raise UserError(f"--fmax {text}: expected BOARD:N:MHZ, e.g. ulx3s-85f:4:38.75") from None
 
 
 def cmd_demo(args) -> int:
@@ -284,6 +305,23 @@ def cmd_verilog(args) -> int:
     return 0
 
 
+def _throughput_text(t: dict | None, long: bool = False) -> str:
+    if not t:
+        return "- (no place and route)"
+    if "error" in t:
+        return t["error"]
+    if not long:
+        return f"{t['fpga_useful_macs_per_s'] / 1e6:.4g} M (projection, {t['cycles']:,} cycles)"
+    L, m = t["layer"], t["this_machine"]
+    return (f"throughput ({t['note'].split(':')[0]}: useful MACs x Fmax / cycles): "
+            f"{t['fpga_useful_macs_per_s'] / 1e6:.4g} M useful MAC/s on {L['name']} (W {100 * L['weight_density']:.1f} %, "
+            f"A {100 * L['act_density']:.1f} %, {t['useful_macs']:,} useful MACs, {t['cycles']:,} cycles at "
+            f"{t['fmax_mhz']:g} MHz); this machine: golden model {m['golden_model_useful_macs_per_s'] / 1e6:.4g} M, "
+            f"scipy CSR {m['scipy_csr_useful_macs_per_s'] / 1e6:.4g} M, CSC {m['scipy_csc_useful_macs_per_s'] / 1e6:.4g} M; "
+            f"paper ({t['paper']['n_pe']} PEs, {t['paper']['clock_mhz']:g} MHz, {t['paper']['layer']}) "
+            f"{t['paper']['useful_macs_per_s'] / 1e9:.3g} G")
+
+
 def _gate_sim_text(g: dict) -> str:
     if not g["ran"]:
         return f"not run: {g['reason']}"
@@ -319,11 +357,15 @@ def cmd_fpga(args) -> int:
         ["Fmax (MHz)", row["fmax_mhz"] if row["fmax_mhz"] is not None else "- (no place and route)"],
         ["memories not in block RAM", len(res["memories"]["not_in_block_ram"])],
         ["multipliers", res["multipliers"]["note"]],
+        ["useful MAC/s", _throughput_text(res.get("throughput"))],
         ["largest N", f"{res['largest_n']['n']} ({res['largest_n']['method'].split(' (')[0]})" if "largest_n" in res else "-"],
         ["build time (s)", res["seconds"]["with_search"]],
     ] + ([["gate-level self-test", _gate_sim_text(res["gate_level_selftest"])]]
          if "gate_level_selftest" in res else []))
-    print(f"report: {path}" + (f"; bitstream: {res['bitstream']}" if res.get("bitstream") else ""))
+    if res.get("throughput") and "error" not in res["throughput"]:
+        print(_throughput_text(res["throughput"], long=True))
+    print(f"report: {path}" + (f"; bitstream: {res['bitstream']}" if res.get("bitstream") else "")
+          + (f"; Fmax and LUTs against N: {res['fmax_luts_png']}" if res.get("fmax_luts_png") else ""))
     return 0
 
 
@@ -376,7 +418,24 @@ def _print_bench(res):
                [[f["cycles"], f["authors_cycles"], f"{f['diff_vs_authors_percent']:+.2f}", f["ideal_cycles"],
                  f["balanced"]["cycles"] if "balanced" in f else "-",
                  f["balanced_calibrated"]["cycles"] if "balanced_calibrated" in f else "-"]])
-    _table("summary", ["key", "value"], [[k, v] for k, v in res["summary"].items()])
+    tp = res.get("throughput") or {}
+    if tp.get("builds"):
+        def m(x):
+            return f"{x / 1e6:.4g}"
+
+        _table("M useful MAC/s: FPGA projection (routed Fmax x exact cycles), this machine",
+               ["build", "in→out", "cycles", "MHz", "FPGA", "golden", "CSR", "CSC"],
+               [[f"{b['board']} {b['n_pe']} PE", "→".join(map(str, b["layer"]["shape"])), b["cycles"],
+                 f"{b['fmax_mhz']:g}", m(b["fpga_useful_macs_per_s"]),
+                 m(b["this_machine"]["golden_model_useful_macs_per_s"]),
+                 m(b["this_machine"]["scipy_csr_useful_macs_per_s"]),
+                 m(b["this_machine"]["scipy_csc_useful_macs_per_s"])] for b in tp["builds"]])
+    if tp:
+        p = tp["paper"]
+        print(f"paper ({p['n_pe']} PEs, {p['clock_mhz']:g} MHz): {p['layer']['layer']} "
+              f"{p['layer']['useful_macs_per_s']:.3g} useful MAC/s, peak {p['peak_useful_macs_per_s']:.3g}")
+    _table("summary", ["key", "value"], [[k, v] for k, v in res["summary"].items()
+                                         if k != "fpga_useful_macs_per_s"])
 
 
 # -- parser -------------------------------------------------------------------------------
@@ -439,13 +498,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="Table IV, FC8, queue/PE sweeps, load balance and model speeds (JSON + plots)")
     p.add_argument("--out", default="reports/bench", help="report directory (bench.json, bench.md, PNGs)")
     p.add_argument("--tiny", action="store_true", help="shrunken layers and sweeps (seconds; for tests)")
-    p.add_argument("--sections", nargs="+", choices=["table", "fc8", "depth", "pe", "speed"],
+    p.add_argument("--sections", nargs="+", choices=["table", "fc8", "depth", "pe", "speed", "throughput"],
                    help="run only these sections (default: all)")
     p.add_argument("--rtl", choices=["icarus", "verilator", "none"], default="icarus",
                    help="simulator for the RTL speed figure")
     p.add_argument("--no-balance", action="store_true", help="skip the load-balanced re-encodings")
     p.add_argument("--fc8", help="FC8 reference directory (default: ../shared/data/eie-alexnet-fc8)")
     p.add_argument("--repeat", type=int, help="timing repeats (best of)")
+    p.add_argument("--fpga-report", action="append", metavar="PATH",
+                   help="`eie fpga` report for the throughput section (repeatable; default: reports/fpga/*.json "
+                        "unless --fmax is given)")
+    p.add_argument("--fmax", action="append", metavar="BOARD:N:MHZ",
+                   help="throughput of the board's preset with N PEs at this Fmax (repeatable)")
+    p.add_argument("--throughput-layer", help="Table III layer whose shape ratio and densities the throughput "
+                                              "layer uses (default Alex-8)")
     p.add_argument("--json", action="store_true", help="print the JSON result")
     p.set_defaults(func=cmd_bench)
 

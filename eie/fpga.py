@@ -5,7 +5,9 @@
 and route and bitstream packing with the open-source tools (the pip-installed YoWASP
 builds by default), and reads the resources back from Yosys' `stat` and nextpnr's
 `--report`. `largest_fitting` searches the largest PE count that fits the device.
-`run_fpga` does both and writes `reports/fpga/<board>-<N>pe.json`.
+`run_fpga` does both and writes `reports/fpga/<board>-<N>pe.json`, with the projected
+useful MAC/s of the routed build (`throughput`, eie/throughput.py) and, after a search,
+the plot of Fmax and LUTs against N (`<board>-<N>pe-fmax-luts.png`).
 """
 
 from __future__ import annotations
@@ -589,6 +591,23 @@ def run_fpga(board_name: str, n_pe: int = 4, *, search: str | None = "auto", out
                                            progress=progress, log=log, build_dir=Path(build_dir) / "search",
                                            **overrides)
     res["seconds"]["with_search"] = round(time.perf_counter() - t0, 1)
+    _add_throughput(res, board, n_pe, out_dir)
     path = Path(out_dir) / f"{board.name}-{n_pe}pe.json"
     atomic_write_bytes(path, [json.dumps(res, indent=2).encode() + b"\n"], overwrite=True)
     return res, path
+
+
+def _add_throughput(res: dict, board: Board, n_pe: int, out_dir) -> None:
+    """`throughput` when place and route gave an Fmax; the Fmax/LUT PNG when a search ran."""
+    from eie.throughput import report_throughput, scaling_points, write_scaling_png
+
+    if res["pnr"].get("fmax_mhz"):
+        try:
+            res["throughput"] = report_throughput(res, source=f"{board.name}, {n_pe} PEs")
+        except ConfigError as e:          # no layer fits these memories: say so, keep the build
+            res["throughput"] = {"error": str(e)}
+    if "largest_n" in res:
+        points = scaling_points([res])[board.name]
+        if points:
+            png = write_scaling_png(board.name, points, Path(out_dir) / f"{board.name}-{n_pe}pe-fmax-luts.png")
+            res["fmax_luts_png"] = str(png)

@@ -44,6 +44,9 @@ def test_bench_json_has_the_documented_keys(tiny_bench):
     for m in res["speed"]["models"]:
         assert SPEED_KEYS <= set(m) and m["golden_useful_macs_per_s"] > 0
     assert not res["summary"]["paper_comparable"]      # shrunken layers are not compared with the paper
+    # --tiny reads no FPGA reports: the throughput section has the paper's figure only
+    assert res["throughput"]["builds"] == [] and res["throughput"]["paper"]["n_pe"] == 64
+    assert res["throughput"]["paper"]["layer"]["measured_us"] == 9.9
     for p in paths:
         assert p.exists() and p.stat().st_size > 0
     assert {"table_iv.png", "depth_sweep.png", "pe_sweep.png"} <= {p.name for p in paths}

@@ -83,6 +83,11 @@ def test_smallest_build_report(tmp_path, capsys):
     assert 0 < p["utilisation"]["lc"]["used"] < p["utilisation"]["lc"]["available"] == 5280
     assert p["utilisation"]["bram"]["used"] == 8 and p["utilisation"]["dsp"]["used"] == 1
     assert 5 < p["fmax_mhz"] < 200 and p["constraint_mhz"] == pytest.approx(12, abs=0.1)
+    t = rep["throughput"]                   # projected useful MAC/s at the routed Fmax
+    assert t["fmax_mhz"] == p["fmax_mhz"] and t["n_pe"] == 1 and "projection" in t["note"]
+    assert t["fpga_useful_macs_per_s"] == pytest.approx(t["useful_macs"] * p["fmax_mhz"] * 1e6 / t["cycles"])
+    assert t["capacity"]["activations"]["used"] <= t["capacity"]["activations"]["available"] == 2
+    assert "fmax_luts_png" not in rep       # no search, no plot
     assert rep["bitstream"].endswith("top.bin")
     assert (tmp_path / "build" / "icebreaker-1pe" / "top.bin").stat().st_size > 10_000
     g = rep["gate_level_selftest"]          # the synthesised netlist runs the self-test

@@ -5,8 +5,10 @@ table_iv (the nine Table III layers, synthetic at the stated densities, 64 PEs, 
 depth 8, next to Table IV's µs), table_iv_work_matched (densities scaled to Table IV's
 theoretical work), fc8 (the authors' layer next to their simulator's 7,896 cycles),
 depth_sweep and pe_sweep (Section VI's design-space sweeps), load balancing (each row's
-"balanced": cycles after the row permutation of golden_model/balance.py) and speed
-(golden model, cycle model, RTL simulation, each against NumPy and scipy baselines).
+"balanced": cycles after the row permutation of golden_model/balance.py), speed
+(golden model, cycle model, RTL simulation, each against NumPy and scipy baselines) and
+throughput (FPGA builds' useful MAC/s projected from routed Fmax and exact cycles, next
+to the golden model, scipy and the paper's 64 PEs; eie/throughput.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ __all__ = ["BenchConfig", "run_bench", "write_report", "SCHEMA", "TOP_KEYS"]
 
 SCHEMA = "eie-bench/1"
 TOP_KEYS = ("schema", "config", "environment", "table_iv", "table_iv_work_matched", "fc8", "depth_sweep",
-            "pe_sweep", "load_balance", "speed", "summary", "seconds")
+            "pe_sweep", "load_balance", "speed", "throughput", "summary", "seconds")
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,16 @@ class BenchConfig:
     rtl_samples: int = 4
     repeat: int = 5
     fc8_dir: str | None = None
-    sections: tuple = ("table", "fc8", "depth", "pe", "speed")
+    sections: tuple = ("table", "fc8", "depth", "pe", "speed", "throughput")
+    fpga_reports: tuple = ()                 # `eie fpga` report paths (throughput section)
+    fmax: tuple = ()                         # (board, n_pe, MHz): a board preset at a given Fmax
+    fpga_report_dir: str | None = "reports/fpga"   # read when neither of the two above is given
+    throughput_layer: str = "Alex-8"         # Table III layer whose shape ratio and densities are used
 
     @classmethod
     def tiny(cls, **kw) -> "BenchConfig":
         base = cls(n_pe=8, scale=1 / 32, depths=(1, 2, 8), pe_counts=(1, 2, 8), rtl_layer=(24, 20, 0.3, 0.5),
-                   rtl_n_pe=2, rtl_samples=2, repeat=1)
+                   rtl_n_pe=2, rtl_samples=2, repeat=1, fpga_report_dir=None)
         return replace(base, **kw)
 
     def as_dict(self) -> dict:
@@ -83,18 +89,25 @@ def _summary(res: dict) -> dict:
     sp = res.get("speed") or {}
     if sp.get("rtl"):
         s["rtl_bit_and_cycle_exact"] = bool(sp["rtl"]["ok"])
+    tp = res.get("throughput") or {}
+    if tp.get("builds"):
+        s["fpga_useful_macs_per_s"] = {b["source"]: b["fpga_useful_macs_per_s"] for b in tp["builds"]}
     return s
 
 
 def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
     """Run the selected sections; returns the JSON-ready result (see TOP_KEYS)."""
     t0 = time.perf_counter()
+    sections = set(cfg.sections)
+    if "throughput" in sections:         # bad report paths end the run before anything is computed
+        from .throughput import throughput_sources
+
+        tp_sources = throughput_sources(cfg)
     res: dict = {"schema": SCHEMA, "config": cfg.as_dict(),
                  "environment": {"python": platform.python_version(), "machine": platform.machine(),
                                  "processor": platform.processor() or None},
                  "table_iv": [], "table_iv_work_matched": [], "fc8": None, "depth_sweep": [], "pe_sweep": [],
-                 "load_balance": [], "speed": {}}
-    sections = set(cfg.sections)
+                 "load_balance": [], "speed": {}, "throughput": {}}
     pairs = bench_layers("table", cfg.scale) if {"table", "depth", "pe", "speed"} & sections else []
     fc8 = fc8_layer(cfg.fc8_dir) if {"fc8", "depth", "pe", "speed"} & sections else None
     if "table" in sections:
@@ -126,6 +139,10 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
         if cfg.rtl != "none":
             res["speed"]["rtl"] = rtl_speed(small, cfg.rtl_n_pe, cfg.fifo_depth, cfg.rtl_samples, cfg.rtl,
                                             cfg.repeat)
+    if "throughput" in sections:
+        from .throughput import throughput_section
+
+        res["throughput"] = throughput_section(cfg, tp_sources, progress)
     res["summary"] = _summary(res)
     res["seconds"] = time.perf_counter() - t0
     return res

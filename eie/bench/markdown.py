@@ -65,5 +65,34 @@ def bench_markdown(res: dict, pngs: list[str]) -> str:
         md.append(f"RTL ({r['simulator']}, {r['n_pe']} PEs, {r['shape'][0]}→{r['shape'][1]}, {r['samples']} inputs): "
                   f"{'bit- and cycle-exact' if r['ok'] else 'MISMATCH'}, {r['cycles_per_s']:,.0f} simulated cycles/s, "
                   f"{r['rtl_slowdown_vs_scipy_sparse']:.3g}x the time of a scipy SpMV per input.\n")
+    tp = res.get("throughput") or {}
+    if tp:
+        md.append("## Throughput of FPGA builds (useful MAC/s)\n")
+        md.append(f"FPGA figures are a {tp['note']}. Golden model, scipy (float64 CSR / CSC mat-vec) and "
+                  "NumPy are timed on this machine in this run, on the same layer and input.\n")
+        if tp["builds"]:
+            md.append(_t(["source", "board", "PEs", "layer (W %, A %)", "cycles", "useful MACs",
+                          "Fmax MHz", "FPGA MAC/s", "golden MAC/s", "scipy CSR MAC/s", "scipy CSC MAC/s",
+                          "MACs/PE/cycle"],
+                         [[b["source"], b["board"], b["n_pe"],
+                           f"{b['layer']['name']} ({100 * b['layer']['weight_density']:.1f}, "
+                           f"{100 * b['layer']['act_density']:.1f})",
+                           f"{b['cycles']:,}", f"{b['useful_macs']:,}", _f(b["fmax_mhz"], 2),
+                           f"{b['fpga_useful_macs_per_s']:.3g}",
+                           f"{b['this_machine']['golden_model_useful_macs_per_s']:.3g}",
+                           f"{b['this_machine']['scipy_csr_useful_macs_per_s']:.3g}",
+                           f"{b['this_machine']['scipy_csc_useful_macs_per_s']:.3g}",
+                           f"{b['macs_per_pe_cycle']:.3f}"] for b in tp["builds"]]))
+        else:
+            md.append("No FPGA build given (`--fpga-report PATH` or `--fmax BOARD:N:MHZ`; "
+                      "`reports/fpga/*.json` are read by default).\n")
+        for s in tp.get("skipped", []):
+            md.append(f"Skipped {s['source']}: {s['reason']}\n")
+        p = tp["paper"]
+        L = p["layer"]
+        md.append(f"Paper ({p['source']}): {p['n_pe']} PEs at {p['clock_mhz']:g} MHz, peak "
+                  f"{p['peak_useful_macs_per_s']:.3g} MAC/s (1 MAC per PE per cycle); {L['layer']} "
+                  f"({L['shape'][0]}→{L['shape'][1]}): {L['useful_macs']:,.0f} useful MACs in {L['measured_us']} µs "
+                  f"= {L['useful_macs_per_s']:.3g} MAC/s ({L['macs_per_pe_cycle']:.3f} MACs/PE/cycle).\n")
     md += [f"![{p}]({p})\n" for p in pngs]
     return "\n".join(md)

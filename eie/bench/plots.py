@@ -97,4 +97,10 @@ def write_plots(res: dict, out_dir: Path) -> list[str]:
         _sweep(res["pe_sweep"], "n_pe", out_dir / "pe_sweep.png",
                f"PE count (queue depth {res['config']['fifo_depth']})", "PEs", True)
         paths.append("pe_sweep.png")
+    for board, points in ((res.get("throughput") or {}).get("scaling") or {}).items():
+        if points:                      # one PNG per board, from the FPGA reports given
+            from eie.throughput import write_scaling_png
+
+            write_scaling_png(board, points, out_dir / f"fmax_luts_{board}.png")
+            paths.append(f"fmax_luts_{board}.png")
     return paths

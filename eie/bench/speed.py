@@ -3,8 +3,8 @@
 Golden model: useful MACs per second of the bit-exact fixed-point run; cycle model:
 simulated EIE cycles per second; RTL simulation: simulated clock cycles per second
 (Icarus under cocotb, optionally the Verilator harness). The baselines are NumPy dense
-`W @ a` and `scipy.sparse` CSR SpMV (float64) on the same layer and input, so the
-figures are also given as ratios (how many times slower than the baseline).
+`W @ a` and `scipy.sparse` CSR and CSC SpMV (float64) on the same layer and input, so
+the figures are also given as ratios (how many times slower than the baseline).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from eie.golden_model.functional import run_network
 
 from .layers import BenchLayer
 
-__all__ = ["best_time", "model_speed", "rtl_speed"]
+__all__ = ["best_time", "baselines", "model_speed", "rtl_speed"]
 
 
 def best_time(fn, repeat: int) -> float:
@@ -34,12 +34,15 @@ def best_time(fn, repeat: int) -> float:
     return best
 
 
-def _baselines(layer: BenchLayer, repeat: int) -> dict:
+def baselines(layer: BenchLayer, repeat: int) -> dict:
+    """Best-of-`repeat` seconds of one float64 mat-vec on the layer's weights and input:
+    NumPy dense, scipy.sparse CSR (`scipy_sparse_seconds`) and CSC."""
     W = layer.dense_weights()
-    Ws = sp.csr_matrix(W)
+    Wr, Wc = sp.csr_matrix(W), sp.csc_matrix(W)
     x = layer.float_input()
     return {"dense_numpy_seconds": best_time(lambda: W @ x, repeat),
-            "scipy_sparse_seconds": best_time(lambda: Ws @ x, repeat)}
+            "scipy_sparse_seconds": best_time(lambda: Wr @ x, repeat),
+            "scipy_csc_seconds": best_time(lambda: Wc @ x, repeat)}
 
 
 def model_speed(layer: BenchLayer, n_pe: int, fifo_depth: int = 8, repeat: int = 5, image=None) -> dict:
@@ -51,7 +54,7 @@ def model_speed(layer: BenchLayer, n_pe: int, fifo_depth: int = 8, repeat: int =
     t_golden = best_time(lambda: run_network(image, a), repeat)
     t_cycle = best_time(lambda: cycle_report(image, acts, cfg), repeat)
     cycles = cycle_report(image, acts, cfg).cycles
-    base = _baselines(layer, repeat)
+    base = baselines(layer, repeat)
     macs = layer.useful_macs
     return {"layer": layer.name, "shape": [layer.shape[1], layer.shape[0]], "n_pe": n_pe, "useful_macs": macs,
             "golden_seconds": t_golden, "golden_useful_macs_per_s": macs / t_golden,
@@ -95,7 +98,7 @@ def rtl_speed(layer: BenchLayer, n_pe: int = 4, fifo_depth: int = 8, samples: in
                 "sim_seconds": r.seconds, "cycles_per_s": r.cycles_per_second}
     else:
         raise ValueError(f"simulator must be 'icarus' or 'verilator', not {simulator!r}")
-    base = _baselines(layer, repeat)
+    base = baselines(layer, repeat)
     per_sample = out["sim_seconds"] / samples
     out |= base | {"rtl_seconds_per_sample": per_sample,
                    "rtl_slowdown_vs_dense_numpy": per_sample / base["dense_numpy_seconds"],
