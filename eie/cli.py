@@ -343,9 +343,11 @@ def cmd_fpga(args) -> int:
             print(f"  N = {n}: {'fits' if t['fits'] else 'does not fit'} ({t['by']}{': ' + how if how else ''})", flush=True)
 
     search = "none" if args.no_search else args.search
+    if args.target_mhz is not None and not 0 < args.target_mhz <= 1000:
+        raise UserError(f"--target-mhz {args.target_mhz:g}: expected a clock frequency in MHz, above 0 and at most 1000")
     res, path = run_fpga(args.board, args.n_pe, search=search, out_dir=args.out, build_dir=args.build_dir,
                          pnr=not args.synth_only, max_n=args.max_n, progress=not args.json, log=log,
-                         gate_sim=args.gate_sim, **overrides)
+                         gate_sim=args.gate_sim, target_mhz=args.target_mhz, **overrides)
     if args.json:
         _emit_json(res | {"report": str(path)})
         return 0
@@ -558,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-search", action="store_true", help="same as --search none")
     p.add_argument("--max-n", type=int, default=256, help="upper bound of the search")
     p.add_argument("--synth-only", action="store_true", help="stop after synthesis (no place and route)")
+    p.add_argument("--target-mhz", type=float, default=None,
+                   help="clock nextpnr is asked for (default: the board's target, docs/fpga.md); the "
+                        "bitstream runs from the board's oscillator"),
     p.add_argument("--gate-sim", action="store_true",
                    help="also simulate the synthesised netlist's self-test (iCE40, needs Icarus Verilog)")
     p.add_argument("--out", default="reports/fpga", help="report directory (<board>-<N>pe.json)")

@@ -235,7 +235,7 @@ def pe_work(counts: np.ndarray, n_in: int, patterns: np.ndarray, fifo_depth: int
         cols = np.flatnonzero(pat)
         for b in range(nb):
             ent = counts[:, b * n_in + cols].T
-            compute = simulate_batch(ent, fifo_depth, tm.lnzd_latency)[2]
+            compute = simulate_batch(ent, fifo_depth, tm)[3]
             cycles += batch_cycles(compute, int(writeback_rows[b]), tm)
             per_pe += ent.sum(axis=0)
     return int(cycles), int(per_pe.max(initial=0))

@@ -8,7 +8,7 @@ from . import numerics as nm
 from .errors import ConfigError
 from .image import EIEImage
 
-__all__ = ["Timing", "EIEConfig", "DEFAULT_FIFO_DEPTH", "DEFAULT_ACT_DEPTH"]
+__all__ = ["Timing", "lnzd_levels", "EIEConfig", "DEFAULT_FIFO_DEPTH", "DEFAULT_ACT_DEPTH"]
 
 DEFAULT_FIFO_DEPTH = 8     # EIE paper: activation queue depth 8
 DEFAULT_ACT_DEPTH = 1024   # activations per PE per bank (the paper's 2 KB activation SRAM)
@@ -16,16 +16,36 @@ DEFAULT_ACT_DEPTH = 1024   # activations per PE per bank (the paper's 2 KB activ
 
 @dataclass(frozen=True)
 class Timing:
-    """Fixed latencies of the micro-architecture (docs/cycle-model.md, section 'Constants')."""
+    """Fixed latencies of the pipelined micro-architecture (docs/cycle-model.md, 'Parameters').
 
-    lnzd_latency: int = 1       # batch start -> first cycle the LNZD can broadcast
-    pipeline_latency: int = 3   # last entry issue -> its accumulate has landed (read, decode, multiply, add)
-    writeback_latency: int = 1  # last accumulator read -> its output written (round/saturate/ReLU)
+    Each one is a register stage of the RTL (docs/rtl.md, 'Where the cycle-model constants
+    come from'); changing one changes the contract for both sides.
+    """
+
+    list_latency: int = 2       # batch start -> every PE's first non-zero in its LNZD leaf buffer
+    lnzd_level_latency: int = 1  # per LNZD tree level: each node has a registered output buffer
+    pointer_latency: int = 2    # queue pop -> first issue of that column (pointer read, registered)
+    pipeline_latency: int = 5   # last entry issue -> its accumulate has landed (fetch, decode, multiply, read, add)
+    writeback_latency: int = 4  # last accumulator read -> its output written (register, shift, round/saturate, write)
 
     def __post_init__(self):
         for name, val in asdict(self).items():
-            if not isinstance(val, int) or val < 0:
+            if not isinstance(val, int) or isinstance(val, bool) or val < 0:
                 raise ConfigError(f"timing.{name} must be a non-negative integer, not {val!r}")
+        if self.pointer_latency < 1:
+            raise ConfigError(f"timing.pointer_latency must be at least 1, not {self.pointer_latency}")
+
+    def lnzd_latency(self, n_pe: int) -> int:
+        """Batch cycle of the earliest broadcast: the list read, then one cycle per tree level."""
+        return self.list_latency + lnzd_levels(n_pe) * self.lnzd_level_latency
+
+
+def lnzd_levels(n_pe: int) -> int:
+    """Levels of the LNZD quadtree over N PEs (leaf nodes of four PEs, then nodes of four)."""
+    levels, width = 1, -(-n_pe // 4)
+    while width > 1:
+        levels, width = levels + 1, -(-width // 4)
+    return levels
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,15 @@
 Per output batch of a layer, with T non-zero input activations broadcast in increasing
 index order and n[k, t] entries of PE k in the t-th broadcast column, c = max(1, n):
 
-    B[t]    = max(B[t-1] + 1, lnzd_latency, max_k P[k, t-D] + 1)   broadcast cycle
-    P[k, t] = max(B[t] + 1, P[k, t-1] + c[k, t-1])                pop cycle of PE k
-    entries of item t are issued in cycles P[k, t] + 1 ... P[k, t] + c[k, t]
+    B[t]    = max(B[t-1] + 1, lnzd_latency(N), max_k P[k, t-D] + 1)      broadcast cycle
+    P[k, t] = max(B[t] + 1, S[k, t-1] - pointer_latency + 1)             pop cycle of PE k
+    S[k, t] = max(P[k, t] + pointer_latency, S[k, t-1] + c[k, t-1])      first issue cycle
+    entries of item t are issued in cycles S[k, t] ... S[k, t] + c[k, t] - 1
 
 and the batch lasts compute + pipeline_latency + R + writeback_latency cycles, where
-compute = max_k(P[k, T-1] + c[k, T-1]) + 1 (lnzd_latency when T = 0) and R is the
-number of local rows PE 0 writes back. The recurrence runs over broadcasts, vectorised
-over PEs, so a 64-PE FC8 run is a few thousand NumPy steps.
+compute = max_k(S[k, T-1] + c[k, T-1]) (1 when T = 0) and R is the number of local rows
+PE 0 writes back. The recurrence runs over broadcasts, vectorised over PEs, so a 64-PE
+FC8 run is a few thousand NumPy steps.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import EIEConfig
+from .config import EIEConfig, Timing
 from .image import EIEImage, EncodedLayer
 from .layout import n_blocks, rows_in_block
 
@@ -35,6 +36,7 @@ class BatchTiming:
     columns: np.ndarray        # (T,) broadcast column indices j, increasing
     broadcast: np.ndarray      # (T,) B[t]
     pop: np.ndarray            # (T, N) P[k, t]
+    start: np.ndarray          # (T, N) S[k, t]: first issue cycle of the column
     cost: np.ndarray           # (T, N) c[k, t] = max(1, n[k, t])
     entries: np.ndarray        # (T, N) n[k, t]
     compute_cycles: int
@@ -42,26 +44,32 @@ class BatchTiming:
     cycles: int
 
 
-def simulate_batch(entries: np.ndarray, fifo_depth: int, lnzd_latency: int = 1):
-    """Run the recurrence on an entry-count matrix (T, N); returns (B, P, compute_cycles)."""
+def simulate_batch(entries: np.ndarray, fifo_depth: int, timing: Timing | None = None):
+    """Run the recurrence on an entry-count matrix (T, N); returns (B, P, S, compute_cycles)."""
+    tm = timing or Timing()
     entries = np.asarray(entries, dtype=np.int64)
     T, N = entries.shape
     cost = np.maximum(entries, 1)
     B = np.zeros(T, dtype=np.int64)
     P = np.zeros((T, N), dtype=np.int64)
+    S = np.zeros((T, N), dtype=np.int64)
     if T == 0:
-        return B, P, lnzd_latency
-    free = np.zeros(N, dtype=np.int64)        # P[k, t-1] + c[k, t-1]
-    last_b = lnzd_latency - 1
+        return B, P, S, 1
+    lp = tm.pointer_latency
+    free = np.full(N, np.iinfo(np.int64).min // 2)     # S[k, t-1] + c[k, t-1]: issue stage free
+    prev_s = np.full(N, np.iinfo(np.int64).min // 2)   # S[k, t-1]: the column register frees
+    last_b = tm.lnzd_latency(N) - 1
     for t in range(T):
         b = last_b + 1
         if t >= fifo_depth:
             b = max(b, int(P[t - fifo_depth].max()) + 1)
         B[t] = last_b = b
-        p = np.maximum(free, b + 1)
+        p = np.maximum(prev_s - lp + 1, b + 1)
         P[t] = p
-        free = p + cost[t]
-    return B, P, int(free.max()) + 1
+        s = np.maximum(p + lp, free)
+        S[t] = prev_s = s
+        free = s + cost[t]
+    return B, P, S, int(free.max())
 
 
 def batch_cycles(compute: int, writeback_rows: int, timing) -> int:
@@ -77,10 +85,10 @@ def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_i
     tm = config.timing
     for b in range(n_blocks(layer.n_out, layer.n_pe, layer.acc_depth)):
         ent = counts[:, b * layer.n_in + cols].T      # (T, N)
-        B, P, compute = simulate_batch(ent, config.fifo_depth, tm.lnzd_latency)
+        B, P, S, compute = simulate_batch(ent, config.fifo_depth, tm)
         R = int(rows[0, b])
         total = batch_cycles(compute, R, tm)
-        yield BatchTiming(layer_index, b, cols, B, P, np.maximum(ent, 1), ent, compute, R, total)
+        yield BatchTiming(layer_index, b, cols, B, P, S, np.maximum(ent, 1), ent, compute, R, total)
 
 
 @dataclass
@@ -172,8 +180,8 @@ def cycle_report(image: EIEImage, layer_inputs: list[np.ndarray], config: EIECon
                 rep.cycles_per_sample[s] += bt.cycles
                 rep.broadcasts += T
                 if T:
-                    earliest = np.maximum(np.concatenate([[config.timing.lnzd_latency - 1], bt.broadcast[:-1]]) + 1,
-                                          config.timing.lnzd_latency)
+                    first = config.timing.lnzd_latency(N)
+                    earliest = np.maximum(np.concatenate([[first - 1], bt.broadcast[:-1]]) + 1, first)
                     rep.broadcast_stall_cycles += int((bt.broadcast - earliest).sum())
                 rep.pe_entries += bt.entries.sum(axis=0)
                 keys = bt.block * L.n_in + bt.columns

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["local_rows", "n_blocks", "rows_in_block", "ENTRIES_PER_SRAM_ROW",
-           "pack_sram_rows", "unpack_sram_rows"]
+from .numerics import INDEX_BITS, ZRUN_BITS
 
+__all__ = ["local_rows", "n_blocks", "rows_in_block", "ENTRY_FIELDS", "ENTRY_BITS", "ENTRIES_PER_SRAM_ROW",
+           "SRAM_ROW_BITS", "pack_sram_rows", "unpack_sram_rows"]
+
+# One encoded entry, fields from the least significant bit: the 4-bit codebook index v,
+# then the 4-bit zero run z. The RTL's `Entry` layout (hdl/spmat_read.py) is built from
+# this, so the NumPy packer and the hardware cannot disagree.
+ENTRY_FIELDS = {"v": INDEX_BITS, "z": ZRUN_BITS}
+ENTRY_BITS = sum(ENTRY_FIELDS.values())
 ENTRIES_PER_SRAM_ROW = 8  # one 64-bit sparse-matrix SRAM row = 8 (v, z) bytes
+SRAM_ROW_BITS = ENTRY_BITS * ENTRIES_PER_SRAM_ROW
 
 
 def local_rows(n_out: int, n_pe: int) -> np.ndarray:
@@ -45,7 +53,8 @@ def pack_sram_rows(v: np.ndarray, z: np.ndarray) -> np.ndarray:
     """
     v = np.asarray(v, dtype=np.uint8)
     z = np.asarray(z, dtype=np.uint8)
-    byte = (v & 0xF) | ((z & 0xF) << 4)
+    vb = ENTRY_FIELDS["v"]
+    byte = (v & ((1 << vb) - 1)) | ((z & ((1 << ENTRY_FIELDS["z"]) - 1)) << vb)
     n_rows = (len(byte) + ENTRIES_PER_SRAM_ROW - 1) // ENTRIES_PER_SRAM_ROW
     padded = np.zeros(n_rows * ENTRIES_PER_SRAM_ROW, dtype=np.uint8)
     padded[: len(byte)] = byte
@@ -55,4 +64,5 @@ def pack_sram_rows(v: np.ndarray, z: np.ndarray) -> np.ndarray:
 def unpack_sram_rows(rows: np.ndarray, n_entries: int) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of pack_sram_rows: (v, z) of the first `n_entries` entries."""
     byte = np.asarray(rows, dtype="<u8").view(np.uint8)[:n_entries]
-    return byte & 0xF, byte >> 4
+    vb = ENTRY_FIELDS["v"]
+    return byte & ((1 << vb) - 1), byte >> vb

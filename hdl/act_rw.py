@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth import C, Cat, Module, Mux, Signal, signed
+from amaranth.hdl import ResetInserter
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from eie.golden_model import numerics as nm
 
 from .params import ACT_BITS
+from .reg_fifo import RegisterFIFO
 
 __all__ = ["ActRW"]
 
@@ -21,11 +23,20 @@ class ActRW(wiring.Component):
     are detected when a value is written (by the host or by write-back), so broadcasting
     skips them at no cost.
 
-    Write-back (cycle w: `wb_en`, `wb_local`, `wb_keep`; cycle w + 1: `wb_acc`) rounds
-    half up by `shift`, saturates to 16 bits, applies ReLU, writes the destination bank
-    and appends the value to its non-zero list (docs/numerics.md, step 3). `wb_keep` is
-    low for accumulator rows this PE does not own (the last block of a layer).
+    Write-back (cycle w: `wb_en`, `wb_local`, `wb_keep`; cycle w + 2: `wb_acc`) runs over
+    registered stages: `shift` (w + 2), `round` (w + 3: round half up, saturate to 16
+    bits, ReLU) and `write` (w + 4: the destination bank and its non-zero list), i.e.
+    `writeback_latency` = 4 (docs/numerics.md, step 3). `wb_keep` is low for accumulator
+    rows this PE does not own (the last block of a layer).
+
+    The list head goes to the LNZD as a stream (`nz`, with `nz_done` once the list is
+    walked): a three-entry buffer is kept filled from the list memory, so the LNZD sees
+    registers, not the memory's output, and can take one item per cycle. `nz_rewind`
+    (batch cycle 0) empties it and reads entry 0 again: it is valid from cycle 2
+    (`list_latency`).
     """
+
+    PREFETCH = 3    # one read in flight + two buffered: one item per cycle, read ahead
 
     def __init__(self, *, act_depth: int, local_bits: int, acc_bits: int, shift_bits: int, nz_item):
         self.act_depth = act_depth
@@ -48,11 +59,10 @@ class ActRW(wiring.Component):
             "in_local": In(local_bits),
             "in_data": In(signed(ACT_BITS)),
             "rd_local": In(local_bits),
-            "rd_data": Out(signed(ACT_BITS)),  # the cycle after rd_local
-            # non-zero list head of the source bank, for the LNZD
-            "nz_valid": Out(1),
-            "nz": Out(nz_item),
-            "nz_pop": In(1),
+            "rd_data": Out(signed(ACT_BITS)),  # two cycles after rd_local (registered)
+            # non-zero list of the source bank, for the LNZD
+            "nz": Out(stream.Signature(nz_item)),
+            "nz_done": Out(1),
             "nz_rewind": In(1),
         })
 
@@ -62,36 +72,42 @@ class ActRW(wiring.Component):
         m.submodules.acts = acts = Memory(shape=signed(ACT_BITS), depth=2 * depth, init=[])
         m.submodules.nonzeros = nzs = Memory(shape=self.nz_item, depth=2 * depth, init=[])
         act_w, act_r = acts.write_port(), acts.read_port()     # sync read: host read-back
-        nz_w, nz_r = nzs.write_port(), nzs.read_port()         # sync read: LNZD head
+        nz_w, nz_r = nzs.write_port(), nzs.read_port()         # sync read: LNZD prefetch
 
         count = [Signal(lb + 1, name=f"count{b}") for b in range(2)]
         src_count = Mux(self.src_bank, count[1], count[0])
         dst_bank = ~self.src_bank
 
-        # -- write-back: cycle w -> w + 1 ---------------------------------------------
-        wb_go = Signal()
-        wb_local = Signal(lb)
-        m.d.sync += wb_go.eq(self.wb_en & self.wb_keep)
-        with m.If(self.wb_en):
-            m.d.sync += wb_local.eq(self.wb_local)
-        # Round half up without a run-time constant: t = floor(acc / 2**(shift-1)) by one
-        # arithmetic shift of 2*acc, then (t + 1) >> 1 = floor((acc + 2**(shift-1)) / 2**shift)
-        # (shift 0 gives acc). One (acc_bits + 1)-bit shifter and an incrementer; a shift
-        # past the accumulator width leaves 0 or -1 in t, i.e. 0, as numerics.round_shift.
-        t = Signal(signed(self.acc_bits + 1))
-        m.d.comb += t.eq((self.wb_acc << 1) >> self.shift)
+        # -- write-back: cycle w -> w + 4 ---------------------------------------------
+        stage_go = [Signal(name=f"wb_go{n}") for n in range(4)]       # w + 1 ... w + 4
+        stage_local = [Signal(lb, name=f"wb_local{n}") for n in range(4)]
+        m.d.sync += [stage_go[0].eq(self.wb_en & self.wb_keep), stage_local[0].eq(self.wb_local)]
+        for n in range(1, 4):
+            m.d.sync += [stage_go[n].eq(stage_go[n - 1]), stage_local[n].eq(stage_local[n - 1])]
+        # shift (w + 2). Round half up without a run-time constant: t = floor(acc / 2**(shift-1))
+        # by one arithmetic shift of 2*acc, then (t + 1) >> 1 = floor((acc + 2**(shift-1)) / 2**shift)
+        # (shift 0 gives acc). A shift past the accumulator width leaves 0 or -1 in t, i.e. 0,
+        # as numerics.round_shift.
+        shifted = Signal(signed(self.acc_bits + 1))
+        m.d.sync += shifted.eq((self.wb_acc << 1) >> self.shift)
+        # round (w + 3): saturate by the bits above the 16-bit range, then ReLU
         rounded = Signal(signed(self.acc_bits + 1))
-        m.d.comb += rounded.eq((t + 1) >> 1)
+        m.d.comb += rounded.eq((shifted + 1) >> 1)
+        top = rounded[ACT_BITS - 1:]
+        fits = (top == 0) | (top == (1 << len(top)) - 1)
         lo, hi = nm.int_range(ACT_BITS)
         y = Signal(signed(ACT_BITS))
-        with m.If(rounded > hi):
-            m.d.comb += y.eq(hi)
-        with m.Elif(rounded < Mux(self.relu, 0, lo)):
-            m.d.comb += y.eq(Mux(self.relu, 0, lo))
+        with m.If(self.relu & rounded[-1]):
+            m.d.sync += y.eq(0)
+        with m.Elif(fits):
+            m.d.sync += y.eq(rounded)
+        with m.Elif(rounded[-1]):
+            m.d.sync += y.eq(lo)
         with m.Else():
-            m.d.comb += y.eq(rounded)
+            m.d.sync += y.eq(hi)
+        wb_go, wb_local = stage_go[3], stage_local[3]
 
-        # -- one write port each: write-back (busy) or host input (idle) --------------
+        # -- one write port each: write-back (busy) or host input (idle), at w + 4 ------
         w_bank = Signal()
         w_local = Signal(lb)
         w_data = Signal(signed(ACT_BITS))
@@ -115,16 +131,30 @@ class ActRW(wiring.Component):
                 m.d.sync += count[b].eq(count[b] + 1)
 
         # -- host read-back of the source bank ------------------------------------------
-        m.d.comb += [act_r.addr.eq(Cat(self.rd_local, self.src_bank)), self.rd_data.eq(act_r.data)]
+        # registered: the block RAM's output goes straight into a flip-flop
+        m.d.comb += act_r.addr.eq(Cat(self.rd_local, self.src_bank))
+        m.d.sync += self.rd_data.eq(act_r.data)
 
-        # -- non-zero list head: data for index rd_ptr is on the port -------------------
-        rd_ptr = Signal(lb + 1)
-        nxt = Signal(lb + 1)
-        m.d.comb += nxt.eq(Mux(self.nz_rewind, 0, rd_ptr + self.nz_pop))
-        m.d.sync += rd_ptr.eq(nxt)
+        # -- non-zero list prefetch for the LNZD -----------------------------------------
+        buf = ResetInserter(self.nz_rewind)(RegisterFIFO(width=self.nz_item.size, depth=self.PREFETCH))
+        m.submodules.nz_prefetch = buf
+        rd_ptr = Signal(lb + 1)              # next list entry to read
+        all_read = Signal()                  # rd_ptr == count of the source bank (a register)
+        in_flight = Signal()                 # a read issued last cycle: its data is on the port
+        read = Signal()
+        with m.If(self.nz_rewind):
+            m.d.comb += [read.eq(src_count != 0), nz_r.addr.eq(Cat(C(0, lb), self.src_bank))]
+            m.d.sync += [rd_ptr.eq(read), all_read.eq(src_count <= 1)]
+        with m.Else():
+            m.d.comb += [read.eq(~all_read & (buf.level + in_flight < self.PREFETCH)),
+                         nz_r.addr.eq(Cat(rd_ptr[:lb], self.src_bank))]
+            with m.If(read):
+                m.d.sync += [rd_ptr.eq(rd_ptr + 1), all_read.eq(rd_ptr + 1 == src_count)]
+        m.d.sync += in_flight.eq(read)
         m.d.comb += [
-            nz_r.addr.eq(Cat(nxt[:lb], self.src_bank)),
-            self.nz.eq(nz_r.data),
-            self.nz_valid.eq(rd_ptr < src_count),
+            nz_r.en.eq(read),
+            buf.w_data.eq(nz_r.data), buf.w_en.eq(in_flight & ~self.nz_rewind),
+            self.nz.valid.eq(buf.r_rdy), self.nz.payload.eq(buf.r_data), buf.r_en.eq(self.nz.ready),
+            self.nz_done.eq(all_read & ~in_flight & ~buf.r_rdy),
         ]
         return m

@@ -15,19 +15,24 @@ __all__ = ["ArithmeticUnit"]
 class ArithmeticUnit(wiring.Component):
     """The PE's datapath from a fetched (v, z) entry to its accumulator (docs/numerics.md).
 
-    Stages, for an entry issued in cycle i (docs/cycle-model.md):
+    Stages, for an entry issued in cycle i (docs/cycle-model.md, `pipeline_latency` = 5);
+    every stage starts from registers:
 
-    * i + 1: `v`, `z` arrive from the SRAM. Codebook lookup w = codebook[layer][v];
-      row = z for the first entry of a column, previous row + z + 1 otherwise.
-    * i + 2: product w * a (exact, 32 bits) is registered; the accumulator is read.
-    * i + 3: acc[row] = saturate(acc[row] + product) is written. If the previous cycle
-      wrote the same row, the memory read is stale and the bypass forwards that sum, so
-      back-to-back hits on one accumulator never stall.
+    * i + 1 `fetch`: the SRAM row is read (SparseMatrixRead registers the entry's (v, z)).
+    * i + 2 `decode`: w = codebook[layer][v] (register file); row = z for the first
+      entry of a column, previous row + z + 1 otherwise.
+    * i + 3 `multiply`: product w * a (exact, 32 bits) is registered; acc[row] is read.
+    * i + 4 `read`: the accumulator's old value is registered. Its read missed the two
+      entries before (written at the ends of i + 3 and i + 4), so this stage also
+      registers whether either of them hit the same row.
+    * i + 5 `accumulate`: acc[row] = saturate(old + product), where old is the sum of the
+      entry before (same row), else of the one before that, else the memory's value (0
+      if not written since the last write-back): back-to-back hits never stall.
 
     Write-back reads one accumulator per cycle through the same read port (`wb_en`,
-    `wb_row` in cycle w, `wb_acc` in w + 1) and clears it. A valid bit per accumulator,
-    cleared by reset, makes a never-written accumulator read as 0 even after a reset in
-    the middle of a batch.
+    `wb_row` in cycle w; `wb_acc` registered, in w + 2) and clears it. A valid bit per
+    accumulator, cleared by reset, makes a never-written accumulator read as 0 even after
+    a reset in the middle of a batch.
     """
 
     def __init__(self, *, acc_depth: int, acc_bits: int, max_layers: int, row_bits: int, layer_bits: int):
@@ -39,12 +44,12 @@ class ArithmeticUnit(wiring.Component):
             "issue": In(1),                   # cycle i: an entry is issued
             "first": In(1),                   # cycle i: it is its column's first entry
             "act": In(signed(ACT_BITS)),      # cycle i: the column's activation
-            "v": In(4),                       # cycle i + 1
-            "z": In(4),                       # cycle i + 1
+            "v": In(4),                       # cycle i + 2
+            "z": In(4),                       # cycle i + 2
             "layer": In(layer_bits),          # codebook of the running layer
             "wb_en": In(1),
             "wb_row": In(row_bits),
-            "wb_acc": Out(signed(acc_bits)),  # cycle w + 1
+            "wb_acc": Out(signed(acc_bits)),  # cycle w + 2
             "busy": Out(1),                   # an entry is in flight
             "cb_w_addr": In(layer_bits + 4),  # layer * 16 + v
             "cb_w_data": In(signed(ACT_BITS)),
@@ -53,8 +58,7 @@ class ArithmeticUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        acc_bits = self.acc_bits
-        lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+        acc_bits, rb = self.acc_bits, self.row_bits
 
         m.submodules.codebook = cb = Memory(shape=signed(ACT_BITS), depth=self.max_layers * CODEBOOK_SIZE, init=[])
         cb_r = cb.read_port(domain="comb")     # 16 words per layer: asynchronous (register file)
@@ -66,67 +70,96 @@ class ArithmeticUnit(wiring.Component):
         acc_w = accm.write_port()
         acc_valid = Signal(self.acc_depth)
 
-        # -- stage 1 (i + 1): decode ------------------------------------------------
-        v1, first1 = Signal(), Signal()
-        act1 = Signal(signed(ACT_BITS))
-        m.d.sync += [v1.eq(self.issue), first1.eq(self.first)]
-        with m.If(self.issue):
-            m.d.sync += act1.eq(self.act)
-        prev_row = Signal(self.row_bits)
-        row1 = Signal(self.row_bits)
+        # -- fetch (i + 1): the entry's issue, first flag and activation travel along ------
+        fetch_v, fetch_first = Signal(), Signal()
+        fetch_act = Signal(signed(ACT_BITS))
+        m.d.sync += [fetch_v.eq(self.issue), fetch_first.eq(self.first), fetch_act.eq(self.act)]
+        dec_v, dec_first = Signal(), Signal()
+        dec_act = Signal(signed(ACT_BITS))
+        m.d.sync += [dec_v.eq(fetch_v), dec_first.eq(fetch_first), dec_act.eq(fetch_act)]
+
+        # -- decode (i + 2): codebook and row address ------------------------------------
+        prev_row = Signal(rb)
+        dec_row = Signal(rb)
         m.d.comb += [
-            row1.eq(Mux(first1, self.z, prev_row + self.z + 1)),
+            dec_row.eq(Mux(dec_first, self.z, prev_row + self.z + 1)),
             cb_r.addr.eq((self.layer << 4) | self.v),
         ]
-        v2 = Signal()
-        row2 = Signal(self.row_bits)
-        w2 = Signal(signed(ACT_BITS))
-        act2 = Signal(signed(ACT_BITS))
-        m.d.sync += v2.eq(v1)
-        with m.If(v1):
-            m.d.sync += [prev_row.eq(row1), row2.eq(row1), w2.eq(cb_r.data), act2.eq(act1)]
+        mul_v = Signal()
+        mul_row = Signal(rb)
+        mul_w = Signal(signed(ACT_BITS))
+        mul_act = Signal(signed(ACT_BITS))
+        m.d.sync += [mul_v.eq(dec_v), mul_w.eq(cb_r.data), mul_act.eq(dec_act)]   # (DSP input registers)
+        with m.If(dec_v):
+            m.d.sync += [prev_row.eq(dec_row), mul_row.eq(dec_row)]
 
-        # -- stage 2 (i + 2): multiply, read the accumulator ---------------------------
-        v3 = Signal()
-        row3 = Signal(self.row_bits)
-        p3 = Signal(signed(PRODUCT_BITS))
-        hit3 = Signal()                        # acc[row3] was written since its last clear
-        m.d.sync += v3.eq(v2)
-        with m.If(v2):
-            m.d.sync += [row3.eq(row2), p3.eq(w2 * act2), hit3.eq(acc_valid.bit_select(row2, 1))]
+        # -- multiply (i + 3): product, accumulator read ----------------------------------
+        rd_v = Signal()
+        rd_row = Signal(rb)
+        rd_product = Signal(signed(PRODUCT_BITS))
+        rd_hit = Signal()                      # acc[row] was written since its last clear
+        m.d.sync += [rd_v.eq(mul_v), rd_row.eq(mul_row), rd_product.eq(mul_w * mul_act),
+                     rd_hit.eq(acc_valid.bit_select(mul_row, 1))]
 
-        # -- stage 3 (i + 3): accumulate with bypass --------------------------------------
-        last_v = Signal()
-        last_row = Signal(self.row_bits)
+        # -- read (i + 4): old value registered, same-row checks against the two in flight --
+        acc_v = Signal()
+        acc_row = Signal(rb)
+        # A product beyond +-2**acc_bits saturates any sum with a valid accumulator the same
+        # way as its clamped value does, so it travels on clamped to acc_bits + 2 bits.
+        p_bits = min(PRODUCT_BITS, acc_bits + 2)
+        acc_product = Signal(signed(p_bits))
+        p_top = rd_product[p_bits - 1:]
+        p_fits = (p_top == 0) | (p_top == (1 << len(p_top)) - 1)
+        p_clamped = Mux(p_fits, rd_product, Mux(rd_product[-1], -(1 << (p_bits - 1)), (1 << (p_bits - 1)) - 1))
+        acc_mem = Signal(signed(acc_bits))
+        acc_hit = Signal()
+        last_v = Signal()                      # the entry accumulated in the previous cycle
+        last_row = Signal(rb)
         last_sum = Signal(signed(acc_bits))
-        bypass = last_v & (last_row == row3)
-        old = Signal(signed(acc_bits))
-        with m.If(bypass):
-            m.d.comb += old.eq(last_sum)
-        with m.Elif(hit3):
-            m.d.comb += old.eq(acc_r.data)
-        raw = Signal(signed(max(acc_bits, PRODUCT_BITS) + 1))   # old + product, never wraps
-        total = Signal(signed(acc_bits))
-        m.d.comb += raw.eq(old + p3)
-        with m.If(raw > hi):
-            m.d.comb += total.eq(hi)
-        with m.Elif(raw < lo):
-            m.d.comb += total.eq(lo)
-        with m.Else():
-            m.d.comb += total.eq(raw)
-        m.d.sync += last_v.eq(v3)
-        with m.If(v3):
-            m.d.sync += [last_row.eq(row3), last_sum.eq(total), acc_valid.bit_select(row3, 1).eq(1)]
-        m.d.comb += [acc_w.addr.eq(row3), acc_w.data.eq(total), acc_w.en.eq(v3)]
+        last2_sum = Signal(signed(acc_bits))   # ... and in the cycle before
+        same_last = Signal()                   # old value = sum of the entry one ahead
+        same_last2 = Signal()                  # old value = sum of the entry two ahead
+        m.d.sync += [
+            acc_v.eq(rd_v), acc_row.eq(rd_row), acc_product.eq(p_clamped), acc_mem.eq(acc_r.data),
+            acc_hit.eq(rd_hit),
+            same_last.eq(rd_v & acc_v & (acc_row == rd_row)),
+            same_last2.eq(rd_v & last_v & (last_row == rd_row)),
+        ]
 
-        # -- accumulator read port: stage 2 during compute, write-back afterwards ------
+        # -- accumulate (i + 5) ------------------------------------------------------------
+        old = Signal(signed(acc_bits))
+        with m.If(same_last):
+            m.d.comb += old.eq(last_sum)
+        with m.Elif(same_last2):
+            m.d.comb += old.eq(last2_sum)
+        with m.Elif(acc_hit):
+            m.d.comb += old.eq(acc_mem)
+        width = max(acc_bits, PRODUCT_BITS) + 1
+        raw = Signal(signed(width))            # old + product, never wraps
+        total = Signal(signed(acc_bits))
+        m.d.comb += raw.eq(old + acc_product)
+        top = raw[acc_bits - 1:]               # all equal <=> raw fits in acc_bits
+        fits = (top == 0) | (top == (1 << (width - acc_bits + 1)) - 1)
+        with m.If(fits):
+            m.d.comb += total.eq(raw)
+        with m.Elif(raw[-1]):
+            m.d.comb += total.eq(-(1 << (acc_bits - 1)))
+        with m.Else():
+            m.d.comb += total.eq((1 << (acc_bits - 1)) - 1)
+        m.d.sync += [last_v.eq(acc_v), last2_sum.eq(last_sum)]
+        with m.If(acc_v):
+            m.d.sync += [last_row.eq(acc_row), last_sum.eq(total), acc_valid.bit_select(acc_row, 1).eq(1)]
+        m.d.comb += [acc_w.addr.eq(acc_row), acc_w.data.eq(total), acc_w.en.eq(acc_v)]
+
+        # -- accumulator read port: the multiply stage during compute, write-back after ---
         wb_hit = Signal()
-        m.d.comb += acc_r.addr.eq(Mux(self.wb_en, self.wb_row, row2))
+        wb_read = Signal()
+        m.d.comb += acc_r.addr.eq(Mux(self.wb_en, self.wb_row, mul_row))
+        m.d.sync += wb_read.eq(self.wb_en)
         with m.If(self.wb_en):
             m.d.sync += [wb_hit.eq(acc_valid.bit_select(self.wb_row, 1)),
                          acc_valid.bit_select(self.wb_row, 1).eq(0)]
-        m.d.comb += [
-            self.wb_acc.eq(Mux(wb_hit, acc_r.data, 0)),
-            self.busy.eq(v1 | v2 | v3),
-        ]
+        with m.If(wb_read):
+            m.d.sync += self.wb_acc.eq(Mux(wb_hit, acc_r.data, 0))
+        m.d.comb += self.busy.eq(fetch_v | dec_v | mul_v | rd_v | acc_v)
         return m

@@ -199,13 +199,18 @@ class SelfTest(wiring.Component):
         mismatches = Signal(16)
         polls = Signal(range(self.timeout + 1))
         mask = Signal(64)
+        got = Signal(64)               # bus.r_data of the previous cycle: reads are checked from a register
+        assert hm.READ_LATENCY == 2
+        m.d.sync += got.eq(bus.r_data)
         with m.Switch(n_hw1):
             for h in range(4):
                 with m.Case(h):
                     m.d.comb += mask.eq((1 << (16 * (h + 1))) - 1)
         addr = Cat(offset, Const(0, hm.OFFSET_BITS - 16), pe, region)
-        m.d.comb += bus.addr.eq(addr)
-        m.d.comb += bus.w_data.eq(data)
+        # The bus is driven from registers, as a host would: the request decided in cycle c
+        # reaches the array in cycle c + 1 (so every read answers in c + 1 + READ_LATENCY).
+        w_en, r_en = Signal(), Signal()
+        m.d.sync += [bus.addr.eq(addr), bus.w_data.eq(data), bus.w_en.eq(w_en), bus.r_en.eq(r_en)]
 
         with m.FSM(init="BOOT"):
             with m.State("BOOT"):         # the ROM port shows rom[0] from the next cycle on
@@ -246,17 +251,25 @@ class SelfTest(wiring.Component):
                     m.next = "ACCESS"
             with m.State("ACCESS"):
                 with m.If(op == Op.WRITE):
-                    m.d.comb += bus.w_en.eq(1)
+                    m.d.comb += w_en.eq(1)
                     m.d.sync += [offset.eq(offset + 1), count.eq(count - 1), hw.eq(0), data.eq(0)]
                     with m.If(count == 1):
                         m.next = "HDR0"
                     with m.Else():
                         m.next = "DATA"
                 with m.Else():
-                    m.d.comb += bus.r_en.eq(1)
+                    m.d.comb += r_en.eq(1)
                     m.next = "COMPARE"
+            # the request goes out in the next cycle and is answered READ_LATENCY = 2 later,
+            # when `got` registers it: three cycles of waiting
             with m.State("COMPARE"):
-                with m.If((bus.r_data & mask) != data):
+                m.next = "COMPARE2"
+            with m.State("COMPARE2"):
+                m.next = "COMPARE3"
+            with m.State("COMPARE3"):
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                with m.If((got & mask) != data):
                     m.d.sync += [failed.eq(1), mismatches.eq(mismatches + 1)]
                 m.d.sync += [offset.eq(offset + 1), count.eq(count - 1), hw.eq(0), data.eq(0)]
                 with m.If(count == 1):
@@ -264,11 +277,17 @@ class SelfTest(wiring.Component):
                 with m.Else():
                     m.next = "DATA"
             with m.State("POLL"):
-                m.d.comb += bus.r_en.eq(1)
+                m.d.comb += r_en.eq(1)
                 m.d.sync += polls.eq(polls + 1)
                 m.next = "POLL_WAIT"
             with m.State("POLL_WAIT"):
-                with m.If(~(bus.r_data & hm.Status.BUSY).any()):
+                m.next = "POLL_WAIT2"
+            with m.State("POLL_WAIT2"):
+                m.next = "POLL_WAIT3"
+            with m.State("POLL_WAIT3"):    # the read data is on the bus; `got` registers it
+                m.next = "POLL_CHECK"
+            with m.State("POLL_CHECK"):
+                with m.If(~(got & hm.Status.BUSY).any()):
                     m.next = "HDR0"
                 with m.Elif(polls == self.timeout):
                     m.d.sync += failed.eq(1)

@@ -11,7 +11,7 @@ from eie.golden_model.config import Timing
 from .host_map import LayerField
 from .params import ArrayParams
 
-__all__ = ["ControlUnit", "descriptor_layout"]
+__all__ = ["ControlUnit", "descriptor_layout", "batch_signature"]
 
 
 def descriptor_layout(p: ArrayParams) -> data.StructLayout:
@@ -27,6 +27,25 @@ def descriptor_layout(p: ArrayParams) -> data.StructLayout:
     })
 
 
+def batch_signature(p: ArrayParams) -> wiring.Signature:
+    """What the control unit tells every PE, one signature fanned out to all of them:
+    the running layer and batch (registers) and the write-back schedule."""
+    return wiring.Signature({
+        "layer": Out(p.layer_bits),                 # codebook and descriptor of the running layer
+        "base": Out(p.ptr_addr_bits),               # pointer index of column 0 of this batch
+        "shift": Out(p.shift_bits),
+        "relu": Out(1),
+        "last_row": Out(p.local_bits + 1),          # the layer's last local row ...
+        "last_pes": Out(p.pe_bits + 1),             # ... is held by PEs 0 .. last_pes - 1
+        "src_bank": Out(1),
+        "clear_dst": Out(1),
+        "nz_rewind": Out(1),                        # batch cycle 0
+        "wb_en": Out(1),
+        "wb_row": Out(p.row_bits),
+        "wb_local_base": Out(p.local_bits + 1),
+    })
+
+
 _FIELDS = {LayerField.N_IN: "n_in", LayerField.N_OUT: "n_out", LayerField.ROWS0: "rows0",
            LayerField.BLOCK_ROWS: "block_rows", LayerField.PTR_BASE: "ptr_base",
            LayerField.SHIFT: "shift", LayerField.RELU: "relu"}
@@ -35,12 +54,14 @@ _FIELDS = {LayerField.N_IN: "n_in", LayerField.N_OUT: "n_out", LayerField.ROWS0:
 class ControlUnit(wiring.Component):
     """Runs layers 0 .. n_layers-1, each as output batches of `block_rows` rows per PE.
 
-    Every batch: cycle 0 rewinds the LNZD lists; from cycle 1 the LNZD broadcasts until
-    every list is walked, every queue is empty and no PE issues (cycle `compute`); two
-    more cycles let the last accumulate land (`pipeline_latency` = 3 after the last
-    issue); then R cycles read the accumulators (R = PE 0's rows in the batch) and one
-    more writes the last output. The next batch starts on the following cycle; a new
-    layer swaps the activation banks. `cycles` counts exactly these cycles.
+    Every batch: cycle 0 rewinds the LNZD lists; the LNZD broadcasts as soon as its tree
+    has filled, until every list is walked, every queue is empty and no PE fetches or
+    issues (cycle `compute`); `pipeline_latency` - 1 more cycles let the last accumulate
+    land; then R cycles read the accumulators (R = PE 0's rows in the batch) and
+    `writeback_latency` more write the last output. The next batch starts on the following
+    cycle; a new layer swaps the activation banks. `cycles` counts exactly these cycles.
+    The running layer's descriptor is copied into registers when the layer starts, so no
+    descriptor multiplexer is on a compute path.
     """
 
     TIMING = Timing()   # the latencies this micro-architecture implements
@@ -55,24 +76,14 @@ class ControlUnit(wiring.Component):
             "desc_w_field": In(3),
             "desc_w_data": In(32),
             "desc_w_en": In(1),
-            "all_idle": In(1),            # LNZD empty, queues empty, no PE issuing
+            "all_idle": In(1),            # LNZD empty, queues empty, no PE fetching or issuing
             "busy": Out(1),
             "done": Out(1),
             "cycles": Out(48),
             "runs": Out(32),
             # to the PEs and the LNZD
-            "layer": Out(p.layer_bits),
-            "base": Out(p.ptr_addr_bits),
-            "shift": Out(p.shift_bits),
-            "relu": Out(1),
-            "n_out": Out(p.index_bits + 1),
-            "src_bank": Out(1),
-            "clear_dst": Out(1),
-            "nz_rewind": Out(1),
+            "batch": Out(batch_signature(p)),
             "broadcast_en": Out(1),
-            "wb_en": Out(1),
-            "wb_row": Out(p.row_bits),
-            "wb_local_base": Out(p.local_bits + 1),
         })
 
     def elaborate(self, platform):
@@ -86,32 +97,41 @@ class ControlUnit(wiring.Component):
                     m.d.sync += getattr(descs[self.desc_w_layer], name).eq(self.desc_w_data)
 
         layer = Signal(p.layer_bits)
-        cur = descs[layer]
-        block_key = Signal(p.ptr_addr_bits)          # block * n_in
+        # the running layer's descriptor: a copy in registers (with one descriptor, itself)
+        cur = Signal(self.desc) if p.max_layers > 1 else descs[0]
+        base = Signal(p.ptr_addr_bits)               # ptr_base + block * n_in
         local_base = Signal(p.local_bits + 1)        # block * block_rows
         rows_left = Signal(p.local_bits + 1)         # PE 0's rows from this block on
+        rows_here = Signal(p.row_bits + 1)           # rows of this block
+        last_row = Signal(p.local_bits + 1)
+        last_pes = Signal(p.pe_bits + 1)
         wb_row = Signal(p.row_bits)
         fresh = Signal()                             # cycle 0 of a batch
-        drain = Signal(range(max(tm.pipeline_latency, 1)))
+        wait = Signal(range(max(tm.pipeline_latency, tm.writeback_latency, 2)))
         counter = Signal(48)
         src_bank = Signal()
         first_block = Signal()
-        rows_here = Mux(rows_left < cur.block_rows, rows_left, cur.block_rows)
 
         m.d.comb += [
-            self.layer.eq(layer),
-            self.base.eq(cur.ptr_base + block_key),
-            self.shift.eq(cur.shift),
-            self.relu.eq(cur.relu),
-            self.n_out.eq(cur.n_out),
-            self.src_bank.eq(src_bank),
-            self.wb_row.eq(wb_row),
-            self.wb_local_base.eq(local_base),
+            self.batch.layer.eq(layer),
+            self.batch.base.eq(base),
+            self.batch.shift.eq(cur.shift),
+            self.batch.relu.eq(cur.relu),
+            self.batch.last_row.eq(last_row),
+            self.batch.last_pes.eq(last_pes),
+            self.batch.src_bank.eq(src_bank),
+            self.batch.wb_row.eq(wb_row),
+            self.batch.wb_local_base.eq(local_base),
         ]
 
         def begin_layer(index):
-            m.d.sync += [layer.eq(index), block_key.eq(0), local_base.eq(0),
-                         rows_left.eq(descs[index].rows0), fresh.eq(1), first_block.eq(1)]
+            d = descs[index]
+            if p.max_layers > 1:
+                m.d.sync += cur.eq(d)
+            m.d.sync += [layer.eq(index), base.eq(d.ptr_base), local_base.eq(0),
+                         rows_left.eq(d.rows0), rows_here.eq(Mux(d.rows0 < d.block_rows, d.rows0, d.block_rows)),
+                         last_row.eq(d.rows0 - 1), last_pes.eq(d.n_out - (d.rows0 - 1) * p.n_pe),
+                         fresh.eq(1), first_block.eq(1)]
 
         with m.FSM(name="control"):
             with m.State("IDLE"):
@@ -120,37 +140,42 @@ class ControlUnit(wiring.Component):
                     begin_layer(0)
                     m.next = "BATCH"
             with m.State("BATCH"):
-                m.d.comb += [self.busy.eq(1), self.nz_rewind.eq(fresh),
-                             self.clear_dst.eq(fresh & first_block), self.broadcast_en.eq(~fresh)]
+                m.d.comb += [self.busy.eq(1), self.batch.nz_rewind.eq(fresh),
+                             self.batch.clear_dst.eq(fresh & first_block), self.broadcast_en.eq(~fresh)]
                 m.d.sync += [fresh.eq(0), counter.eq(counter + 1)]
                 with m.If(~fresh & self.all_idle):     # this is cycle `compute`
-                    m.d.sync += drain.eq(tm.pipeline_latency - 2)
+                    m.d.sync += wait.eq(tm.pipeline_latency - 2)
                     m.next = "DRAIN"
-            with m.State("DRAIN"):
+            with m.State("DRAIN"):             # pipeline_latency - 1 cycles
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [counter.eq(counter + 1), drain.eq(drain - 1)]
-                with m.If(drain == 0):
+                m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
+                with m.If(wait == 0):
                     m.d.sync += wb_row.eq(0)
                     m.next = "WRITEBACK"
-            with m.State("WRITEBACK"):
-                m.d.comb += [self.busy.eq(1), self.wb_en.eq(1)]
+            with m.State("WRITEBACK"):         # R cycles: one accumulator read per cycle
+                m.d.comb += [self.busy.eq(1), self.batch.wb_en.eq(1)]
                 m.d.sync += [counter.eq(counter + 1), wb_row.eq(wb_row + 1)]
                 with m.If(wb_row + 1 >= rows_here):
+                    m.d.sync += wait.eq(tm.writeback_latency - 1)
                     m.next = "LAST_WRITE"
-            with m.State("LAST_WRITE"):        # writeback_latency: the last output is written
+            with m.State("LAST_WRITE"):        # writeback_latency cycles: the last output is written
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += counter.eq(counter + 1)
-                with m.If(rows_left > cur.block_rows):          # another batch of this layer
-                    m.d.sync += [block_key.eq(block_key + cur.n_in), local_base.eq(local_base + cur.block_rows),
-                                 rows_left.eq(rows_left - cur.block_rows), fresh.eq(1), first_block.eq(0)]
-                    m.next = "BATCH"
-                with m.Else():
-                    m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
-                    # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
-                    with m.If((layer + 1 < self.n_layers) & (layer != self.params.max_layers - 1)):
-                        begin_layer(layer + 1)
+                m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
+                with m.If(wait == 0):
+                    with m.If(rows_left > cur.block_rows):          # another batch of this layer
+                        left = rows_left - cur.block_rows
+                        m.d.sync += [base.eq(base + cur.n_in), local_base.eq(local_base + cur.block_rows),
+                                     rows_left.eq(left),
+                                     rows_here.eq(Mux(left < cur.block_rows, left, cur.block_rows)),
+                                     fresh.eq(1), first_block.eq(0)]
                         m.next = "BATCH"
                     with m.Else():
-                        m.d.sync += [self.done.eq(1), self.cycles.eq(counter + 1), self.runs.eq(self.runs + 1)]
-                        m.next = "IDLE"
+                        m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
+                        # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
+                        with m.If((layer + 1 < self.n_layers) & (layer != self.params.max_layers - 1)):
+                            begin_layer(layer + 1)
+                            m.next = "BATCH"
+                        with m.Else():
+                            m.d.sync += [self.done.eq(1), self.cycles.eq(counter + 1), self.runs.eq(self.runs + 1)]
+                            m.next = "IDLE"
         return m

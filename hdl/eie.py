@@ -16,7 +16,7 @@ __all__ = ["HostBus", "EIEArray"]
 
 
 #: The host bus as seen by the host (docs/host-interface.md): one word access per cycle;
-#: writes take effect at the clock edge, read data is valid the cycle after `r_en`.
+#: writes take effect at the clock edge, read data is valid READ_LATENCY (2) cycles after `r_en`.
 HostBus = wiring.Signature({
     "addr": Out(hm.ADDR_BITS),
     "w_data": Out(hm.DATA_BITS),
@@ -38,10 +38,11 @@ class EIEArray(wiring.Component):
     def __init__(self, params: ArrayParams | None = None):
         self.params = params or ArrayParams()
         super().__init__({"bus": In(HostBus)})
-        # Internal events for simulation traces (not ports): broadcast, batch cycle 0, pops.
+        # Internal events for simulation traces (not ports): broadcast, batch cycle 0, pops, takes.
         self.probe_broadcast = Signal()
         self.probe_batch_start = Signal()
         self.probe_pops = Signal(self.params.n_pe)
+        self.probe_takes = Signal(self.params.n_pe)   # a PE's column register went to its issue stage
         self.probe_busy = Signal()
         self.probe_running = Signal()   # probe_busy one cycle later, from a register: no glitches
 
@@ -58,25 +59,25 @@ class EIEArray(wiring.Component):
             pes.append(pe)
 
         # -- compute datapath -----------------------------------------------------------
+        # A broadcast goes out when the LNZD root has an item and every queue has room: the
+        # root's output buffer and the queue levels are registers, so this AND is short.
         room = Cat(pe.room for pe in pes).all()
-        go = ctl.broadcast_en & room
-        m.d.comb += [lnzd.go.eq(go), ctl.all_idle.eq(~lnzd.valid & Cat(pe.idle for pe in pes).all())]
+        go = Signal()
         m.d.comb += [
-            self.probe_broadcast.eq(go & lnzd.valid), self.probe_batch_start.eq(ctl.nz_rewind),
-            self.probe_pops.eq(Cat(pe.popped for pe in pes)), self.probe_busy.eq(ctl.busy),
+            go.eq(ctl.broadcast_en & room & lnzd.out.valid),
+            lnzd.out.ready.eq(go), lnzd.flush.eq(ctl.batch.nz_rewind),
+            ctl.all_idle.eq(lnzd.done & Cat(pe.idle for pe in pes).all()),
+        ]
+        m.d.comb += [
+            self.probe_broadcast.eq(go), self.probe_batch_start.eq(ctl.batch.nz_rewind),
+            self.probe_pops.eq(Cat(pe.popped for pe in pes)), self.probe_takes.eq(Cat(pe.taken for pe in pes)),
+            self.probe_busy.eq(ctl.busy),
         ]
         m.d.sync += self.probe_running.eq(ctl.busy)
+        wiring.connect(m, ctl.batch, *(pe.batch for pe in pes))
         for k, pe in enumerate(pes):
-            m.d.comb += [
-                lnzd.heads[k].eq(pe.nz), lnzd.heads_valid[k].eq(pe.nz_valid),
-                pe.nz_pop.eq(lnzd.pops[k]), pe.nz_rewind.eq(ctl.nz_rewind),
-                pe.push_data.index.eq(lnzd.index), pe.push_data.value.eq(lnzd.value),
-                pe.push.eq(go & lnzd.valid),
-                pe.base.eq(ctl.base), pe.layer.eq(ctl.layer), pe.src_bank.eq(ctl.src_bank),
-                pe.clear_dst.eq(ctl.clear_dst), pe.shift.eq(ctl.shift), pe.relu.eq(ctl.relu),
-                pe.n_out.eq(ctl.n_out), pe.wb_en.eq(ctl.wb_en), pe.wb_row.eq(ctl.wb_row),
-                pe.wb_local_base.eq(ctl.wb_local_base),
-            ]
+            wiring.connect(m, pe.nz, lnzd.heads[k])
+            m.d.comb += [lnzd.heads_done[k].eq(pe.nz_done), pe.push_data.eq(lnzd.out.payload), pe.push.eq(go)]
 
         # -- host bus -------------------------------------------------------------------
         bus = self.bus
@@ -113,14 +114,20 @@ class EIEArray(wiring.Component):
                 pe.rd_local.eq(offset),
             ]
 
-        # reads: registers now, activation memories one cycle later; both answer in c + 1
-        r_region = Signal(4)
-        r_pe = Signal(8)
+        # reads: the request is registered in cycle c; in c + 1 the CTRL register is selected
+        # and registered, and the activation memories' (registered) data arrive: both answer
+        # in c + READ_LATENCY (2), so no memory output reaches the bus unregistered
+        assert hm.READ_LATENCY == 2
+        r_region, r_region2 = Signal(4), Signal(4)
+        r_pe, r_pe2 = Signal(8), Signal(8)
+        r_ctrl = Signal(hm.OFFSET_BITS)
         r_reg = Signal(hm.DATA_BITS)
-        m.d.sync += bus.r_valid.eq(bus.r_en)
+        r_valid1 = Signal()
+        m.d.sync += [r_valid1.eq(bus.r_en), bus.r_valid.eq(r_valid1), r_region2.eq(r_region), r_pe2.eq(r_pe)]
         with m.If(bus.r_en):
-            m.d.sync += [r_region.eq(region), r_pe.eq(pe_sel)]
-            with m.Switch(offset):
+            m.d.sync += [r_region.eq(region), r_pe.eq(pe_sel), r_ctrl.eq(offset)]
+        with m.If(r_valid1):
+            with m.Switch(r_ctrl):
                 with m.Case(hm.Ctrl.STATUS):
                     m.d.sync += r_reg.eq(Cat(ctl.busy, ctl.done))
                 with m.Case(hm.Ctrl.CYCLES):
@@ -133,11 +140,11 @@ class EIEArray(wiring.Component):
                     m.d.sync += r_reg.eq(ctl.runs)
                 with m.Default():
                     m.d.sync += r_reg.eq(0)
-        with m.If(r_region == hm.Region.ACT):
-            with m.Switch(r_pe):
+        with m.If(r_region2 == hm.Region.ACT):
+            with m.Switch(r_pe2):
                 for k, pe in enumerate(pes):
                     with m.Case(k):
                         m.d.comb += bus.r_data.eq(pe.rd_data.as_signed())
-        with m.Elif(r_region == hm.Region.CTRL):
+        with m.Elif(r_region2 == hm.Region.CTRL):
             m.d.comb += bus.r_data.eq(r_reg)
         return m

@@ -12,12 +12,16 @@ __all__ = ["ColumnIssue"]
 
 
 class ColumnIssue(wiring.Component):
-    """The PE front end of docs/cycle-model.md.
+    """The PE front end of docs/cycle-model.md: pointer fetch, column register, issue.
 
-    Pop cycle P: the column key `base + j` goes to the pointer banks. Cycle P + 1: the
-    pointers arrive and entries p_j ... p_{j+1} - 1 are issued in cycles P + 1 ... P + n,
-    one per cycle; an empty column spends cycle P + 1 as a bubble. The next item is popped
-    in the column's last issue cycle, so columns issue back to back.
+    Pop cycle P: the column key `base + j` goes to the pointer banks. The pointers are on
+    the banks' ports in cycle P + 1 and land in the *column register* at its end
+    (`pointer_latency` = 2). The issue stage takes the column register in a cycle where it
+    has nothing else to issue and issues entries p_j ... p_{j+1} - 1 then, one per cycle
+    (an empty column spends that cycle as a bubble). A PE pops as soon as the column
+    register will be free, or taken, by the time the pointers land, so consecutive columns
+    issue back to back. Every decision is made from registers: no memory output is on
+    the path to the queue's read enable.
     """
 
     def __init__(self, item_layout, *, ptr_addr_bits: int, entry_bits: int):
@@ -34,34 +38,69 @@ class ColumnIssue(wiring.Component):
             "first": Out(1),                        # ... and it is its column's first
             "act": Out(signed(ACT_BITS)),           # the column's activation
             "active": Out(1),                       # an issue cycle (entry or bubble)
+            "taken": Out(1),                        # the column register went to the issue stage
+            "idle": Out(1),                         # nothing queued, fetched or issuing
         })
 
     def elaborate(self, platform):
         m = Module()
-        first = Signal()                            # cycle after a pop: pointers on the ports
-        cont = Signal()                             # later issue cycles of the column
-        cur = Signal(self.entry_bits)
-        end = Signal(self.entry_bits)
-        act = Signal(signed(ACT_BITS))
+        eb = self.entry_bits
+        # pointer fetch: the pointers of the item popped last cycle are on the ports
+        fetch_pending = Signal()
+        fetch_act = Signal(signed(ACT_BITS))
+        # column register
+        col_valid = Signal()
+        col_start = Signal(eb)
+        col_end = Signal(eb)
+        col_act = Signal(signed(ACT_BITS))
+        # issue stage: the second and later entries of the column it took
+        iss_active = Signal()
+        iss_cur = Signal(eb)
+        iss_end = Signal(eb)
+        iss_act = Signal(signed(ACT_BITS))
 
-        active = first | cont
-        e_cur = Mux(first, self.ptr_start, cur)
-        e_end = Mux(first, self.ptr_end, end)
-        last = Signal()
-        m.d.comb += last.eq(active & (e_cur + 1 >= e_end))
+        iss_more = Signal()                 # iss_cur + 1 < iss_end, kept as a register
+        take = Signal()
+        m.d.comb += take.eq(col_valid & ~iss_active)
+        col_len = Signal(signed(eb + 1))
+        col_multi = Signal()                # the column register's column has 2+ entries
+        m.d.comb += [col_len.eq(col_end - col_start), col_multi.eq(~col_len[-1] & (col_len[1:] != 0))]
+        iss_active_next = Signal()
+        with m.If(take):
+            m.d.comb += iss_active_next.eq(col_multi)
+        with m.Else():
+            m.d.comb += iss_active_next.eq(iss_active & iss_more)
+        col_held_next = fetch_pending | (col_valid & ~take)
         pop = Signal()
         m.d.comb += [
-            self.i.ready.eq(~active | last),
+            self.i.ready.eq(~col_held_next | ~iss_active_next),
             pop.eq(self.i.valid & self.i.ready),
             self.ptr_addr.eq(self.base + self.i.payload.index),
             self.ptr_en.eq(pop),
-            self.issue.eq(active & (e_cur < e_end)),
-            self.entry.eq(e_cur),
-            self.first.eq(first),
-            self.act.eq(act),
-            self.active.eq(active),
         ]
-        m.d.sync += [first.eq(pop), cont.eq(active & ~last), cur.eq(e_cur + 1), end.eq(e_end)]
+
+        e_cur = Mux(take, col_start, iss_cur)
+        e_end = Mux(take, col_end, iss_end)
+        m.d.comb += [
+            self.issue.eq((take | iss_active) & (e_cur < e_end)),
+            self.entry.eq(e_cur),
+            self.first.eq(take),
+            self.act.eq(Mux(take, col_act, iss_act)),
+            self.active.eq(take | iss_active),
+            self.taken.eq(take),
+            self.idle.eq(~self.i.valid & ~fetch_pending & ~col_valid & ~iss_active),
+        ]
+
+        m.d.sync += [fetch_pending.eq(pop), iss_active.eq(iss_active_next), iss_cur.eq(e_cur + 1)]
         with m.If(pop):
-            m.d.sync += act.eq(self.i.payload.value)
+            m.d.sync += fetch_act.eq(self.i.payload.value)
+        with m.If(take):
+            m.d.sync += [iss_end.eq(col_end), iss_act.eq(col_act), iss_more.eq(col_start + 2 < col_end)]
+        with m.Else():
+            m.d.sync += iss_more.eq(iss_cur + 2 < iss_end)
+        with m.If(fetch_pending):
+            m.d.sync += [col_valid.eq(1), col_start.eq(self.ptr_start), col_end.eq(self.ptr_end),
+                         col_act.eq(fetch_act)]
+        with m.Elif(take):
+            m.d.sync += col_valid.eq(0)
         return m

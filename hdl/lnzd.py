@@ -1,27 +1,39 @@
-"""Leading non-zero detection: a quadtree that picks the next non-zero input activation."""
+"""Leading non-zero detection: a pipelined quadtree that merges the PEs' non-zero lists."""
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
-from amaranth.lib import data, wiring
+import functools
+import operator
+
+from amaranth import Cat, Module, Signal, signed
+from amaranth.hdl import ResetInserter
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from eie.golden_model.config import lnzd_levels
+
 from .params import ACT_BITS
+from .reg_fifo import RegisterFIFO
 
 __all__ = ["Head", "LNZDNode", "LNZD"]
 
 
 def Head(local_bits: int, pe_bits: int) -> data.StructLayout:
     """A candidate non-zero: its PE's list head (local index m, value) and the PE number."""
-    return data.StructLayout({"valid": 1, "local": local_bits, "value": signed(ACT_BITS), "pe": pe_bits})
+    return data.StructLayout({"local": local_bits, "value": signed(ACT_BITS), "pe": pe_bits})
 
 
 class LNZDNode(wiring.Component):
-    """Up to four children in, the one with the lowest activation index out (EIE Sec. IV).
+    """Up to four sorted streams in, their merge out, one item per cycle (EIE Sec. IV).
 
     Children are in increasing PE order and activation j = m * N + k, so among heads with
     the same local index m the leftmost child has the lowest j: compare m only and let
-    ties go left. The grant from the parent goes to the chosen child.
+    ties go left. The node passes on the lowest head once every child either has a head
+    or is `done` (its list is walked: nothing lower can come later), into a two-entry
+    output buffer whose level is a register: the parent's take does not reach back into
+    this node's choice, so every tree level is one register stage (`lnzd_level_latency`)
+    and a full buffer still passes one item per cycle. `done` = every child done and the
+    buffer empty. `flush` (batch cycle 0) empties the buffer.
     """
 
     def __init__(self, head_layout, n_children: int):
@@ -29,71 +41,89 @@ class LNZDNode(wiring.Component):
             raise TypeError(f"An LNZD node has 1 to 4 children, not {n_children!r}")
         self.n_children = n_children
         super().__init__({
-            "children": In(data.ArrayLayout(head_layout, n_children)),
-            "out": Out(head_layout),
-            "grant": In(1),
-            "grants": Out(n_children),
+            "children": In(stream.Signature(head_layout)).array(n_children),
+            "children_done": In(n_children),
+            "out": Out(stream.Signature(head_layout)),
+            "done": Out(1),
+            "flush": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        layout = self.out.shape()
+        layout = self.out.payload.shape()
+        buf = ResetInserter(self.flush)(RegisterFIFO(width=layout.size, depth=2))
+        m.submodules.buffer = buf
 
-        def pick(a, ia, b, ib):
-            """(head, child index) of the better of two candidates; ties go to `a`."""
-            take_a = a.valid & (~b.valid | (a.local <= b.local))
-            h = Signal(layout)
-            i = Signal(range(4))
-            with m.If(take_a):
-                m.d.comb += [h.eq(a), i.eq(ia)]
-            with m.Else():
-                m.d.comb += [h.eq(b), i.eq(ib)]
-            return h, i
-
-        c = [(self.children[n], n) for n in range(self.n_children)]
-        while len(c) > 1:      # pairwise: (0 vs 1), (2 vs 3), then the two winners
-            nxt = [pick(*c[n], *c[n + 1]) for n in range(0, len(c) - 1, 2)]
-            if len(c) % 2:
-                nxt.append(c[-1])
-            c = nxt
-        best, idx = c[0]
-        m.d.comb += self.out.eq(best)
-        for n in range(self.n_children):
-            m.d.comb += self.grants[n].eq(self.grant & best.valid & (idx == n))
+        # Child n wins if it is valid and beats every other valid child: a lower m, or the
+        # same m and a lower child number. All pairwise comparisons run side by side, so
+        # the choice is one comparator deep whatever the number of children.
+        kids = self.children
+        n_kids = self.n_children
+        wins = []
+        for n in range(n_kids):
+            beats = [kids[n].valid]
+            for o in range(n_kids):
+                if o != n:
+                    closer = kids[n].payload.local <= kids[o].payload.local if n < o else \
+                        kids[n].payload.local < kids[o].payload.local
+                    beats.append(~kids[o].valid | closer)
+            w = Signal(name=f"win{n}")
+            m.d.comb += w.eq(Cat(*beats).all())
+            wins.append(w)
+        any_valid = Cat(k.valid for k in kids).any()
+        best = Signal(layout)          # AND-OR of the one-hot choice: no priority chain
+        m.d.comb += best.as_value().eq(
+            functools.reduce(operator.or_, [kids[n].payload.as_value() & wins[n].replicate(layout.size)
+                                            for n in range(n_kids)]))
+        settled = Cat(kids[n].valid | self.children_done[n] for n in range(self.n_children)).all()
+        emit = Signal()
+        m.d.comb += [
+            emit.eq(buf.w_rdy & settled & any_valid),
+            buf.w_en.eq(emit), buf.w_data.eq(best),
+            self.out.valid.eq(buf.r_rdy), self.out.payload.eq(buf.r_data), buf.r_en.eq(self.out.ready),
+            self.done.eq(self.children_done.all() & ~buf.r_rdy),
+        ]
+        for n in range(n_kids):
+            m.d.comb += kids[n].ready.eq(emit & wins[n])
         return m
 
 
 class LNZD(wiring.Component):
     """The LNZD tree over N PEs: leaves of four PEs, then nodes of four, up to one root.
 
-    `heads[k]` is PE k's non-zero list head (`valid`, `local`, `value`); the root gives the
-    next broadcast (`valid`, `index` j = m * N + k, `value`). With `go` high the item is
-    broadcast and `pops[k]` tells the winning PE to advance its list.
+    `heads[k]` is PE k's non-zero list as a stream (local index m, value) with
+    `heads_done[k]` once it is walked. The root gives the next broadcast (`out`: index
+    j = m * N + k, value), the lowest j of all lists, one per cycle after the tree has
+    filled (docs/cycle-model.md, `lnzd_latency`); `done` once every list is broadcast.
     """
 
     def __init__(self, n_pe: int, local_bits: int, index_bits: int):
         self.n_pe = n_pe
         self.pe_bits = max(1, (n_pe - 1).bit_length())
+        self.levels = lnzd_levels(n_pe)
         self.head = Head(local_bits, self.pe_bits)
         nz = data.StructLayout({"local": local_bits, "value": signed(ACT_BITS)})
+        item = data.StructLayout({"index": index_bits, "value": signed(ACT_BITS)})
         super().__init__({
-            "heads": In(data.ArrayLayout(nz, n_pe)),
-            "heads_valid": In(n_pe),
-            "valid": Out(1),
-            "index": Out(index_bits),
-            "value": Out(signed(ACT_BITS)),
-            "go": In(1),
-            "pops": Out(n_pe),
+            "heads": In(stream.Signature(nz)).array(n_pe),
+            "heads_done": In(n_pe),
+            "out": Out(stream.Signature(item)),
+            "done": Out(1),
+            "flush": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         level = []
         for k in range(self.n_pe):
-            h = Signal(self.head, name=f"leaf_head{k}")
-            m.d.comb += [h.valid.eq(self.heads_valid[k]), h.local.eq(self.heads[k].local),
-                         h.value.eq(self.heads[k].value), h.pe.eq(k)]
-            level.append((h, self.pops[k]))
+            leaf = stream.Signature(self.head).create(path=(f"leaf{k}",))
+            src = self.heads[k]
+            m.d.comb += [
+                leaf.valid.eq(src.valid), src.ready.eq(leaf.ready),
+                leaf.payload.local.eq(src.payload.local), leaf.payload.value.eq(src.payload.value),
+                leaf.payload.pe.eq(k),
+            ]
+            level.append((leaf, self.heads_done[k]))
         depth = 0
         while True:
             nxt = []
@@ -101,18 +131,21 @@ class LNZD(wiring.Component):
                 group = level[g:g + 4]
                 node = LNZDNode(self.head, len(group))
                 m.submodules[f"node_l{depth}_{g // 4}"] = node
-                for n, (h, grant) in enumerate(group):
-                    m.d.comb += [node.children[n].eq(h), grant.eq(node.grants[n])]
-                nxt.append((node.out, node.grant))
+                m.d.comb += node.flush.eq(self.flush)
+                for n, (child, done) in enumerate(group):
+                    wiring.connect(m, child, node.children[n])
+                    m.d.comb += node.children_done[n].eq(done)
+                nxt.append((node.out, node.done))
             level = nxt
             depth += 1
             if len(level) == 1:
                 break
-        root, root_grant = level[0]
+        assert depth == self.levels
+        root, root_done = level[0]
         m.d.comb += [
-            self.valid.eq(root.valid),
-            self.index.eq(root.local * self.n_pe + root.pe),
-            self.value.eq(root.value),
-            root_grant.eq(self.go & root.valid),
+            self.out.valid.eq(root.valid), root.ready.eq(self.out.ready),
+            self.out.payload.index.eq(root.payload.local * self.n_pe + root.payload.pe),
+            self.out.payload.value.eq(root.payload.value),
+            self.done.eq(root_done),
         ]
         return m

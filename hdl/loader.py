@@ -8,10 +8,10 @@ import numpy as np
 
 from eie.golden_model.errors import ConfigError
 from eie.golden_model.image import permutation_problem
-from eie.golden_model.layout import local_rows, n_blocks, pack_sram_rows
+from eie.golden_model.layout import ENTRIES_PER_SRAM_ROW, local_rows, n_blocks, pack_sram_rows
 
 from . import host_map as hm
-from .params import ENTRIES_PER_ROW, ArrayParams
+from .params import ArrayParams
 
 __all__ = ["LayerPlacement", "place_image", "image_writes", "input_writes", "output_reads",
            "start_writes", "params_for_image"]
@@ -51,10 +51,10 @@ def place_image(image, params: ArrayParams) -> list[LayerPlacement]:
     if ptr_base > params.ptr_depth:
         raise ConfigError(f"{src}: {ptr_base} column pointers per PE, the RTL array has ptr_depth = {params.ptr_depth}")
     most = int(entry_base.max())
-    if most > params.spmat_depth * ENTRIES_PER_ROW:
+    if most > params.spmat_depth * ENTRIES_PER_SRAM_ROW:
         raise ConfigError(f"{src}: PE {int(entry_base.argmax())} holds {most} entries, the RTL array has "
-                          f"spmat_depth = {params.spmat_depth} rows x {ENTRIES_PER_ROW} = "
-                          f"{params.spmat_depth * ENTRIES_PER_ROW}")
+                          f"spmat_depth = {params.spmat_depth} rows x {ENTRIES_PER_SRAM_ROW} = "
+                          f"{params.spmat_depth * ENTRIES_PER_SRAM_ROW}")
     return placements
 
 
@@ -67,7 +67,7 @@ def params_for_image(image, **overrides) -> ArrayParams:
     entries = sum(L.entries_per_pe for L in image.layers)
     widest = max(max(L.n_in, L.n_out) for L in image.layers)
     kw = dict(n_pe=N, acc_depth=pow2(image.acc_depth), act_depth=pow2(-(-widest // N)),
-              ptr_depth=max(2, pow2(n_ptrs)), spmat_depth=pow2(max(1, -(-int(np.max(entries)) // ENTRIES_PER_ROW))),
+              ptr_depth=max(2, pow2(n_ptrs)), spmat_depth=pow2(max(1, -(-int(np.max(entries)) // ENTRIES_PER_SRAM_ROW))),
               max_layers=pow2(len(image.layers)))
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return ArrayParams(**kw)

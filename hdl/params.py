@@ -15,13 +15,13 @@ from amaranth.lib import data
 from eie.golden_model import numerics as nm
 from eie.golden_model.config import EIEConfig, Timing
 from eie.golden_model.errors import ConfigError
+from eie.golden_model.layout import ENTRIES_PER_SRAM_ROW, SRAM_ROW_BITS
 
-__all__ = ["ArrayParams", "memory_bits", "bits_for", "ACT_BITS", "PRODUCT_BITS", "CODEBOOK_SIZE", "ENTRIES_PER_ROW"]
+__all__ = ["ArrayParams", "memory_bits", "bits_for", "ACT_BITS", "PRODUCT_BITS", "CODEBOOK_SIZE"]
 
 ACT_BITS = nm.ACT_BITS              # activations and codebook values (docs/numerics.md)
-PRODUCT_BITS = 2 * nm.ACT_BITS      # exact 16 x 16 product
+PRODUCT_BITS = nm.PRODUCT_BITS      # exact 16 x 16 product
 CODEBOOK_SIZE = nm.CODEBOOK_SIZE    # 4-bit weight index
-ENTRIES_PER_ROW = 8                 # (v, z) bytes per 64-bit sparse-matrix SRAM row
 
 
 def bits_for(n: int) -> int:
@@ -80,7 +80,7 @@ class ArrayParams:
     @property
     def entry_bits(self) -> int:
         """Pointer values: entry indices 0 .. spmat_depth * 8 inclusive."""
-        return bits_for(self.spmat_depth * ENTRIES_PER_ROW)
+        return bits_for(self.spmat_depth * ENTRIES_PER_SRAM_ROW)
 
     @property
     def spmat_addr_bits(self) -> int:
@@ -127,7 +127,7 @@ def memory_bits(p: ArrayParams) -> dict:
     """Bits of each on-chip memory of one PE (what block RAM / SRAM macros must hold)."""
     return {
         "pointers": p.ptr_depth * p.entry_bits,
-        "sparse_matrix": p.spmat_depth * 64,
+        "sparse_matrix": p.spmat_depth * SRAM_ROW_BITS,
         "activations": 2 * p.act_depth * ACT_BITS,
         "nonzero_lists": 2 * p.act_depth * (p.local_bits + ACT_BITS),
         "accumulators": p.acc_depth * p.acc_bits,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from amaranth import Module, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .act_queue import ActivationQueue
 from .act_rw import ActRW
 from .arith import ArithmeticUnit
+from .control import batch_signature
 from .issue import ColumnIssue
 from .params import ACT_BITS, ArrayParams
 from .ptr_read import PointerRead
@@ -33,25 +34,15 @@ class PE(wiring.Component):
             "push_data": In(p.act_item),
             "push": In(1),
             "room": Out(1),
-            # batch control
-            "base": In(p.ptr_addr_bits),
-            "layer": In(p.layer_bits),
-            "src_bank": In(1),
+            # batch control (from the control unit)
+            "batch": In(batch_signature(p)),
             "clear_src": In(1),
-            "clear_dst": In(1),
-            "shift": In(p.shift_bits),
-            "relu": In(1),
-            "n_out": In(p.index_bits + 1),
-            "wb_en": In(1),
-            "wb_row": In(p.row_bits),
-            "wb_local_base": In(p.local_bits + 1),
-            "idle": Out(1),                 # queue empty and nothing being issued
+            "idle": Out(1),                 # queue empty and nothing fetched or issued
             "popped": Out(1),               # an item left the queue (observability: traces)
-            # non-zero list head for the LNZD
-            "nz_valid": Out(1),
-            "nz": Out(p.nz_item),
-            "nz_pop": In(1),
-            "nz_rewind": In(1),
+            "taken": Out(1),                # a column started issuing (observability: traces)
+            # non-zero list for the LNZD
+            "nz": Out(stream.Signature(p.nz_item)),
+            "nz_done": Out(1),
             # host access
             "ptr_w_addr": In(p.ptr_addr_bits), "ptr_w_data": In(p.entry_bits), "ptr_w_en": In(1),
             "spmat_w_addr": In(p.spmat_addr_bits), "spmat_w_data": In(64), "spmat_w_en": In(1),
@@ -78,29 +69,31 @@ class PE(wiring.Component):
         ]
         wiring.connect(m, queue.o, issue.i)
         m.d.comb += [
-            issue.base.eq(self.base),
+            issue.base.eq(self.batch.base),
             ptrs.addr.eq(issue.ptr_addr), ptrs.en.eq(issue.ptr_en),
             issue.ptr_start.eq(ptrs.start), issue.ptr_end.eq(ptrs.end),
             spmat.entry.eq(issue.entry), spmat.en.eq(issue.issue),
             arith.issue.eq(issue.issue), arith.first.eq(issue.first), arith.act.eq(issue.act),
-            arith.v.eq(spmat.v), arith.z.eq(spmat.z), arith.layer.eq(self.layer),
-            self.idle.eq(~queue.o.valid & ~issue.active),
+            arith.v.eq(spmat.v), arith.z.eq(spmat.z), arith.layer.eq(self.batch.layer),
+            self.idle.eq(issue.idle),
             self.popped.eq(queue.o.valid & queue.o.ready),
+            self.taken.eq(issue.taken),
         ]
 
         # write-back: accumulator row r of this batch is local activation m = base + r,
-        # global output i = m * N + k; rows past n_out belong to no one.
+        # global output i = m * N + k. Only PEs 0 .. last_pes - 1 hold the last row m = last_row
+        # (an output i = m * N + k beyond n_out belongs to no one).
         wb_local = Signal(p.local_bits + 1)
         m.d.comb += [
-            wb_local.eq(self.wb_local_base + self.wb_row),
-            arith.wb_en.eq(self.wb_en), arith.wb_row.eq(self.wb_row),
-            acts.wb_en.eq(self.wb_en), acts.wb_local.eq(wb_local),
-            acts.wb_keep.eq(wb_local * p.n_pe + self.index < self.n_out),
-            acts.wb_acc.eq(arith.wb_acc), acts.shift.eq(self.shift), acts.relu.eq(self.relu),
-            acts.src_bank.eq(self.src_bank), acts.clear_src.eq(self.clear_src), acts.clear_dst.eq(self.clear_dst),
-            self.nz_valid.eq(acts.nz_valid), self.nz.eq(acts.nz),
-            acts.nz_pop.eq(self.nz_pop), acts.nz_rewind.eq(self.nz_rewind),
+            wb_local.eq(self.batch.wb_local_base + self.batch.wb_row),
+            arith.wb_en.eq(self.batch.wb_en), arith.wb_row.eq(self.batch.wb_row),
+            acts.wb_en.eq(self.batch.wb_en), acts.wb_local.eq(wb_local),
+            acts.wb_keep.eq((wb_local != self.batch.last_row) | (self.index < self.batch.last_pes)),
+            acts.wb_acc.eq(arith.wb_acc), acts.shift.eq(self.batch.shift), acts.relu.eq(self.batch.relu),
+            acts.src_bank.eq(self.batch.src_bank), acts.clear_src.eq(self.clear_src), acts.clear_dst.eq(self.batch.clear_dst),
+            self.nz_done.eq(acts.nz_done), acts.nz_rewind.eq(self.batch.nz_rewind),
         ]
+        wiring.connect(m, wiring.flipped(self.nz), acts.nz)
         m.d.comb += [
             ptrs.w_addr.eq(self.ptr_w_addr), ptrs.w_data.eq(self.ptr_w_data), ptrs.w_en.eq(self.ptr_w_en),
             spmat.w_addr.eq(self.spmat_w_addr), spmat.w_data.eq(self.spmat_w_data), spmat.w_en.eq(self.spmat_w_en),

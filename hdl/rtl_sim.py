@@ -46,10 +46,14 @@ async def bus_write(ctx, bus, writes):
 
 
 async def bus_read(ctx, bus, addr) -> int:
+    """One read: the answer comes READ_LATENCY cycles after the request."""
     ctx.set(bus.addr, addr)
     ctx.set(bus.r_en, 1)
     await ctx.tick()
     ctx.set(bus.r_en, 0)
+    for _ in range(hm.READ_LATENCY - 1):
+        await ctx.tick()
+    assert ctx.get(bus.r_valid)
     return ctx.get(bus.r_data)
 
 

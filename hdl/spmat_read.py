@@ -7,24 +7,29 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .params import ENTRIES_PER_ROW
+from eie.golden_model.layout import ENTRIES_PER_SRAM_ROW, ENTRY_FIELDS, SRAM_ROW_BITS
 
 __all__ = ["SparseMatrixRead", "Entry", "SramRow"]
 
-#: One encoded entry: 4-bit codebook index v (low nibble), 4-bit zero run z (high nibble).
-Entry = data.StructLayout({"v": 4, "z": 4})
+#: One encoded entry: 4-bit codebook index v (low nibble), 4-bit zero run z (high nibble),
+#: from the golden model's definition (golden_model/layout.py, used by the NumPy packer).
+Entry = data.StructLayout(ENTRY_FIELDS)
 #: One SRAM row: entry e of a PE sits in row e // 8, slot e % 8 (docs/image-format.md).
-SramRow = data.ArrayLayout(Entry, ENTRIES_PER_ROW)
+SramRow = data.ArrayLayout(Entry, ENTRIES_PER_SRAM_ROW)
 
 
 class SparseMatrixRead(wiring.Component):
-    """Streams the entries of a column: entry index in cycle i, its (v, z) in cycle i + 1.
+    """Streams the entries of a column: entry index in cycle i, its (v, z) in cycle i + 2.
+
+    The SRAM row is on the read port in cycle i + 1 and is registered at its end, with the
+    entry's slot; in cycle i + 2 the slot multiplexer picks the entry from that register,
+    so nothing follows the memory's clock-to-output delay but wiring.
 
     Eight entries share a row, so a new row is fetched only when the issued entry is in
     a different row than the last fetched one (a column's entries are consecutive);
     otherwise the read port is disabled and keeps its data, which saves SRAM reads.
 
-    Ports: `entry`, `en` (issue); `v`, `z` (next cycle); `w_addr`, `w_data`, `w_en` (host).
+    Ports: `entry`, `en` (issue); `v`, `z` (two cycles later); `w_addr`, `w_data`, `w_en` (host).
     """
 
     def __init__(self, depth: int, entry_bits: int, addr_bits: int):
@@ -35,7 +40,7 @@ class SparseMatrixRead(wiring.Component):
             "v": Out(4),
             "z": Out(4),
             "w_addr": In(addr_bits),
-            "w_data": In(64),
+            "w_data": In(SRAM_ROW_BITS),
             "w_en": In(1),
         })
 
@@ -59,7 +64,12 @@ class SparseMatrixRead(wiring.Component):
         with m.If(self.w_en):            # host rewrote the SRAM: the held row may be stale
             m.d.sync += fetched.eq(0)
 
-        entry = rd.data[slot]
+        # cycle i + 1: the row is on the port and goes straight into a register, the slot with it
+        row_data = Signal(SramRow)
+        row_slot = Signal(3)
+        m.d.sync += [row_data.eq(rd.data), row_slot.eq(slot)]
+        # cycle i + 2: the entry is selected from registers
+        entry = row_data[row_slot]
         m.d.comb += [self.v.eq(entry.v), self.z.eq(entry.z)]
         m.d.comb += [wr.addr.eq(self.w_addr), wr.data.eq(self.w_data), wr.en.eq(self.w_en)]
         return m

@@ -14,8 +14,8 @@ class HostBusDriver:
     """Drives `bus__*` of the `eie_array` top: one access per clock cycle.
 
     Signals are set after a rising edge and take effect at the next one. Reads are
-    pipelined: a request every cycle, the answer sampled at the following edge (the
-    array registers `r_valid` and the data one cycle after `r_en`).
+    pipelined: a request every cycle, the answer sampled READ_LATENCY edges later (the
+    array gives `r_valid` and the data two cycles after `r_en`).
     """
 
     def __init__(self, dut):
@@ -44,16 +44,18 @@ class HostBusDriver:
         """Read `addrs` back to back; returns the 64-bit words."""
         d = self.dut
         out = []
-        for i, addr in enumerate(list(addrs) + [None]):
+        addrs = list(addrs)
+        lat = hm.READ_LATENCY
+        for i, addr in enumerate(addrs + [None] * lat):
             if addr is None:
                 d.bus__r_en.value = 0
             else:
                 d.bus__addr.value = addr
                 d.bus__r_en.value = 1
             await RisingEdge(self.clk)
-            if i:      # sampled at the edge: the answer to the previous cycle's request
+            if i >= lat:   # sampled at the edge: the answer to the request `lat` cycles back
                 if not d.bus__r_valid.value:
-                    raise AssertionError(f"bus: no r_valid for the read of {addrs[i - 1]:#x}")
+                    raise AssertionError(f"bus: no r_valid for the read of {addrs[i - lat]:#x}")
                 out.append(int(d.bus__r_data.value))
         return out
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eie.golden_model import encode_network
-from eie.golden_model.config import EIEConfig, Timing
+from eie.golden_model.config import EIEConfig, Timing, lnzd_levels
 from eie.golden_model.cycle_model import cycle_report, simulate_batch
 from eie.golden_model.errors import ConfigError
 from eie.golden_model.functional import run_network
@@ -18,46 +18,70 @@ from eie.golden_model.model import run_image
 from .helpers import sparse_matrix
 
 
-def per_cycle_sim(entries, depth, lnzd_latency):
-    """Explicit per-cycle state machine: SyncFIFO queues (write visible next cycle,
-    writable while level < depth), a broadcaster that needs every queue writable, and
-    PE front-ends that pop on their last issue cycle (or when idle)."""
+def per_cycle_sim(entries, depth, timing=Timing()):
+    """Explicit per-cycle state machine of the RTL's front end (docs/rtl.md), independent
+    of the recurrence: SyncFIFO queues (write visible next cycle, writable while level <
+    depth), a broadcaster that needs every queue writable, and per PE a pointer read
+    (data one cycle after the pop), a column register and an issue stage. A PE pops when
+    the column register will be free, or taken by the issue stage, when the pointers land."""
+    assert timing.pointer_latency == 2, "the RTL's pointer read: one cycle in flight, then the column register"
     T, N = entries.shape
+    lat = timing.lnzd_latency(N)
     queues = [deque() for _ in range(N)]
-    last_issue = [-1] * N       # last cycle in which the current column issues
-    B, P = [None] * T, [[None] * N for _ in range(T)]
-    nxt, cyc, done_at = 0, 0, [0] * N
+    pending = [None] * N        # item whose pointers land at the end of this cycle
+    column = [None] * N         # the column register
+    issue_end = [0] * N         # the issue stage is busy in cycles < issue_end
+    B, P, S = [None] * T, [[None] * N for _ in range(T)], [[None] * N for _ in range(T)]
+    nxt, cyc = 0, 0
     while True:
         levels = [len(q) for q in queues]
-        heads = [q[0] if q else None for q in queues]
-        bcast = nxt < T and cyc >= lnzd_latency and all(l < depth for l in levels)
-        for k in range(N):  # pops use the state at the start of the cycle
-            if heads[k] is not None and last_issue[k] <= cyc:
+        bcast = nxt < T and cyc >= lat and all(lv < depth for lv in levels)
+        for k in range(N):   # every decision uses the state at the start of the cycle
+            taken = column[k] is not None and issue_end[k] <= cyc
+            if taken:
+                t = column[k]
+                S[t][k] = cyc
+                issue_end[k] = cyc + max(1, int(entries[t, k]))
+            held_next = pending[k] is not None or (column[k] is not None and not taken)
+            can_pop = not held_next or issue_end[k] <= cyc + 1
+            if taken:
+                column[k] = None
+            if pending[k] is not None:
+                column[k], pending[k] = pending[k], None
+            if queues[k] and can_pop:
                 t = queues[k].popleft()
                 P[t][k] = cyc
-                last_issue[k] = cyc + max(1, int(entries[t, k]))
-                done_at[k] = last_issue[k]
+                pending[k] = t
         if bcast:
             B[nxt] = cyc
             for q in queues:
                 q.append(nxt)
             nxt += 1
         cyc += 1
-        if nxt == T and not any(queues) and all(li < cyc for li in last_issue):
+        if nxt == T and not any(queues) and all(x is None for x in pending + column) and max(issue_end) <= cyc:
             break
-    compute = (max(done_at) + 1) if T else lnzd_latency
-    return np.array(B, dtype=np.int64), np.array(P, dtype=np.int64).reshape(T, N), compute
+    compute = max(max(issue_end), cyc) if T else 1
+    as_arr = lambda a: np.array(a, dtype=np.int64).reshape(T, N)
+    return np.array(B, dtype=np.int64), as_arr(P), as_arr(S), compute
 
 
-@given(T=st.integers(0, 40), N=st.integers(1, 6), depth=st.integers(1, 9), lat=st.integers(0, 3),
+@given(T=st.integers(0, 40), N=st.integers(1, 20), depth=st.integers(1, 9), list_lat=st.integers(0, 3),
        maxn=st.integers(0, 12), seed=st.integers(0, 2**31))
-def test_recurrence_equals_per_cycle_simulation(T, N, depth, lat, maxn, seed):
+def test_recurrence_equals_per_cycle_simulation(T, N, depth, list_lat, maxn, seed):
     entries = np.random.default_rng(seed).integers(0, maxn + 1, (T, N))
-    B, P, compute = simulate_batch(entries, depth, lat)
-    B2, P2, compute2 = per_cycle_sim(entries, depth, lat)
+    tm = Timing(list_latency=list_lat)
+    B, P, S, compute = simulate_batch(entries, depth, tm)
+    B2, P2, S2, compute2 = per_cycle_sim(entries, depth, tm)
     np.testing.assert_array_equal(B, B2)
     np.testing.assert_array_equal(P, P2)
+    np.testing.assert_array_equal(S, S2)
     assert compute == compute2
+
+
+def test_lnzd_latency_grows_one_cycle_per_tree_level():
+    t = Timing()
+    assert [lnzd_levels(n) for n in (1, 4, 5, 16, 17, 64, 65, 256)] == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert t.lnzd_latency(4) == t.list_latency + 1 and t.lnzd_latency(64) == t.list_latency + 3
 
 
 def _report(W, x, n_pe, depth=8, acc_depth=64, **kw):
@@ -91,8 +115,8 @@ def test_one_pe_dense_gives_the_dense_count(rng):
     for depth in (1, 2, 8):
         rep = _report(W, x, 1, depth)
         assert rep.useful_macs == n_out * n_in
-        # compute = lnzd_latency + 2 + n_in*n_out (docs/cycle-model.md), then drain and write-back
-        want = t.lnzd_latency + 2 + n_in * n_out + t.pipeline_latency + n_out + t.writeback_latency
+        # first broadcast, pop, pointers, then every entry back to back (docs/cycle-model.md)
+        want = t.lnzd_latency(1) + 1 + t.pointer_latency + n_in * n_out + t.pipeline_latency + n_out + t.writeback_latency
         assert rep.cycles == want
 
 
@@ -101,7 +125,7 @@ def test_all_zero_input_costs_only_fixed_overhead(rng):
     rep = _report(W, np.zeros(10), 4)
     t = Timing()
     assert rep.broadcasts == 0 and rep.useful_macs == 0
-    assert rep.cycles == t.lnzd_latency + t.pipeline_latency + 5 + t.writeback_latency
+    assert rep.cycles == 1 + t.pipeline_latency + 5 + t.writeback_latency
 
 
 def test_all_zero_matrix_costs_one_cycle_per_broadcast(rng):
@@ -113,9 +137,11 @@ def test_all_zero_matrix_costs_one_cycle_per_broadcast(rng):
 
 def test_empty_columns_cost_one_bubble_each():
     entries = np.array([[0], [0], [3], [0]])
-    B, P, compute = simulate_batch(entries, 8, 1)
-    assert P[:, 0].tolist() == [2, 3, 4, 7]
-    assert compute == 9
+    B, P, S, compute = simulate_batch(entries, 8, Timing())
+    assert B.tolist() == [3, 4, 5, 6]
+    assert P[:, 0].tolist() == [4, 5, 6, 7]
+    assert S[:, 0].tolist() == [6, 7, 8, 11]   # bubble, bubble, three entries (8, 9, 10), bubble
+    assert compute == 12
 
 
 def test_same_accumulator_on_consecutive_cycles_has_no_stall(rng):
@@ -125,8 +151,9 @@ def test_same_accumulator_on_consecutive_cycles_has_no_stall(rng):
     W = rng.normal(size=(1, n_in)) + 3
     rep = _report(W, rng.random(n_in) + 1, 1, depth=2)
     t = Timing()
-    assert rep.cycles == t.lnzd_latency + 2 + n_in + t.pipeline_latency + 1 + t.writeback_latency
-    assert rep.as_dict()["per_pe"][0]["idle_cycles"] == t.lnzd_latency + 2
+    lead = t.lnzd_latency(1) + 1 + t.pointer_latency
+    assert rep.cycles == lead + n_in + t.pipeline_latency + 1 + t.writeback_latency
+    assert rep.as_dict()["per_pe"][0]["idle_cycles"] == lead
 
 
 def test_full_queue_stalls_the_broadcast(rng):

@@ -46,7 +46,10 @@ def test_cycles_against_the_authors_simulator(fc8):
         assert rep.busiest_pe_entries == per_pe.max()
         assert rep.balanced_bound == -(-per_pe.sum() // 64)
         assert rep.cycles >= rep.busiest_pe_entries
-        assert abs(rep.cycles - authors) / authors <= 0.02, (depth, rep.cycles, authors)
+        if depth >= 8:      # the paper's depth and deeper: within 1 % (issue 13)
+            assert abs(rep.cycles - authors) / authors <= 0.01, (depth, rep.cycles, authors)
+        else:               # the column register behind each queue holds one more column
+            assert rep.cycles < authors, (depth, rep.cycles, authors)
 
 
 def test_values_within_the_quantisation_bound(fc8):

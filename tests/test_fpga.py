@@ -82,7 +82,10 @@ def test_smallest_build_report(tmp_path, capsys):
     assert p["ran"] and p["fits"] and rep["fits"]
     assert 0 < p["utilisation"]["lc"]["used"] < p["utilisation"]["lc"]["available"] == 5280
     assert p["utilisation"]["bram"]["used"] == 8 and p["utilisation"]["dsp"]["used"] == 1
-    assert 5 < p["fmax_mhz"] < 200 and p["constraint_mhz"] == pytest.approx(12, abs=0.1)
+    # nextpnr is asked for the board's target clock, not the 12 MHz oscillator
+    assert rep["clock"] == {"board_mhz": 12.0, "target_mhz": fpga.BOARDS["icebreaker"].target_mhz}
+    assert 5 < p["fmax_mhz"] < 200 and p["constraint_mhz"] == pytest.approx(rep["clock"]["target_mhz"], abs=0.1)
+    assert p["meets_board_clock"] == (p["fmax_mhz"] >= 12) and p["meets_target"] == (p["fmax_mhz"] >= p["constraint_mhz"])
     t = rep["throughput"]                   # projected useful MAC/s at the routed Fmax
     assert t["fmax_mhz"] == p["fmax_mhz"] and t["n_pe"] == 1 and "projection" in t["note"]
     assert t["fpga_useful_macs_per_s"] == pytest.approx(t["useful_macs"] * p["fmax_mhz"] * 1e6 / t["cycles"])
@@ -166,3 +169,7 @@ def test_unknown_board_and_bad_parameters_are_one_line(capsys):
     assert main(["fpga", "--board", "icebreaker", "--ptr-depth", "2", "--n-pe", "1", "--synth-only",
                  "--no-search"]) == 2
     assert "ptr_depth = 2" in capsys.readouterr().err
+    for bad in ("0", "-5", "5000"):
+        assert main(["fpga", "--board", "icebreaker", "--target-mhz", bad, "--synth-only", "--no-search"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--target-mhz" in err and "MHz" in err

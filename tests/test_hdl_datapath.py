@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eie.golden_model import numerics as nm
+from eie.golden_model.config import Timing
 from eie.golden_model.layout import pack_sram_rows, unpack_sram_rows
 from eie.hdl.act_rw import ActRW
 from eie.hdl.arith import ArithmeticUnit
@@ -135,6 +136,7 @@ def spmat_bench(rows, ops):
     seen = []
 
     async def tb(ctx):
+        was_issue = False
         for i, r in enumerate(rows):
             ctx.set(dut.w_addr, i)
             ctx.set(dut.w_data, int(r))
@@ -154,8 +156,14 @@ def spmat_bench(rows, ops):
                 ctx.set(dut.w_data, int(op[2]))
                 ctx.set(dut.w_en, 1)
             await ctx.tick()
-            if op[0] == "issue":
+            if was_issue:      # (v, z) of the previous cycle's issue are registered now
                 seen.append((ctx.get(dut.v), ctx.get(dut.z)))
+            was_issue = op[0] == "issue"
+        ctx.set(dut.en, 0)
+        ctx.set(dut.w_en, 0)
+        await ctx.tick()
+        if was_issue:
+            seen.append((ctx.get(dut.v), ctx.get(dut.z)))
 
     run_sim(dut, tb)
     return seen
@@ -304,16 +312,20 @@ async def arith_load_codebook(ctx, dut, codebook):
     ctx.set(dut.cb_w_en, 0)
 
 
-async def arith_compute(ctx, dut, layer, slots, garbage):
-    """One slot per cycle (Issue or None = idle); v/z of a slot go in one cycle later.
+VZ_DELAY = 2   # (v, z) of an entry issued in cycle i arrive in cycle i + 2 (SparseMatrixRead)
+WB_DELAY = 2   # wb_acc of a row read in cycle w is valid in cycle w + 2
 
-    Inputs that are ignored in a cycle (first/act when idle, v/z one cycle after an idle
-    slot) carry values from `garbage` to show they are ignored. Returns the number of
-    cycles `busy` stays high after the last slot.
+
+async def arith_compute(ctx, dut, layer, slots, garbage):
+    """One slot per cycle (Issue or None = idle); v/z of a slot go in VZ_DELAY cycles later.
+
+    Inputs that are ignored in a cycle (first/act when idle, v/z of an idle slot) carry
+    values from `garbage` to show they are ignored. Returns the number of cycles `busy`
+    stays high after the last slot's v/z.
     """
     ctx.set(dut.layer, layer)
-    prev = None
-    for s in list(slots) + [None]:
+    timeline = list(slots) + [None] * VZ_DELAY
+    for n, s in enumerate(timeline):
         if s is None:
             ctx.set(dut.issue, 0)
             ctx.set(dut.first, int(garbage.integers(0, 2)))
@@ -322,15 +334,14 @@ async def arith_compute(ctx, dut, layer, slots, garbage):
             ctx.set(dut.issue, 1)
             ctx.set(dut.first, s.first)
             ctx.set(dut.act, s.act)
+        prev = timeline[n - VZ_DELAY] if n >= VZ_DELAY else None
         if prev is None:
             ctx.set(dut.v, int(garbage.integers(0, 16)))
             ctx.set(dut.z, int(garbage.integers(0, 16)))
         else:
             ctx.set(dut.v, prev.v)
             ctx.set(dut.z, prev.z)
-        prev = s
         await ctx.tick()
-    # The last slot's v/z were driven in the final loop cycle; wait for the pipeline.
     ctx.set(dut.v, 0)
     ctx.set(dut.z, 0)
     busy = 0
@@ -342,14 +353,16 @@ async def arith_compute(ctx, dut, layer, slots, garbage):
 
 
 async def arith_writeback(ctx, dut, rows):
-    """wb_en/wb_row in cycle w, wb_acc read in cycle w + 1; one row per cycle."""
+    """wb_en/wb_row in cycle w, wb_acc read in cycle w + WB_DELAY; one row per cycle."""
     out = []
-    for r in rows:
-        ctx.set(dut.wb_en, 1)
-        ctx.set(dut.wb_row, r)
+    for n in range(len(rows) + WB_DELAY - 1):
+        ctx.set(dut.wb_en, int(n < len(rows)))
+        if n < len(rows):
+            ctx.set(dut.wb_row, rows[n])
         await ctx.tick()
-        ctx.set(dut.wb_en, 0)
-        out.append(ctx.get(dut.wb_acc))
+        if n >= WB_DELAY - 1:
+            out.append(ctx.get(dut.wb_acc))
+    ctx.set(dut.wb_en, 0)
     return out
 
 
@@ -434,7 +447,9 @@ def arith_random_run(acc_bits, w_max, act_max, seed, n_batches=4, n_cols=120):
         assert got == expected
         # The last issue is in the final slot cycle unless the batch ends idle.
         tail = next(i for i, s in enumerate(reversed(slots)) if s is not None)
-        assert busy == max(0, 2 - tail)      # busy in cycles i+1..i+3 after the last issue i
+        # busy in cycles i+1 .. i+pipeline_latency after the last issue i; the driver
+        # returns in cycle i + VZ_DELAY + 1 + tail
+        assert busy == max(0, Timing().pipeline_latency - VZ_DELAY - tail)
     return model
 
 
@@ -537,21 +552,17 @@ def test_arith_reset_mid_accumulation():
         g = np.random.default_rng(3)
         await arith_load_codebook(ctx, dut, codebook)
         ctx.set(dut.layer, 0)
-        # Issue the old batch but reset before its pipeline drains (2 entries in flight).
-        prev = None
-        for s in old:
-            ctx.set(dut.issue, 1)
-            ctx.set(dut.first, s.first)
-            ctx.set(dut.act, s.act)
-            if prev is not None:
-                ctx.set(dut.v, prev.v)
-                ctx.set(dut.z, prev.z)
-            prev = s
+        # Issue the old batch but reset before its pipeline drains (entries in flight).
+        timeline = old + [None] * VZ_DELAY
+        for n, s in enumerate(timeline):
+            ctx.set(dut.issue, int(s is not None))
+            if s is not None:
+                ctx.set(dut.first, s.first)
+                ctx.set(dut.act, s.act)
+            if n >= VZ_DELAY:
+                ctx.set(dut.v, timeline[n - VZ_DELAY].v)
+                ctx.set(dut.z, timeline[n - VZ_DELAY].z)
             await ctx.tick()
-        ctx.set(dut.issue, 0)
-        ctx.set(dut.v, prev.v)
-        ctx.set(dut.z, prev.z)
-        await ctx.tick()
         ctx.set(rst, 1)
         await ctx.tick()
         ctx.set(rst, 0)
@@ -579,6 +590,8 @@ def test_arith_reset_mid_accumulation():
 # ======================================================================================
 
 ACT_DEPTH = 16
+LIST_LATENCY = Timing().list_latency             # rewind in cycle 0, first item valid in cycle 2
+WRITEBACK_LATENCY = Timing().writeback_latency   # wb_en in cycle w, written at the end of w + 4
 
 
 def make_actrw(acc_bits):
@@ -627,42 +640,53 @@ class ActBench:
         self.ctx.set(self.dut.in_en, 0)
 
     async def host_read(self, locals_):
-        """rd_local in cycle c, rd_data in cycle c + 1, one per cycle."""
+        """rd_local in cycle c, rd_data (registered) in cycle c + 2, one per cycle."""
         out = []
-        for local in locals_:
-            self.ctx.set(self.dut.rd_local, local)
+        locals_ = list(locals_)
+        for n in range(len(locals_) + 1):
+            if n < len(locals_):
+                self.ctx.set(self.dut.rd_local, locals_[n])
             await self.tick()
-            out.append(self.ctx.get(self.dut.rd_data))
+            if n:      # the request of the cycle before is registered now
+                out.append(self.ctx.get(self.dut.rd_data))
         return out
 
     async def walk(self):
-        """Rewind, then pop every cycle while the head is valid; returns [(local, value)]."""
-        self.ctx.set(self.dut.nz_rewind, 1)
+        """Rewind, then take the list stream every cycle until `nz_done`; returns
+        [(local, value)]. The first item is valid in cycle LIST_LATENCY after the rewind and
+        the rest follow one per cycle (the prefetch keeps up)."""
+        ctx, nz = self.ctx, self.dut.nz
+        ctx.set(self.dut.nz_rewind, 1)
+        ctx.set(nz.ready, 1)
         await self.tick()
-        self.ctx.set(self.dut.nz_rewind, 0)
-        out = []
-        while self.ctx.get(self.dut.nz_valid):
-            assert len(out) <= ACT_DEPTH, "non-zero list longer than the bank"
-            out.append((self.ctx.get(self.dut.nz.local), self.ctx.get(self.dut.nz.value)))
-            self.ctx.set(self.dut.nz_pop, 1)
+        ctx.set(self.dut.nz_rewind, 0)
+        out, cycle, valid_cycles = [], 1, []
+        while not ctx.get(self.dut.nz_done):
+            assert cycle <= ACT_DEPTH + 4, "the list never ends"
+            if ctx.get(nz.valid):
+                out.append((ctx.get(nz.payload.local), ctx.get(nz.payload.value)))
+                valid_cycles.append(cycle)
             await self.tick()
-        self.ctx.set(self.dut.nz_pop, 0)
+            cycle += 1
+        ctx.set(nz.ready, 0)
+        assert valid_cycles == list(range(LIST_LATENCY, LIST_LATENCY + len(out)))
         return out
 
     async def writeback(self, items, shift, relu):
-        """(local, keep, acc): wb_en/wb_local/wb_keep in cycle w, wb_acc in cycle w + 1."""
+        """(local, keep, acc): wb_en/wb_local/wb_keep in cycle w, wb_acc in cycle w + 2;
+        returns once the last row is written (cycle w + WRITEBACK_LATENCY)."""
         ctx, dut = self.ctx, self.dut
         ctx.set(dut.shift, shift)
         ctx.set(dut.relu, int(relu))
-        prev = None
-        for it in list(items) + [None]:
+        timeline = list(items) + [None] * WRITEBACK_LATENCY
+        for n, it in enumerate(timeline):
             ctx.set(dut.wb_en, int(it is not None))
             if it is not None:
                 ctx.set(dut.wb_local, it[0])
                 ctx.set(dut.wb_keep, int(it[1]))
-            # the accumulator of the previous row; any value when there is none
-            ctx.set(dut.wb_acc, prev[2] if prev is not None else 1)
-            prev = it
+            # the accumulator of the row two cycles back; any value when there is none
+            acc_of = timeline[n - WB_DELAY] if n >= WB_DELAY else None
+            ctx.set(dut.wb_acc, acc_of[2] if acc_of is not None else 1)
             await self.tick()
         ctx.set(dut.wb_en, 0)
         dst = 1 - self.src
@@ -758,7 +782,7 @@ def test_actrw_writeback_directed_values():
 
 
 def test_actrw_host_input_lists_and_banks():
-    """Host writes go to the source bank (zeros not listed), rd_data one cycle after
+    """Host writes go to the source bank (zeros not listed), rd_data two cycles after
     rd_local, each bank keeps its own data and list, clear_src/clear_dst empty one list."""
     rng = np.random.default_rng(5)
     dut = make_actrw(48)
@@ -821,12 +845,15 @@ def test_actrw_wb_keep_and_source_head_during_writeback():
         ctx.set(dut.nz_rewind, 1)
         await ctx.tick()
         ctx.set(dut.nz_rewind, 0)
-        head = (ctx.get(dut.nz_valid), ctx.get(dut.nz.local), ctx.get(dut.nz.value))
+        for _ in range(LIST_LATENCY - 1):
+            await ctx.tick()
+        nz = dut.nz
+        head = (ctx.get(nz.valid), ctx.get(nz.payload.local), ctx.get(nz.payload.value))
         assert head == (1, 2, 7)
         await b.clear(dst=True)
         items = [(r, r % 3 != 2, (r - 4) * 1000) for r in range(ACT_DEPTH)]
         await b.writeback(items, 0, False)
-        assert (ctx.get(dut.nz_valid), ctx.get(dut.nz.local), ctx.get(dut.nz.value)) == head
+        assert (ctx.get(nz.valid), ctx.get(nz.payload.local), ctx.get(nz.payload.value)) == head
         await b.check_source()
         await b.set_src(1)
         await b.check_source()

@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
             top->bus___05Fr_en = 1;
             tick(top.get());
             top->bus___05Fr_en = 0;
+            tick(top.get());  // the host bus answers two cycles after r_en (hdl/host_map.py READ_LATENCY)
             top->eval();
             std::fprintf(out, "R %llu\n", (unsigned long long)top->bus___05Fr_data);
         } else if (op == 'S') {
@@ -67,7 +68,7 @@ int main(int argc, char** argv) {
                 tick(top.get());
                 ++waited;
                 if (waited > (1ull << 40)) return 4;
-            } while (top->bus___05Fr_data & 1);
+            } while (!top->bus___05Fr_valid || (top->bus___05Fr_data & 1));  // answers come 2 cycles late
             top->bus___05Fr_en = 0;
             std::fprintf(out, "S %llu\n", (unsigned long long)waited);
         } else {
