@@ -7,7 +7,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .issue import issued_entry
 from .params import ACT_BITS, CODEBOOK_SIZE, PRODUCT_BITS
+from .spmat_read import fetched_entry
 
 __all__ = ["ArithmeticUnit"]
 
@@ -35,17 +37,15 @@ class ArithmeticUnit(wiring.Component):
     a reset in the middle of a batch.
     """
 
-    def __init__(self, *, acc_depth: int, acc_bits: int, max_layers: int, row_bits: int, layer_bits: int):
+    def __init__(self, *, acc_depth: int, acc_bits: int, max_layers: int, row_bits: int, layer_bits: int,
+                 entry_bits: int):
         self.acc_depth = acc_depth
         self.acc_bits = acc_bits
         self.max_layers = max_layers
         self.row_bits = row_bits
         super().__init__({
-            "issue": In(1),                   # cycle i: an entry is issued
-            "first": In(1),                   # cycle i: it is its column's first entry
-            "act": In(signed(ACT_BITS)),      # cycle i: the column's activation
-            "v": In(4),                       # cycle i + 2
-            "z": In(4),                       # cycle i + 2
+            "issued": In(issued_entry(entry_bits)),   # cycle i: valid, first, act (entry: unused)
+            "fetched": In(fetched_entry()),           # cycle i + 2: v, z
             "layer": In(layer_bits),          # codebook of the running layer
             "wb_en": In(1),
             "wb_row": In(row_bits),
@@ -73,7 +73,7 @@ class ArithmeticUnit(wiring.Component):
         # -- fetch (i + 1): the entry's issue, first flag and activation travel along ------
         fetch_v, fetch_first = Signal(), Signal()
         fetch_act = Signal(signed(ACT_BITS))
-        m.d.sync += [fetch_v.eq(self.issue), fetch_first.eq(self.first), fetch_act.eq(self.act)]
+        m.d.sync += [fetch_v.eq(self.issued.valid), fetch_first.eq(self.issued.first), fetch_act.eq(self.issued.act)]
         dec_v, dec_first = Signal(), Signal()
         dec_act = Signal(signed(ACT_BITS))
         m.d.sync += [dec_v.eq(fetch_v), dec_first.eq(fetch_first), dec_act.eq(fetch_act)]
@@ -82,8 +82,8 @@ class ArithmeticUnit(wiring.Component):
         prev_row = Signal(rb)
         dec_row = Signal(rb)
         m.d.comb += [
-            dec_row.eq(Mux(dec_first, self.z, prev_row + self.z + 1)),
-            cb_r.addr.eq((self.layer << 4) | self.v),
+            dec_row.eq(Mux(dec_first, self.fetched.z, prev_row + self.fetched.z + 1)),
+            cb_r.addr.eq((self.layer << 4) | self.fetched.v),
         ]
         mul_v = Signal()
         mul_row = Signal(rb)

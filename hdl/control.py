@@ -106,11 +106,18 @@ class ControlUnit(wiring.Component):
         last_row = Signal(p.local_bits + 1)
         last_pes = Signal(p.pe_bits + 1)
         wb_row = Signal(p.row_bits)
+        wb_last = Signal()                           # wb_row is the block's last row
+        more_blocks = Signal()                       # rows_left > block_rows: another batch follows
+        more_layers = Signal()                       # another layer follows this one
         fresh = Signal()                             # cycle 0 of a batch
+        warm = Signal()                              # cycle 2 or later of a batch
+        fresh1 = Signal()
+        idle_seen = Signal()                         # all_idle of the previous cycle (registered)
         wait = Signal(range(max(tm.pipeline_latency, tm.writeback_latency, 2)))
         counter = Signal(48)
         src_bank = Signal()
         first_block = Signal()
+        m.d.sync += [idle_seen.eq(self.all_idle), fresh1.eq(fresh), warm.eq(warm | fresh1)]
 
         m.d.comb += [
             self.batch.layer.eq(layer),
@@ -128,11 +135,19 @@ class ControlUnit(wiring.Component):
             d = descs[index]
             if p.max_layers > 1:
                 m.d.sync += cur.eq(d)
+            nxt = index + 1
             m.d.sync += [layer.eq(index), base.eq(d.ptr_base), local_base.eq(0),
                          rows_left.eq(d.rows0), rows_here.eq(Mux(d.rows0 < d.block_rows, d.rows0, d.block_rows)),
+                         more_blocks.eq(d.rows0 > d.block_rows),
+                         # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
+                         more_layers.eq((nxt < self.n_layers) & (nxt < p.max_layers)),
                          last_row.eq(d.rows0 - 1), last_pes.eq(d.n_out - (d.rows0 - 1) * p.n_pe),
-                         fresh.eq(1), first_block.eq(1)]
+                         fresh.eq(1), warm.eq(0), first_block.eq(1)]
 
+        # Every decision below is taken from registers: `start` comes registered from the
+        # host bus, all_idle is registered (idle_seen), the end-of-block and end-of-layer
+        # tests are kept as flags. Seeing all_idle one cycle late costs no cycle: DRAIN is one
+        # cycle shorter, and the first write-back read is still in cycle compute + pipeline_latency.
         with m.FSM(name="control"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -143,36 +158,35 @@ class ControlUnit(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.batch.nz_rewind.eq(fresh),
                              self.batch.clear_dst.eq(fresh & first_block), self.broadcast_en.eq(~fresh)]
                 m.d.sync += [fresh.eq(0), counter.eq(counter + 1)]
-                with m.If(~fresh & self.all_idle):     # this is cycle `compute`
-                    m.d.sync += wait.eq(tm.pipeline_latency - 2)
+                with m.If(warm & idle_seen):           # this is cycle `compute` + 1
+                    m.d.sync += wait.eq(tm.pipeline_latency - 3)
                     m.next = "DRAIN"
-            with m.State("DRAIN"):             # pipeline_latency - 1 cycles
+            with m.State("DRAIN"):             # pipeline_latency - 2 cycles
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
                 with m.If(wait == 0):
-                    m.d.sync += wb_row.eq(0)
+                    m.d.sync += [wb_row.eq(0), wb_last.eq(rows_here <= 1)]
                     m.next = "WRITEBACK"
             with m.State("WRITEBACK"):         # R cycles: one accumulator read per cycle
                 m.d.comb += [self.busy.eq(1), self.batch.wb_en.eq(1)]
-                m.d.sync += [counter.eq(counter + 1), wb_row.eq(wb_row + 1)]
-                with m.If(wb_row + 1 >= rows_here):
+                m.d.sync += [counter.eq(counter + 1), wb_row.eq(wb_row + 1), wb_last.eq(wb_row + 2 >= rows_here)]
+                with m.If(wb_last):
                     m.d.sync += wait.eq(tm.writeback_latency - 1)
                     m.next = "LAST_WRITE"
             with m.State("LAST_WRITE"):        # writeback_latency cycles: the last output is written
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
                 with m.If(wait == 0):
-                    with m.If(rows_left > cur.block_rows):          # another batch of this layer
+                    with m.If(more_blocks):                          # another batch of this layer
                         left = rows_left - cur.block_rows
                         m.d.sync += [base.eq(base + cur.n_in), local_base.eq(local_base + cur.block_rows),
-                                     rows_left.eq(left),
+                                     rows_left.eq(left), more_blocks.eq(left > cur.block_rows),
                                      rows_here.eq(Mux(left < cur.block_rows, left, cur.block_rows)),
-                                     fresh.eq(1), first_block.eq(0)]
+                                     fresh.eq(1), warm.eq(0), first_block.eq(0)]
                         m.next = "BATCH"
                     with m.Else():
                         m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
-                        # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
-                        with m.If((layer + 1 < self.n_layers) & (layer != self.params.max_layers - 1)):
+                        with m.If(more_layers):
                             begin_layer(layer + 1)
                             m.next = "BATCH"
                         with m.Else():

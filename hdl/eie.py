@@ -84,11 +84,16 @@ class EIEArray(wiring.Component):
         region = bus.addr[hm.REGION_SHIFT:]
         pe_sel = bus.addr[hm.PE_SHIFT:hm.REGION_SHIFT]
         offset = bus.addr[:hm.OFFSET_BITS]
-        write = bus.w_en & ~ctl.busy
+        # START is registered on its way to the control unit; the host sees BUSY from the cycle
+        # after the START write (the command pending, then the run), and writes are ignored then
+        start_pending = Signal()
+        host_busy = ctl.busy | start_pending
+        write = bus.w_en & ~host_busy
         n_layers = Signal(p.layer_bits + 1)
 
         ctrl_w = write & (region == hm.Region.CTRL)
-        m.d.comb += ctl.start.eq(ctrl_w & (offset == hm.Ctrl.CMD) & bus.w_data[0])
+        m.d.sync += start_pending.eq(ctrl_w & (offset == hm.Ctrl.CMD) & bus.w_data[0])
+        m.d.comb += ctl.start.eq(start_pending)
         clear_src = ctrl_w & (offset == hm.Ctrl.CMD) & bus.w_data[1]
         with m.If(ctrl_w & (offset == hm.Ctrl.N_LAYERS)):
             m.d.sync += n_layers.eq(bus.w_data)
@@ -129,7 +134,7 @@ class EIEArray(wiring.Component):
         with m.If(r_valid1):
             with m.Switch(r_ctrl):
                 with m.Case(hm.Ctrl.STATUS):
-                    m.d.sync += r_reg.eq(Cat(ctl.busy, ctl.done))
+                    m.d.sync += r_reg.eq(Cat(host_busy, ctl.done))
                 with m.Case(hm.Ctrl.CYCLES):
                     m.d.sync += r_reg.eq(ctl.cycles)
                 with m.Case(hm.Ctrl.N_LAYERS):

@@ -8,7 +8,18 @@ from amaranth.lib.wiring import In, Out
 
 from .params import ACT_BITS
 
-__all__ = ["ColumnIssue"]
+__all__ = ["ColumnIssue", "issued_entry"]
+
+
+def issued_entry(entry_bits: int) -> wiring.Signature:
+    """An entry leaving the issue stage in cycle i, to the sparse-matrix read unit (which
+    fetches its row) and the arithmetic unit (which carries `first` and `act` along)."""
+    return wiring.Signature({
+        "valid": Out(1),                     # an entry is issued (not a bubble)
+        "entry": Out(entry_bits),            # its index in the PE's sparse-matrix SRAM
+        "first": Out(1),                     # ... and it is its column's first
+        "act": Out(signed(ACT_BITS)),        # the column's activation
+    })
 
 
 class ColumnIssue(wiring.Component):
@@ -33,10 +44,7 @@ class ColumnIssue(wiring.Component):
             "ptr_en": Out(1),
             "ptr_start": In(entry_bits),            # the cycle after ptr_en
             "ptr_end": In(entry_bits),
-            "issue": Out(1),                        # entry `entry` is issued this cycle
-            "entry": Out(entry_bits),
-            "first": Out(1),                        # ... and it is its column's first
-            "act": Out(signed(ACT_BITS)),           # the column's activation
+            "issued": Out(issued_entry(entry_bits)),
             "active": Out(1),                       # an issue cycle (entry or bubble)
             "taken": Out(1),                        # the column register went to the issue stage
             "idle": Out(1),                         # nothing queued, fetched or issuing
@@ -82,10 +90,10 @@ class ColumnIssue(wiring.Component):
         e_cur = Mux(take, col_start, iss_cur)
         e_end = Mux(take, col_end, iss_end)
         m.d.comb += [
-            self.issue.eq((take | iss_active) & (e_cur < e_end)),
-            self.entry.eq(e_cur),
-            self.first.eq(take),
-            self.act.eq(Mux(take, col_act, iss_act)),
+            self.issued.valid.eq((take | iss_active) & (e_cur < e_end)),
+            self.issued.entry.eq(e_cur),
+            self.issued.first.eq(take),
+            self.issued.act.eq(Mux(take, col_act, iss_act)),
             self.active.eq(take | iss_active),
             self.taken.eq(take),
             self.idle.eq(~self.i.valid & ~fetch_pending & ~col_valid & ~iss_active),

@@ -60,21 +60,23 @@ class PE(wiring.Component):
         m.submodules.spmat_read = spmat = SparseMatrixRead(p.spmat_depth, p.entry_bits, p.spmat_addr_bits)
         m.submodules.arith = arith = ArithmeticUnit(acc_depth=p.acc_depth, acc_bits=p.acc_bits,
                                                     max_layers=p.max_layers, row_bits=p.row_bits,
-                                                    layer_bits=p.layer_bits)
+                                                    layer_bits=p.layer_bits, entry_bits=p.entry_bits)
         m.submodules.act_rw = acts = ActRW(act_depth=p.act_depth, local_bits=p.local_bits, acc_bits=p.acc_bits,
                                            shift_bits=p.shift_bits, nz_item=p.nz_item)
 
         m.d.comb += [
             queue.push_data.eq(self.push_data), queue.push.eq(self.push), self.room.eq(queue.room),
         ]
+        # the entry stream: queue -> column issue -> (sparse-matrix read, arithmetic), then
+        # sparse-matrix read -> arithmetic two cycles later
         wiring.connect(m, queue.o, issue.i)
+        wiring.connect(m, issue.issued, spmat.issued, arith.issued)
+        wiring.connect(m, spmat.fetched, arith.fetched)
         m.d.comb += [
             issue.base.eq(self.batch.base),
             ptrs.addr.eq(issue.ptr_addr), ptrs.en.eq(issue.ptr_en),
             issue.ptr_start.eq(ptrs.start), issue.ptr_end.eq(ptrs.end),
-            spmat.entry.eq(issue.entry), spmat.en.eq(issue.issue),
-            arith.issue.eq(issue.issue), arith.first.eq(issue.first), arith.act.eq(issue.act),
-            arith.v.eq(spmat.v), arith.z.eq(spmat.z), arith.layer.eq(self.batch.layer),
+            arith.layer.eq(self.batch.layer),
             self.idle.eq(issue.idle),
             self.popped.eq(queue.o.valid & queue.o.ready),
             self.taken.eq(issue.taken),

@@ -9,13 +9,20 @@ from amaranth.lib.wiring import In, Out
 
 from eie.golden_model.layout import ENTRIES_PER_SRAM_ROW, ENTRY_FIELDS, SRAM_ROW_BITS
 
-__all__ = ["SparseMatrixRead", "Entry", "SramRow"]
+from .issue import issued_entry
+
+__all__ = ["SparseMatrixRead", "Entry", "SramRow", "fetched_entry"]
 
 #: One encoded entry: 4-bit codebook index v (low nibble), 4-bit zero run z (high nibble),
 #: from the golden model's definition (golden_model/layout.py, used by the NumPy packer).
 Entry = data.StructLayout(ENTRY_FIELDS)
 #: One SRAM row: entry e of a PE sits in row e // 8, slot e % 8 (docs/image-format.md).
 SramRow = data.ArrayLayout(Entry, ENTRIES_PER_SRAM_ROW)
+
+
+def fetched_entry() -> wiring.Signature:
+    """The (v, z) of the entry issued two cycles before, to the arithmetic unit."""
+    return wiring.Signature({name: Out(bits) for name, bits in ENTRY_FIELDS.items()})
 
 
 class SparseMatrixRead(wiring.Component):
@@ -29,16 +36,14 @@ class SparseMatrixRead(wiring.Component):
     a different row than the last fetched one (a column's entries are consecutive);
     otherwise the read port is disabled and keeps its data, which saves SRAM reads.
 
-    Ports: `entry`, `en` (issue); `v`, `z` (two cycles later); `w_addr`, `w_data`, `w_en` (host).
+    Ports: `issued` (valid, entry; cycle i); `fetched` (v, z; cycle i + 2); `w_addr`, `w_data`, `w_en` (host).
     """
 
     def __init__(self, depth: int, entry_bits: int, addr_bits: int):
         self.depth = depth
         super().__init__({
-            "entry": In(entry_bits),
-            "en": In(1),
-            "v": Out(4),
-            "z": Out(4),
+            "issued": In(issued_entry(entry_bits)),
+            "fetched": Out(fetched_entry()),
             "w_addr": In(addr_bits),
             "w_data": In(SRAM_ROW_BITS),
             "w_en": In(1),
@@ -50,17 +55,17 @@ class SparseMatrixRead(wiring.Component):
         rd = sram.read_port()          # synchronous: row data one cycle after the address
         wr = sram.write_port()
 
-        row = self.entry >> 3
+        row = self.issued.entry >> 3
         fetched_row = Signal.like(row)
         fetched = Signal()               # fetched_row holds a valid row address
         slot = Signal(3)
 
-        need = self.en & (~fetched | (row != fetched_row))
+        need = self.issued.valid & (~fetched | (row != fetched_row))
         m.d.comb += [rd.addr.eq(row), rd.en.eq(need)]
         with m.If(need):
             m.d.sync += [fetched_row.eq(row), fetched.eq(1)]
-        with m.If(self.en):
-            m.d.sync += slot.eq(self.entry[:3])
+        with m.If(self.issued.valid):
+            m.d.sync += slot.eq(self.issued.entry[:3])
         with m.If(self.w_en):            # host rewrote the SRAM: the held row may be stale
             m.d.sync += fetched.eq(0)
 
@@ -70,6 +75,6 @@ class SparseMatrixRead(wiring.Component):
         m.d.sync += [row_data.eq(rd.data), row_slot.eq(slot)]
         # cycle i + 2: the entry is selected from registers
         entry = row_data[row_slot]
-        m.d.comb += [self.v.eq(entry.v), self.z.eq(entry.z)]
+        m.d.comb += [self.fetched.v.eq(entry.v), self.fetched.z.eq(entry.z)]
         m.d.comb += [wr.addr.eq(self.w_addr), wr.data.eq(self.w_data), wr.en.eq(self.w_en)]
         return m

@@ -144,26 +144,26 @@ def spmat_bench(rows, ops):
             await ctx.tick()
         ctx.set(dut.w_en, 0)
         for k, op in enumerate(ops):
-            ctx.set(dut.en, 0)
+            ctx.set(dut.issued.valid, 0)
             ctx.set(dut.w_en, 0)
             if op[0] == "issue":
-                ctx.set(dut.entry, op[1])
-                ctx.set(dut.en, 1)
+                ctx.set(dut.issued.entry, op[1])
+                ctx.set(dut.issued.valid, 1)
             elif op[0] == "idle":
-                ctx.set(dut.entry, (k * 37) % SPMAT_ENTRIES)   # ignored while en=0
+                ctx.set(dut.issued.entry, (k * 37) % SPMAT_ENTRIES)   # ignored while en=0
             else:
                 ctx.set(dut.w_addr, op[1])
                 ctx.set(dut.w_data, int(op[2]))
                 ctx.set(dut.w_en, 1)
             await ctx.tick()
             if was_issue:      # (v, z) of the previous cycle's issue are registered now
-                seen.append((ctx.get(dut.v), ctx.get(dut.z)))
+                seen.append((ctx.get(dut.fetched.v), ctx.get(dut.fetched.z)))
             was_issue = op[0] == "issue"
-        ctx.set(dut.en, 0)
+        ctx.set(dut.issued.valid, 0)
         ctx.set(dut.w_en, 0)
         await ctx.tick()
         if was_issue:
-            seen.append((ctx.get(dut.v), ctx.get(dut.z)))
+            seen.append((ctx.get(dut.fetched.v), ctx.get(dut.fetched.z)))
 
     run_sim(dut, tb)
     return seen
@@ -299,7 +299,7 @@ class ArithModel:
 
 def make_arith(acc_bits):
     return ArithmeticUnit(acc_depth=ACC_DEPTH, acc_bits=acc_bits, max_layers=N_LAYERS,
-                          row_bits=bits_for(ACC_DEPTH - 1), layer_bits=bits_for(N_LAYERS - 1))
+                          row_bits=bits_for(ACC_DEPTH - 1), layer_bits=bits_for(N_LAYERS - 1), entry_bits=12)
 
 
 async def arith_load_codebook(ctx, dut, codebook):
@@ -327,23 +327,23 @@ async def arith_compute(ctx, dut, layer, slots, garbage):
     timeline = list(slots) + [None] * VZ_DELAY
     for n, s in enumerate(timeline):
         if s is None:
-            ctx.set(dut.issue, 0)
-            ctx.set(dut.first, int(garbage.integers(0, 2)))
-            ctx.set(dut.act, int(garbage.integers(ACT_LO, ACT_HI + 1)))
+            ctx.set(dut.issued.valid, 0)
+            ctx.set(dut.issued.first, int(garbage.integers(0, 2)))
+            ctx.set(dut.issued.act, int(garbage.integers(ACT_LO, ACT_HI + 1)))
         else:
-            ctx.set(dut.issue, 1)
-            ctx.set(dut.first, s.first)
-            ctx.set(dut.act, s.act)
+            ctx.set(dut.issued.valid, 1)
+            ctx.set(dut.issued.first, s.first)
+            ctx.set(dut.issued.act, s.act)
         prev = timeline[n - VZ_DELAY] if n >= VZ_DELAY else None
         if prev is None:
-            ctx.set(dut.v, int(garbage.integers(0, 16)))
-            ctx.set(dut.z, int(garbage.integers(0, 16)))
+            ctx.set(dut.fetched.v, int(garbage.integers(0, 16)))
+            ctx.set(dut.fetched.z, int(garbage.integers(0, 16)))
         else:
-            ctx.set(dut.v, prev.v)
-            ctx.set(dut.z, prev.z)
+            ctx.set(dut.fetched.v, prev.v)
+            ctx.set(dut.fetched.z, prev.z)
         await ctx.tick()
-    ctx.set(dut.v, 0)
-    ctx.set(dut.z, 0)
+    ctx.set(dut.fetched.v, 0)
+    ctx.set(dut.fetched.z, 0)
     busy = 0
     while ctx.get(dut.busy):
         busy += 1
@@ -555,13 +555,13 @@ def test_arith_reset_mid_accumulation():
         # Issue the old batch but reset before its pipeline drains (entries in flight).
         timeline = old + [None] * VZ_DELAY
         for n, s in enumerate(timeline):
-            ctx.set(dut.issue, int(s is not None))
+            ctx.set(dut.issued.valid, int(s is not None))
             if s is not None:
-                ctx.set(dut.first, s.first)
-                ctx.set(dut.act, s.act)
+                ctx.set(dut.issued.first, s.first)
+                ctx.set(dut.issued.act, s.act)
             if n >= VZ_DELAY:
-                ctx.set(dut.v, timeline[n - VZ_DELAY].v)
-                ctx.set(dut.z, timeline[n - VZ_DELAY].z)
+                ctx.set(dut.fetched.v, timeline[n - VZ_DELAY].v)
+                ctx.set(dut.fetched.z, timeline[n - VZ_DELAY].z)
             await ctx.tick()
         ctx.set(rst, 1)
         await ctx.tick()

@@ -313,12 +313,12 @@ def run_issue(items, B, pmem, base, depth=None, check_room_stalls=False):
                 nxt += 1
             last_addr = pops[c] if en else None
             if ctx.get(iss.active):
-                if ctx.get(iss.issue):
-                    trace[c] = (ctx.get(iss.entry), bool(ctx.get(iss.first)), ctx.get(iss.act))
+                if ctx.get(iss.issued.valid):
+                    trace[c] = (ctx.get(iss.issued.entry), bool(ctx.get(iss.issued.first)), ctx.get(iss.issued.act))
                 else:
                     trace[c] = (None, None, None)     # a bubble
             else:
-                assert not ctx.get(iss.issue), f"cycle {c}: issue without active"
+                assert not ctx.get(iss.issued.valid), f"cycle {c}: issue without active"
             await ctx.tick()
 
     run_sim(dut, tb)
