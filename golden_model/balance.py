@@ -222,10 +222,11 @@ def _counts(nz: sp.csr_matrix, idx, perm: np.ndarray, n_pe: int, acc_depth: int)
 
 
 def pe_work(counts: np.ndarray, n_in: int, patterns: np.ndarray, fifo_depth: int,
-            writeback_rows, timing: Timing | None = None) -> tuple[int, int]:
+            writeback_rows, timing: Timing | None = None, last_layer: bool = False) -> tuple[int, int]:
     """(cycles, busiest PE entries) of one layer, summed over the activation `patterns`
     (bool (P, n_in), hardware column order), from its column counts (n_pe, n_blocks * n_in)
-    and PE 0's rows per batch, timed as cycle_model.layer_batches does (batch_cycles)."""
+    and PE 0's rows per batch, timed as cycle_model.layer_batches does (batch_cycles; the
+    run's last layer holds its last batch in the accumulators)."""
     tm = timing or Timing()
     n_pe = counts.shape[0]
     nb = counts.shape[1] // n_in
@@ -236,7 +237,7 @@ def pe_work(counts: np.ndarray, n_in: int, patterns: np.ndarray, fifo_depth: int
         for b in range(nb):
             ent = counts[:, b * n_in + cols].T
             compute = simulate_batch(ent, fifo_depth, tm)[3]
-            cycles += batch_cycles(compute, int(writeback_rows[b]), tm)
+            cycles += batch_cycles(compute, int(writeback_rows[b]), tm, held=last_layer and b == nb - 1)
             per_pe += ent.sum(axis=0)
     return int(cycles), int(per_pe.max(initial=0))
 
@@ -251,7 +252,7 @@ def _patterns_from(col_prob: np.ndarray, options: BalanceOptions) -> np.ndarray:
 
 # -- one layer ------------------------------------------------------------------------------
 def balance_rows(idx, n_pe: int, acc_depth: int = 64, *, col_prob=None, patterns=None,
-                 options: BalanceOptions | None = None, current=None) -> RowBalance:
+                 options: BalanceOptions | None = None, current=None, last_layer: bool = False) -> RowBalance:
     """Choose the row permutation of one layer.
 
     idx: codebook-index matrix (n_out, n_in), 0 = zero weight, columns in the order they
@@ -259,6 +260,7 @@ def balance_rows(idx, n_pe: int, acc_depth: int = 64, *, col_prob=None, patterns
     col_prob: (n_in,) probability that input j is non-zero (default: 1 for all).
     patterns: bool (P, n_in) activation patterns to score candidates on (default: from
     col_prob; all ones without it). current: an existing permutation to keep if best.
+    last_layer: the image's last layer (its last batch is timed without write-back).
     Returns RowBalance with perm (hardware row r holds logical row perm[r]).
     """
     t0 = time.perf_counter()
@@ -286,7 +288,7 @@ def balance_rows(idx, n_pe: int, acc_depth: int = 64, *, col_prob=None, patterns
         raise InputError(f"current permutation: {msg}")
 
     with _single_threaded_blas():
-        return _balance_rows(idx, n_pe, acc_depth, p, patterns, options, current, t0)
+        return _balance_rows(idx, n_pe, acc_depth, p, patterns, options, current, t0, last_layer)
 
 
 def _single_threaded_blas():
@@ -301,7 +303,7 @@ def _single_threaded_blas():
     return threadpool_limits(1, user_api="blas")
 
 
-def _balance_rows(idx, n_pe, acc_depth, p, patterns, options, current, t0) -> RowBalance:
+def _balance_rows(idx, n_pe, acc_depth, p, patterns, options, current, t0, last_layer) -> RowBalance:
     n_out, n_in = idx.shape
     nz = sp.csr_matrix(idx != 0, dtype=np.float64)
     cands: dict[str, np.ndarray] = {"identity": np.arange(n_out)}
@@ -333,7 +335,7 @@ def _balance_rows(idx, n_pe, acc_depth, p, patterns, options, current, t0) -> Ro
     rows0 = rows_in_block(n_out, n_pe, acc_depth)[0]
     for name, perm in cands.items():
         cycles[name], busiest[name] = pe_work(_counts(nz, idx, perm, n_pe, acc_depth), n_in, patterns,
-                                              options.fifo_depth, rows0)
+                                              options.fifo_depth, rows0, last_layer=last_layer)
     best = min(cands, key=lambda nm: cycles[nm])     # dicts keep insertion order: ties -> earlier
     return RowBalance(cands[best], best, cycles, busiest, len(patterns), time.perf_counter() - t0, swaps)
 
@@ -385,11 +387,11 @@ def balance_image(image: EIEImage, calibration=None, *, int_input: bool = False,
     stats = activation_statistics(image, calibration, int_input=int_input, max_patterns=options.max_patterns)
     layers, report = [], []
     prev = None                                       # new row_perm of the previous layer
-    for L, (prob, pats) in zip(image.layers, stats):
+    for i, (L, (prob, pats)) in enumerate(zip(image.layers, stats)):
         cols = np.arange(L.n_in) if prev is None else prev
         idx = decode_indices(L)[:, cols]               # logical rows, hardware columns
         res = balance_rows(idx, image.n_pe, image.acc_depth, col_prob=prob[cols], patterns=pats[:, cols],
-                           options=options, current=L.row_perm)
+                           options=options, current=L.row_perm, last_layer=i == len(image.layers) - 1)
         row_perm = None if res.is_identity else res.perm
         col_perm = prev
         if row_perm is None and col_perm is None and not L.is_permuted:

@@ -24,6 +24,8 @@ class Timing:
 
     list_latency: int = 2       # batch start -> every PE's first non-zero in its LNZD leaf buffer
     lnzd_level_latency: int = 1  # per LNZD tree level: each node has a registered output buffer
+    broadcast_latency: int = 1  # the root's choice -> written into every queue (broadcast registers)
+    room_latency: int = 2       # a pop -> its credit usable by the broadcaster (registered pop, counter)
     pointer_latency: int = 2    # queue pop -> first issue of that column (pointer read, registered)
     pipeline_latency: int = 5   # last entry issue -> its accumulate has landed (fetch, decode, multiply, read, add)
     writeback_latency: int = 4  # last accumulator read -> its output written (register, shift, round/saturate, write)
@@ -36,8 +38,13 @@ class Timing:
             raise ConfigError(f"timing.pointer_latency must be at least 1, not {self.pointer_latency}")
 
     def lnzd_latency(self, n_pe: int) -> int:
-        """Batch cycle of the earliest broadcast: the list read, then one cycle per tree level."""
+        """Batch cycle in which the LNZD root first has an item: the list read, then one cycle
+        per tree level."""
         return self.list_latency + lnzd_levels(n_pe) * self.lnzd_level_latency
+
+    def first_broadcast(self, n_pe: int) -> int:
+        """Batch cycle of the earliest broadcast (queue write)."""
+        return self.lnzd_latency(n_pe) + self.broadcast_latency
 
 
 def lnzd_levels(n_pe: int) -> int:

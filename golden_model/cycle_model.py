@@ -3,14 +3,15 @@
 Per output batch of a layer, with T non-zero input activations broadcast in increasing
 index order and n[k, t] entries of PE k in the t-th broadcast column, c = max(1, n):
 
-    B[t]    = max(B[t-1] + 1, lnzd_latency(N), max_k P[k, t-D] + 1)      broadcast cycle
+    B[t]    = max(B[t-1] + 1, first_broadcast(N), max_k P[k, t-D] + 1 + room_latency)   broadcast
     P[k, t] = max(B[t] + 1, S[k, t-1] - pointer_latency + 1)             pop cycle of PE k
     S[k, t] = max(P[k, t] + pointer_latency, S[k, t-1] + c[k, t-1])      first issue cycle
     entries of item t are issued in cycles S[k, t] ... S[k, t] + c[k, t] - 1
 
 and the batch lasts compute + pipeline_latency + R + writeback_latency cycles, where
 compute = max_k(S[k, T-1] + c[k, T-1]) (1 when T = 0) and R is the number of local rows
-PE 0 writes back. The recurrence runs over broadcasts, vectorised over PEs, so a 64-PE
+PE 0 writes back. The run's last batch is not written back (its outputs stay in the
+accumulators and are converted as the host reads them): compute + pipeline_latency. The recurrence runs over broadcasts, vectorised over PEs, so a 64-PE
 FC8 run is a few thousand NumPy steps.
 """
 
@@ -58,11 +59,11 @@ def simulate_batch(entries: np.ndarray, fifo_depth: int, timing: Timing | None =
     lp = tm.pointer_latency
     free = np.full(N, np.iinfo(np.int64).min // 2)     # S[k, t-1] + c[k, t-1]: issue stage free
     prev_s = np.full(N, np.iinfo(np.int64).min // 2)   # S[k, t-1]: the column register frees
-    last_b = tm.lnzd_latency(N) - 1
+    last_b = tm.first_broadcast(N) - 1
     for t in range(T):
         b = last_b + 1
         if t >= fifo_depth:
-            b = max(b, int(P[t - fifo_depth].max()) + 1)
+            b = max(b, int(P[t - fifo_depth].max()) + 1 + tm.room_latency)
         B[t] = last_b = b
         p = np.maximum(prev_s - lp + 1, b + 1)
         P[t] = p
@@ -72,22 +73,28 @@ def simulate_batch(entries: np.ndarray, fifo_depth: int, timing: Timing | None =
     return B, P, S, int(free.max())
 
 
-def batch_cycles(compute: int, writeback_rows: int, timing) -> int:
-    """A batch's length: compute, then the pipeline drains and R rows are written back."""
+def batch_cycles(compute: int, writeback_rows: int, timing, held: bool = False) -> int:
+    """A batch's length: compute, then the pipeline drains and R rows are written back;
+    `held` (the run's last batch): the outputs stay in the accumulators, no write-back."""
+    if held:
+        return compute + timing.pipeline_latency
     return compute + timing.pipeline_latency + writeback_rows + timing.writeback_latency
 
 
-def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_index: int = 0):
-    """Yield BatchTiming for every output batch of one layer on one input vector (int)."""
+def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_index: int = 0,
+                  last_layer: bool = False):
+    """Yield BatchTiming for every output batch of one layer on one input vector (int);
+    `last_layer`: the run's last layer, whose last batch is held in the accumulators."""
     cols = np.flatnonzero(np.asarray(a))
     counts = layer.column_counts()                   # (N, n_blocks * n_in)
     rows = rows_in_block(layer.n_out, layer.n_pe, layer.acc_depth)
     tm = config.timing
-    for b in range(n_blocks(layer.n_out, layer.n_pe, layer.acc_depth)):
+    nb = n_blocks(layer.n_out, layer.n_pe, layer.acc_depth)
+    for b in range(nb):
         ent = counts[:, b * layer.n_in + cols].T      # (T, N)
         B, P, S, compute = simulate_batch(ent, config.fifo_depth, tm)
         R = int(rows[0, b])
-        total = batch_cycles(compute, R, tm)
+        total = batch_cycles(compute, R, tm, held=last_layer and b == nb - 1)
         yield BatchTiming(layer_index, b, cols, B, P, S, np.maximum(ent, 1), ent, compute, R, total)
 
 
@@ -174,13 +181,13 @@ def cycle_report(image: EIEImage, layer_inputs: list[np.ndarray], config: EIECon
     for s in range(n_samples):
         for i, L in enumerate(image.layers):
             a = np.asarray(layer_inputs[i])[s]
-            for bt in layer_batches(L, a, config, i):
+            for bt in layer_batches(L, a, config, i, last_layer=i == len(image.layers) - 1):
                 T = len(bt.columns)
                 rep.cycles += bt.cycles
                 rep.cycles_per_sample[s] += bt.cycles
                 rep.broadcasts += T
                 if T:
-                    first = config.timing.lnzd_latency(N)
+                    first = config.timing.first_broadcast(N)
                     earliest = np.maximum(np.concatenate([[first - 1], bt.broadcast[:-1]]) + 1, first)
                     rep.broadcast_stall_cycles += int((bt.broadcast - earliest).sum())
                 rep.pe_entries += bt.entries.sum(axis=0)

@@ -52,6 +52,7 @@ class ActRW(wiring.Component):
             "wb_local": In(local_bits),
             "wb_keep": In(1),
             "wb_acc": In(signed(acc_bits)),
+            "wb_peek": In(1),                 # this wb_en is a host read of a held output: convert, do not write
             "shift": In(shift_bits),
             "relu": In(1),
             # host access to the source bank
@@ -59,7 +60,8 @@ class ActRW(wiring.Component):
             "in_local": In(local_bits),
             "in_data": In(signed(ACT_BITS)),
             "rd_local": In(local_bits),
-            "rd_data": Out(signed(ACT_BITS)),  # two cycles after rd_local (registered)
+            "rd_data": Out(signed(ACT_BITS)),  # READ_LATENCY (5) cycles after rd_local: the dense
+                                               # value, or the converted accumulator of a peek
             # non-zero list of the source bank, for the LNZD
             "nz": Out(stream.Signature(nz_item)),
             "nz_done": Out(1),
@@ -81,7 +83,7 @@ class ActRW(wiring.Component):
         # -- write-back: cycle w -> w + 4 ---------------------------------------------
         stage_go = [Signal(name=f"wb_go{n}") for n in range(4)]       # w + 1 ... w + 4
         stage_local = [Signal(lb, name=f"wb_local{n}") for n in range(4)]
-        m.d.sync += [stage_go[0].eq(self.wb_en & self.wb_keep), stage_local[0].eq(self.wb_local)]
+        m.d.sync += [stage_go[0].eq(self.wb_en & self.wb_keep & ~self.wb_peek), stage_local[0].eq(self.wb_local)]
         for n in range(1, 4):
             m.d.sync += [stage_go[n].eq(stage_go[n - 1]), stage_local[n].eq(stage_local[n - 1])]
         # shift (w + 2). Round half up without a run-time constant: t = floor(acc / 2**(shift-1))
@@ -131,9 +133,17 @@ class ActRW(wiring.Component):
                 m.d.sync += count[b].eq(count[b] + 1)
 
         # -- host read-back of the source bank ------------------------------------------
-        # registered: the block RAM's output goes straight into a flip-flop
+        # the block RAM's output goes straight into a flip-flop, then waits for the peek path:
+        # a host read of a held output (wb_en with wb_peek, one cycle after the request) goes
+        # through the write-back stages, whose `y` is ready five cycles after the request,
+        # like the dense value here
         m.d.comb += act_r.addr.eq(Cat(self.rd_local, self.src_bank))
-        m.d.sync += self.rd_data.eq(act_r.data)
+        dense = [Signal(signed(ACT_BITS), name=f"rd_dense{n}") for n in range(4)]
+        peek = [Signal(name=f"rd_peek{n}") for n in range(4)]
+        m.d.sync += [dense[0].eq(act_r.data), peek[0].eq(self.wb_peek & self.wb_en)]
+        m.d.sync += [dense[n].eq(dense[n - 1]) for n in range(1, 4)]
+        m.d.sync += [peek[n].eq(peek[n - 1]) for n in range(1, 4)]
+        m.d.comb += self.rd_data.eq(Mux(peek[3], y, dense[3]))
 
         # -- non-zero list prefetch for the LNZD -----------------------------------------
         buf = ResetInserter(self.nz_rewind)(RegisterFIFO(width=self.nz_item.size, depth=self.PREFETCH))

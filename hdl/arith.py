@@ -47,8 +47,10 @@ class ArithmeticUnit(wiring.Component):
             "issued": In(issued_entry(entry_bits)),   # cycle i: valid, first, act (entry: unused)
             "fetched": In(fetched_entry()),           # cycle i + 2: v, z
             "layer": In(layer_bits),          # codebook of the running layer
-            "wb_en": In(1),
+            "wb_en": In(1),                   # read accumulator wb_row (write-back or a host read)
             "wb_row": In(row_bits),
+            "wb_clear": In(1),                # ... and clear it (write-back; a host read keeps it)
+            "clear": In(1),                   # batch cycle 0: every accumulator reads 0 from now on
             "wb_acc": Out(signed(acc_bits)),  # cycle w + 2
             "busy": Out(1),                   # an entry is in flight
             "cb_w_addr": In(layer_bits + 4),  # layer * 16 + v
@@ -157,8 +159,11 @@ class ArithmeticUnit(wiring.Component):
         m.d.comb += acc_r.addr.eq(Mux(self.wb_en, self.wb_row, mul_row))
         m.d.sync += wb_read.eq(self.wb_en)
         with m.If(self.wb_en):
-            m.d.sync += [wb_hit.eq(acc_valid.bit_select(self.wb_row, 1)),
-                         acc_valid.bit_select(self.wb_row, 1).eq(0)]
+            m.d.sync += wb_hit.eq(acc_valid.bit_select(self.wb_row, 1))
+        with m.If(self.wb_en & self.wb_clear):
+            m.d.sync += acc_valid.bit_select(self.wb_row, 1).eq(0)
+        with m.If(self.clear):                 # after a run whose last batch was held, not written back
+            m.d.sync += acc_valid.eq(0)
         with m.If(wb_read):
             m.d.sync += self.wb_acc.eq(Mux(wb_hit, acc_r.data, 0))
         m.d.comb += self.busy.eq(fetch_v | dec_v | mul_v | rd_v | acc_v)

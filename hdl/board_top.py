@@ -200,7 +200,7 @@ class SelfTest(wiring.Component):
         polls = Signal(range(self.timeout + 1))
         mask = Signal(64)
         got = Signal(64)               # bus.r_data of the previous cycle: reads are checked from a register
-        assert hm.READ_LATENCY == 2
+        lag = Signal(range(hm.READ_LATENCY + 2))
         m.d.sync += got.eq(bus.r_data)
         with m.Switch(n_hw1):
             for h in range(4):
@@ -259,15 +259,14 @@ class SelfTest(wiring.Component):
                         m.next = "DATA"
                 with m.Else():
                     m.d.comb += r_en.eq(1)
+                    m.d.sync += lag.eq(0)
                     m.next = "COMPARE"
-            # the request goes out in the next cycle and is answered READ_LATENCY = 2 later,
-            # when `got` registers it: three cycles of waiting
+            # the request goes out in the next cycle and is answered READ_LATENCY cycles later,
+            # when `got` registers it: READ_LATENCY + 1 cycles of waiting
             with m.State("COMPARE"):
-                m.next = "COMPARE2"
-            with m.State("COMPARE2"):
-                m.next = "COMPARE3"
-            with m.State("COMPARE3"):
-                m.next = "CHECK"
+                m.d.sync += lag.eq(lag + 1)
+                with m.If(lag == hm.READ_LATENCY):
+                    m.next = "CHECK"
             with m.State("CHECK"):
                 with m.If((got & mask) != data):
                     m.d.sync += [failed.eq(1), mismatches.eq(mismatches + 1)]
@@ -278,14 +277,12 @@ class SelfTest(wiring.Component):
                     m.next = "DATA"
             with m.State("POLL"):
                 m.d.comb += r_en.eq(1)
-                m.d.sync += polls.eq(polls + 1)
+                m.d.sync += [polls.eq(polls + 1), lag.eq(0)]
                 m.next = "POLL_WAIT"
             with m.State("POLL_WAIT"):
-                m.next = "POLL_WAIT2"
-            with m.State("POLL_WAIT2"):
-                m.next = "POLL_WAIT3"
-            with m.State("POLL_WAIT3"):    # the read data is on the bus; `got` registers it
-                m.next = "POLL_CHECK"
+                m.d.sync += lag.eq(lag + 1)
+                with m.If(lag == hm.READ_LATENCY):
+                    m.next = "POLL_CHECK"
             with m.State("POLL_CHECK"):
                 with m.If(~(got & hm.Status.BUSY).any()):
                     m.next = "HDR0"

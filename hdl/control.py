@@ -77,10 +77,15 @@ class ControlUnit(wiring.Component):
             "desc_w_data": In(32),
             "desc_w_en": In(1),
             "all_idle": In(1),            # LNZD empty, queues empty, no PE fetching or issuing
+            "release": In(1),             # the host writes a new input: the held outputs are given up
             "busy": Out(1),
             "done": Out(1),
             "cycles": Out(48),
             "runs": Out(32),
+            # the run's last output batch, held in the accumulators (host reads convert it)
+            "held_valid": Out(1),
+            "held_base": Out(p.local_bits + 1),
+            "held_rows": Out(p.row_bits + 1),
             # to the PEs and the LNZD
             "batch": Out(batch_signature(p)),
             "broadcast_en": Out(1),
@@ -105,6 +110,8 @@ class ControlUnit(wiring.Component):
         rows_here = Signal(p.row_bits + 1)           # rows of this block
         last_row = Signal(p.local_bits + 1)
         last_pes = Signal(p.pe_bits + 1)
+        shift = Signal(p.shift_bits)                 # the running (after a run: the last) layer's
+        relu = Signal()                              # write-back conversion
         wb_row = Signal(p.row_bits)
         wb_last = Signal()                           # wb_row is the block's last row
         more_blocks = Signal()                       # rows_left > block_rows: another batch follows
@@ -122,8 +129,8 @@ class ControlUnit(wiring.Component):
         m.d.comb += [
             self.batch.layer.eq(layer),
             self.batch.base.eq(base),
-            self.batch.shift.eq(cur.shift),
-            self.batch.relu.eq(cur.relu),
+            self.batch.shift.eq(shift),
+            self.batch.relu.eq(relu),
             self.batch.last_row.eq(last_row),
             self.batch.last_pes.eq(last_pes),
             self.batch.src_bank.eq(src_bank),
@@ -136,7 +143,7 @@ class ControlUnit(wiring.Component):
             if p.max_layers > 1:
                 m.d.sync += cur.eq(d)
             nxt = index + 1
-            m.d.sync += [layer.eq(index), base.eq(d.ptr_base), local_base.eq(0),
+            m.d.sync += [layer.eq(index), base.eq(d.ptr_base), local_base.eq(0), shift.eq(d.shift), relu.eq(d.relu),
                          rows_left.eq(d.rows0), rows_here.eq(Mux(d.rows0 < d.block_rows, d.rows0, d.block_rows)),
                          more_blocks.eq(d.rows0 > d.block_rows),
                          # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
@@ -150,8 +157,10 @@ class ControlUnit(wiring.Component):
         # cycle shorter, and the first write-back read is still in cycle compute + pipeline_latency.
         with m.FSM(name="control"):
             with m.State("IDLE"):
+                with m.If(self.release):
+                    m.d.sync += self.held_valid.eq(0)
                 with m.If(self.start):
-                    m.d.sync += [counter.eq(0), self.done.eq(0)]
+                    m.d.sync += [counter.eq(0), self.done.eq(0), self.held_valid.eq(0)]
                     begin_layer(0)
                     m.next = "BATCH"
             with m.State("BATCH"):
@@ -165,8 +174,16 @@ class ControlUnit(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
                 with m.If(wait == 0):
-                    m.d.sync += [wb_row.eq(0), wb_last.eq(rows_here <= 1)]
-                    m.next = "WRITEBACK"
+                    with m.If(~more_blocks & ~more_layers):
+                        # The run's last batch: its sums have landed; they stay in the
+                        # accumulators, and the host's reads convert them (no write-back).
+                        m.d.sync += [src_bank.eq(~src_bank), self.held_valid.eq(1), self.held_base.eq(local_base),
+                                     self.held_rows.eq(rows_here),
+                                     self.done.eq(1), self.cycles.eq(counter + 1), self.runs.eq(self.runs + 1)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += [wb_row.eq(0), wb_last.eq(rows_here <= 1)]
+                        m.next = "WRITEBACK"
             with m.State("WRITEBACK"):         # R cycles: one accumulator read per cycle
                 m.d.comb += [self.busy.eq(1), self.batch.wb_en.eq(1)]
                 m.d.sync += [counter.eq(counter + 1), wb_row.eq(wb_row + 1), wb_last.eq(wb_row + 2 >= rows_here)]
@@ -186,10 +203,6 @@ class ControlUnit(wiring.Component):
                         m.next = "BATCH"
                     with m.Else():
                         m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
-                        with m.If(more_layers):
-                            begin_layer(layer + 1)
-                            m.next = "BATCH"
-                        with m.Else():
-                            m.d.sync += [self.done.eq(1), self.cycles.eq(counter + 1), self.runs.eq(self.runs + 1)]
-                            m.next = "IDLE"
+                        begin_layer(layer + 1)           # (the run's last batch ends in DRAIN)
+                        m.next = "BATCH"
         return m

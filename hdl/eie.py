@@ -59,17 +59,35 @@ class EIEArray(wiring.Component):
             pes.append(pe)
 
         # -- compute datapath -----------------------------------------------------------
-        # A broadcast goes out when the LNZD root has an item and every queue has room: the
-        # root's output buffer and the queue levels are registers, so this AND is short.
-        room = Cat(pe.room for pe in pes).all()
+        # The broadcaster sits at the LNZD root: it sends the root's item when every PE has a
+        # credit (a free queue entry; counters here, so the AND of N is local) and writes it
+        # into broadcast registers, one per group of four PEs, which write the queues in the
+        # next cycle (broadcast_latency). A PE's pop comes back registered and is a credit
+        # again the cycle after (room_latency = 2, docs/cycle-model.md).
+        D = p.fifo_depth
+        credits = [Signal(range(D + 1), init=D, name=f"credit{k}") for k in range(N)]
+        pop_back = [Signal(name=f"pop_back{k}") for k in range(N)]
         go = Signal()
         m.d.comb += [
-            go.eq(ctl.broadcast_en & room & lnzd.out.valid),
+            go.eq(ctl.broadcast_en & lnzd.out.valid & Cat(c != 0 for c in credits).all()),
             lnzd.out.ready.eq(go), lnzd.flush.eq(ctl.batch.nz_rewind),
-            ctl.all_idle.eq(lnzd.done & Cat(pe.idle for pe in pes).all()),
         ]
+        for k, pe in enumerate(pes):
+            m.d.sync += pop_back[k].eq(pe.popped)
+            with m.If(ctl.batch.nz_rewind):
+                m.d.sync += credits[k].eq(D)
+            with m.Else():
+                m.d.sync += credits[k].eq(credits[k] - go + pop_back[k])
+        groups = (N + 3) // 4
+        bc_valid = [Signal(name=f"bcast_valid{g}", attrs={"keep": 1}) for g in range(groups)]
+        bc_item = [Signal(p.act_item, name=f"bcast_item{g}", attrs={"keep": 1}) for g in range(groups)]
+        for g in range(groups):
+            m.d.sync += bc_valid[g].eq(go)
+            with m.If(go):
+                m.d.sync += bc_item[g].eq(lnzd.out.payload)
+        m.d.comb += ctl.all_idle.eq(lnzd.done & ~bc_valid[0] & Cat(pe.idle for pe in pes).all())
         m.d.comb += [
-            self.probe_broadcast.eq(go), self.probe_batch_start.eq(ctl.batch.nz_rewind),
+            self.probe_broadcast.eq(bc_valid[0]), self.probe_batch_start.eq(ctl.batch.nz_rewind),
             self.probe_pops.eq(Cat(pe.popped for pe in pes)), self.probe_takes.eq(Cat(pe.taken for pe in pes)),
             self.probe_busy.eq(ctl.busy),
         ]
@@ -77,7 +95,7 @@ class EIEArray(wiring.Component):
         wiring.connect(m, ctl.batch, *(pe.batch for pe in pes))
         for k, pe in enumerate(pes):
             wiring.connect(m, pe.nz, lnzd.heads[k])
-            m.d.comb += [lnzd.heads_done[k].eq(pe.nz_done), pe.push_data.eq(lnzd.out.payload), pe.push.eq(go)]
+            m.d.comb += [lnzd.heads_done[k].eq(pe.nz_done), pe.push_data.eq(bc_item[k // 4]), pe.push.eq(bc_valid[k // 4])]
 
         # -- host bus -------------------------------------------------------------------
         bus = self.bus
@@ -95,6 +113,8 @@ class EIEArray(wiring.Component):
         m.d.sync += start_pending.eq(ctrl_w & (offset == hm.Ctrl.CMD) & bus.w_data[0])
         m.d.comb += ctl.start.eq(start_pending)
         clear_src = ctrl_w & (offset == hm.Ctrl.CMD) & bus.w_data[1]
+        # a new input (CLEAR_INPUT or an activation write) gives up the held outputs
+        m.d.comb += ctl.release.eq(clear_src | (write & (region == hm.Region.ACT)))
         with m.If(ctrl_w & (offset == hm.Ctrl.N_LAYERS)):
             m.d.sync += n_layers.eq(bus.w_data)
         m.d.comb += [
@@ -119,37 +139,53 @@ class EIEArray(wiring.Component):
                 pe.rd_local.eq(offset),
             ]
 
-        # reads: the request is registered in cycle c; in c + 1 the CTRL register is selected
-        # and registered, and the activation memories' (registered) data arrive: both answer
-        # in c + READ_LATENCY (2), so no memory output reaches the bus unregistered
-        assert hm.READ_LATENCY == 2
-        r_region, r_region2 = Signal(4), Signal(4)
-        r_pe, r_pe2 = Signal(8), Signal(8)
-        r_ctrl = Signal(hm.OFFSET_BITS)
+        # Reads answer in c + READ_LATENCY (5). The request travels down a register pipeline;
+        # activation reads come from each PE five cycles later (the memory's output registered,
+        # or, for an output of the run's last batch, still held in the accumulators, the
+        # accumulator read in c + 1 and converted by the write-back stages: `peek`); a CTRL
+        # register is selected in c + 4. No memory output reaches the bus unregistered.
+        lat = hm.READ_LATENCY
+        assert lat == 5
+        req_valid = [Signal(name=f"rq_valid{n}") for n in range(lat)]
+        req_region = [Signal(4, name=f"rq_region{n}") for n in range(lat)]
+        req_pe = [Signal(8, name=f"rq_pe{n}") for n in range(lat)]
+        req_ctrl = [Signal(hm.OFFSET_BITS, name=f"rq_ctrl{n}") for n in range(lat - 1)]
+        m.d.sync += [req_valid[0].eq(bus.r_en), req_region[0].eq(region), req_pe[0].eq(pe_sel), req_ctrl[0].eq(offset)]
+        for n in range(1, lat):
+            m.d.sync += [req_valid[n].eq(req_valid[n - 1]), req_region[n].eq(req_region[n - 1]),
+                         req_pe[n].eq(req_pe[n - 1])]
+            if n < lat - 1:
+                m.d.sync += req_ctrl[n].eq(req_ctrl[n - 1])
+        m.d.comb += bus.r_valid.eq(req_valid[-1])
         r_reg = Signal(hm.DATA_BITS)
-        r_valid1 = Signal()
-        m.d.sync += [r_valid1.eq(bus.r_en), bus.r_valid.eq(r_valid1), r_region2.eq(r_region), r_pe2.eq(r_pe)]
-        with m.If(bus.r_en):
-            m.d.sync += [r_region.eq(region), r_pe.eq(pe_sel), r_ctrl.eq(offset)]
-        with m.If(r_valid1):
-            with m.Switch(r_ctrl):
-                with m.Case(hm.Ctrl.STATUS):
-                    m.d.sync += r_reg.eq(Cat(host_busy, ctl.done))
-                with m.Case(hm.Ctrl.CYCLES):
-                    m.d.sync += r_reg.eq(ctl.cycles)
-                with m.Case(hm.Ctrl.N_LAYERS):
-                    m.d.sync += r_reg.eq(n_layers)
-                with m.Case(hm.Ctrl.INFO):
-                    m.d.sync += r_reg.eq(N | (p.fifo_depth << 16) | (p.acc_depth << 32) | (p.max_layers << 48))
-                with m.Case(hm.Ctrl.RUNS):
-                    m.d.sync += r_reg.eq(ctl.runs)
-                with m.Default():
-                    m.d.sync += r_reg.eq(0)
-        with m.If(r_region2 == hm.Region.ACT):
-            with m.Switch(r_pe2):
+        with m.Switch(req_ctrl[-1]):
+            with m.Case(hm.Ctrl.STATUS):
+                m.d.sync += r_reg.eq(Cat(host_busy, ctl.done))
+            with m.Case(hm.Ctrl.CYCLES):
+                m.d.sync += r_reg.eq(ctl.cycles)
+            with m.Case(hm.Ctrl.N_LAYERS):
+                m.d.sync += r_reg.eq(n_layers)
+            with m.Case(hm.Ctrl.INFO):
+                m.d.sync += r_reg.eq(N | (p.fifo_depth << 16) | (p.acc_depth << 32) | (p.max_layers << 48))
+            with m.Case(hm.Ctrl.RUNS):
+                m.d.sync += r_reg.eq(ctl.runs)
+            with m.Default():
+                m.d.sync += r_reg.eq(0)
+        # a read of a held output: every PE reads the same accumulator row, the addressed one answers
+        peek_row = Signal(offset.shape().width + 1)
+        m.d.comb += peek_row.eq(offset - ctl.held_base)
+        peek, peek_r = Signal(), Signal()
+        peek_row_r = Signal(p.row_bits)
+        m.d.comb += peek.eq(bus.r_en & (region == hm.Region.ACT) & ctl.held_valid & ~host_busy
+                            & (offset >= ctl.held_base) & (peek_row < ctl.held_rows))
+        m.d.sync += [peek_r.eq(peek), peek_row_r.eq(peek_row)]      # registered: the range check is
+        for pe in pes:                                              # off the accumulator's address path
+            m.d.comb += [pe.peek_en.eq(peek_r & ~host_busy), pe.peek_row.eq(peek_row_r)]
+        with m.If(req_region[-1] == hm.Region.ACT):
+            with m.Switch(req_pe[-1]):
                 for k, pe in enumerate(pes):
                     with m.Case(k):
                         m.d.comb += bus.r_data.eq(pe.rd_data.as_signed())
-        with m.Elif(r_region2 == hm.Region.CTRL):
+        with m.Elif(req_region[-1] == hm.Region.CTRL):
             m.d.comb += bus.r_data.eq(r_reg)
         return m

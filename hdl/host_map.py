@@ -14,7 +14,7 @@ PE_SHIFT = 20
 OFFSET_BITS = 20
 ADDR_BITS = 32
 DATA_BITS = 64
-READ_LATENCY = 2     # r_valid and r_data come READ_LATENCY cycles after r_en (docs/host-interface.md)
+READ_LATENCY = 5     # r_valid and r_data come READ_LATENCY cycles after r_en (docs/host-interface.md)
 
 
 class Region:

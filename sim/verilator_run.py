@@ -61,14 +61,15 @@ def build_verilator(params: ArrayParams, root: Path = ROOT) -> tuple[Path, float
     binary = d / "obj" / "Veie_array"
     # the binary is current only if it was built from this Verilog and this harness
     stamp = d / "built.sha1"
-    digest = hashlib.sha1(text.encode() + HARNESS.read_bytes()).hexdigest()
+    cflags = f"-O1 -DEIE_READ_LATENCY={hm.READ_LATENCY}"     # the harness waits for the bus's answer
+    digest = hashlib.sha1(text.encode() + HARNESS.read_bytes() + cflags.encode()).hexdigest()
     if not binary.exists() or not stamp.exists() or stamp.read_text() != digest:
         stamp.unlink(missing_ok=True)
         v.write_text(text)
         t0 = time.perf_counter()
         cmd = [exe, "--cc", "--exe", "--build", "-O2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
                "--top-module", DEFAULT_TOP, "--Mdir", str(d / "obj"), "-o", "Veie_array",
-               "-CFLAGS", "-O1", str(v), str(HARNESS.resolve())]
+               "-CFLAGS", cflags, str(v), str(HARNESS.resolve())]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError("Verilator build failed:\n" + "\n".join((proc.stdout + proc.stderr).splitlines()[-20:]))

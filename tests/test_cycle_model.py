@@ -20,22 +20,28 @@ from .helpers import sparse_matrix
 
 def per_cycle_sim(entries, depth, timing=Timing()):
     """Explicit per-cycle state machine of the RTL's front end (docs/rtl.md), independent
-    of the recurrence: SyncFIFO queues (write visible next cycle, writable while level <
-    depth), a broadcaster that needs every queue writable, and per PE a pointer read
+    of the recurrence: a broadcaster with one credit counter per PE (D at the start; a pop
+    comes back one cycle later and is a credit again the cycle after that) that decides in
+    cycle c and writes every queue in c + 1 (the broadcast registers); SyncFIFO queues
+    (a write visible the next cycle; never written when full); and per PE a pointer read
     (data one cycle after the pop), a column register and an issue stage. A PE pops when
     the column register will be free, or taken by the issue stage, when the pointers land."""
     assert timing.pointer_latency == 2, "the RTL's pointer read: one cycle in flight, then the column register"
+    assert (timing.broadcast_latency, timing.room_latency) == (1, 2), "the RTL's broadcast registers and credits"
     T, N = entries.shape
     lat = timing.lnzd_latency(N)
     queues = [deque() for _ in range(N)]
+    credits = [depth] * N
+    pop_back = [0] * N          # PE k popped in the previous cycle (registered on its way back)
+    in_broadcast = None         # item decided in the previous cycle, written into the queues now
     pending = [None] * N        # item whose pointers land at the end of this cycle
     column = [None] * N         # the column register
     issue_end = [0] * N         # the issue stage is busy in cycles < issue_end
     B, P, S = [None] * T, [[None] * N for _ in range(T)], [[None] * N for _ in range(T)]
     nxt, cyc = 0, 0
     while True:
-        levels = [len(q) for q in queues]
-        bcast = nxt < T and cyc >= lat and all(lv < depth for lv in levels)
+        decide = nxt < T and cyc >= lat and all(c >= 1 for c in credits)
+        popped = [0] * N
         for k in range(N):   # every decision uses the state at the start of the cycle
             taken = column[k] is not None and issue_end[k] <= cyc
             if taken:
@@ -52,13 +58,20 @@ def per_cycle_sim(entries, depth, timing=Timing()):
                 t = queues[k].popleft()
                 P[t][k] = cyc
                 pending[k] = t
-        if bcast:
-            B[nxt] = cyc
+                popped[k] = 1
+        for k in range(N):
+            credits[k] += pop_back[k] - int(decide)
+        pop_back = popped
+        if in_broadcast is not None:          # the write of the item decided last cycle
+            B[in_broadcast] = cyc
             for q in queues:
-                q.append(nxt)
-            nxt += 1
+                assert len(q) < depth, "a queue written while full"
+                q.append(in_broadcast)
+        in_broadcast = nxt if decide else None
+        nxt += decide
         cyc += 1
-        if nxt == T and not any(queues) and all(x is None for x in pending + column) and max(issue_end) <= cyc:
+        if (nxt == T and in_broadcast is None and not any(queues)
+                and all(x is None for x in pending + column) and max(issue_end) <= cyc):
             break
     compute = max(max(issue_end), cyc) if T else 1
     as_arr = lambda a: np.array(a, dtype=np.int64).reshape(T, N)
@@ -82,6 +95,7 @@ def test_lnzd_latency_grows_one_cycle_per_tree_level():
     t = Timing()
     assert [lnzd_levels(n) for n in (1, 4, 5, 16, 17, 64, 65, 256)] == [1, 1, 2, 2, 3, 3, 4, 4]
     assert t.lnzd_latency(4) == t.list_latency + 1 and t.lnzd_latency(64) == t.list_latency + 3
+    assert t.first_broadcast(16) == t.lnzd_latency(16) + t.broadcast_latency
 
 
 def _report(W, x, n_pe, depth=8, acc_depth=64, **kw):
@@ -115,8 +129,9 @@ def test_one_pe_dense_gives_the_dense_count(rng):
     for depth in (1, 2, 8):
         rep = _report(W, x, 1, depth)
         assert rep.useful_macs == n_out * n_in
-        # first broadcast, pop, pointers, then every entry back to back (docs/cycle-model.md)
-        want = t.lnzd_latency(1) + 1 + t.pointer_latency + n_in * n_out + t.pipeline_latency + n_out + t.writeback_latency
+        # first broadcast, pop, pointers, then every entry back to back (docs/cycle-model.md);
+        # the run's only batch is held in the accumulators: no write-back
+        want = t.first_broadcast(1) + 1 + t.pointer_latency + n_in * n_out + t.pipeline_latency
         assert rep.cycles == want
 
 
@@ -125,7 +140,7 @@ def test_all_zero_input_costs_only_fixed_overhead(rng):
     rep = _report(W, np.zeros(10), 4)
     t = Timing()
     assert rep.broadcasts == 0 and rep.useful_macs == 0
-    assert rep.cycles == 1 + t.pipeline_latency + 5 + t.writeback_latency
+    assert rep.cycles == 1 + t.pipeline_latency   # one batch, held: no write-back
 
 
 def test_all_zero_matrix_costs_one_cycle_per_broadcast(rng):
@@ -138,10 +153,10 @@ def test_all_zero_matrix_costs_one_cycle_per_broadcast(rng):
 def test_empty_columns_cost_one_bubble_each():
     entries = np.array([[0], [0], [3], [0]])
     B, P, S, compute = simulate_batch(entries, 8, Timing())
-    assert B.tolist() == [3, 4, 5, 6]
-    assert P[:, 0].tolist() == [4, 5, 6, 7]
-    assert S[:, 0].tolist() == [6, 7, 8, 11]   # bubble, bubble, three entries (8, 9, 10), bubble
-    assert compute == 12
+    assert B.tolist() == [4, 5, 6, 7]
+    assert P[:, 0].tolist() == [5, 6, 7, 8]
+    assert S[:, 0].tolist() == [7, 8, 9, 12]   # bubble, bubble, three entries (9, 10, 11), bubble
+    assert compute == 13
 
 
 def test_same_accumulator_on_consecutive_cycles_has_no_stall(rng):
@@ -149,10 +164,10 @@ def test_same_accumulator_on_consecutive_cycles_has_no_stall(rng):
     the bypass means the PE still issues one entry per cycle."""
     n_in = 40
     W = rng.normal(size=(1, n_in)) + 3
-    rep = _report(W, rng.random(n_in) + 1, 1, depth=2)
+    rep = _report(W, rng.random(n_in) + 1, 1, depth=8)   # deep enough for the credit loop
     t = Timing()
-    lead = t.lnzd_latency(1) + 1 + t.pointer_latency
-    assert rep.cycles == lead + n_in + t.pipeline_latency + 1 + t.writeback_latency
+    lead = t.first_broadcast(1) + 1 + t.pointer_latency
+    assert rep.cycles == lead + n_in + t.pipeline_latency
     assert rep.as_dict()["per_pe"][0]["idle_cycles"] == lead
 
 
@@ -190,6 +205,9 @@ def test_rows_not_multiple_of_n_and_output_batches(rng):
     assert rep.broadcasts == 6 * 12
     assert rep.cycles == sum(b.cycles for b in rep.batches)
     assert [b.writeback_rows for b in rep.batches] == [4, 4, 4, 4, 4, 3]
+    t = Timing()     # every batch is written back but the last, which the host reads from the accumulators
+    assert [b.cycles - b.compute_cycles for b in rep.batches] == [t.pipeline_latency + 4 + t.writeback_latency] * 5 + [
+        t.pipeline_latency]
     one = encode_network([W], 2, acc_depth=64, calibration=x)
     np.testing.assert_array_equal(res.outputs_int, run_image(one, x).outputs_int)
 

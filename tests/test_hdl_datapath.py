@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from eie.golden_model import numerics as nm
 from eie.golden_model.config import Timing
+from eie.hdl.host_map import READ_LATENCY
 from eie.golden_model.layout import pack_sram_rows, unpack_sram_rows
 from eie.hdl.act_rw import ActRW
 from eie.hdl.arith import ArithmeticUnit
@@ -352,9 +353,11 @@ async def arith_compute(ctx, dut, layer, slots, garbage):
     return busy
 
 
-async def arith_writeback(ctx, dut, rows):
-    """wb_en/wb_row in cycle w, wb_acc read in cycle w + WB_DELAY; one row per cycle."""
+async def arith_writeback(ctx, dut, rows, clear=True):
+    """wb_en/wb_row in cycle w, wb_acc read in cycle w + WB_DELAY; one row per cycle.
+    `clear` False: a host read of held outputs (the accumulators keep their sums)."""
     out = []
+    ctx.set(dut.wb_clear, int(clear))
     for n in range(len(rows) + WB_DELAY - 1):
         ctx.set(dut.wb_en, int(n < len(rows)))
         if n < len(rows):
@@ -536,6 +539,33 @@ def test_arith_writeback_clears_and_unwritten_rows_read_zero():
     assert got["wb2"] == [0, -4 * 11 + -4 * 13, 0]
 
 
+def test_arith_host_reads_keep_the_sums_and_clear_empties_every_row():
+    """A read without wb_clear (the host reading the run's held last batch) leaves every
+    sum in place, however often; `clear` (batch cycle 0) makes every row read 0 again."""
+    codebook = [[0] + list(range(1, 16)), [0] * 16]
+    batch = [Issue(1, 100, 3, 1), Issue(0, 7, 2, 1), Issue(1, -9, 5, 0)]     # rows 1, 3, 0
+    dut = make_arith(32)
+    got = {}
+
+    async def tb(ctx):
+        g = np.random.default_rng(1)
+        await arith_load_codebook(ctx, dut, codebook)
+        await arith_compute(ctx, dut, 0, batch, g)
+        got["peek1"] = await arith_writeback(ctx, dut, list(range(ACC_DEPTH)), clear=False)
+        got["peek2"] = await arith_writeback(ctx, dut, [3, 1, 0, 3], clear=False)
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        got["after_clear"] = await arith_writeback(ctx, dut, list(range(ACC_DEPTH)), clear=False)
+
+    run_sim(dut, tb)
+    want = [0] * ACC_DEPTH
+    want[1], want[3], want[0] = 300, 14, -45
+    assert got["peek1"] == want
+    assert got["peek2"] == [14, 300, -45, 14]
+    assert got["after_clear"] == [0] * ACC_DEPTH
+
+
 def test_arith_reset_mid_accumulation():
     """A reset with entries landed and in flight: afterwards every accumulator reads 0
     until written, and the next batch accumulates from zero."""
@@ -640,14 +670,15 @@ class ActBench:
         self.ctx.set(self.dut.in_en, 0)
 
     async def host_read(self, locals_):
-        """rd_local in cycle c, rd_data (registered) in cycle c + 2, one per cycle."""
+        """rd_local in cycle c, rd_data in cycle c + READ_LATENCY (4), one per cycle."""
         out = []
         locals_ = list(locals_)
-        for n in range(len(locals_) + 1):
+        lag = READ_LATENCY - 1
+        for n in range(len(locals_) + lag):
             if n < len(locals_):
                 self.ctx.set(self.dut.rd_local, locals_[n])
             await self.tick()
-            if n:      # the request of the cycle before is registered now
+            if n >= lag:   # the answer to the request `lag` ticks back
                 out.append(self.ctx.get(self.dut.rd_data))
         return out
 
@@ -782,7 +813,7 @@ def test_actrw_writeback_directed_values():
 
 
 def test_actrw_host_input_lists_and_banks():
-    """Host writes go to the source bank (zeros not listed), rd_data two cycles after
+    """Host writes go to the source bank (zeros not listed), rd_data four cycles after
     rd_local, each bank keeps its own data and list, clear_src/clear_dst empty one list."""
     rng = np.random.default_rng(5)
     dut = make_actrw(48)

@@ -13,6 +13,10 @@
 #include "Veie_array.h"
 #include "verilated.h"
 
+#ifndef EIE_READ_LATENCY
+#error "build with -DEIE_READ_LATENCY=<hdl/host_map.py READ_LATENCY> (sim/verilator_run.py does)"
+#endif
+
 static uint64_t cycles = 0;
 
 static void tick(Veie_array* top) {
@@ -57,7 +61,7 @@ int main(int argc, char** argv) {
             top->bus___05Fr_en = 1;
             tick(top.get());
             top->bus___05Fr_en = 0;
-            tick(top.get());  // the host bus answers two cycles after r_en (hdl/host_map.py READ_LATENCY)
+            for (int i = 1; i < EIE_READ_LATENCY; ++i) tick(top.get());  // the answer comes READ_LATENCY cycles later
             top->eval();
             std::fprintf(out, "R %llu\n", (unsigned long long)top->bus___05Fr_data);
         } else if (op == 'S') {
@@ -68,7 +72,7 @@ int main(int argc, char** argv) {
                 tick(top.get());
                 ++waited;
                 if (waited > (1ull << 40)) return 4;
-            } while (!top->bus___05Fr_valid || (top->bus___05Fr_data & 1));  // answers come 2 cycles late
+            } while (!top->bus___05Fr_valid || (top->bus___05Fr_data & 1));  // answers come READ_LATENCY cycles late
             top->bus___05Fr_en = 0;
             std::fprintf(out, "S %llu\n", (unsigned long long)waited);
         } else {
