@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
@@ -186,8 +186,9 @@ class SelfTest(wiring.Component):
         pc = Signal(range(len(prog.words) + 1))
         nxt = Signal.like(pc)
         consume = Signal()
-        m.d.comb += [nxt.eq(pc + consume), rd.addr.eq(nxt)]
-        m.d.sync += pc.eq(nxt)
+        pc1 = Signal.like(pc, init=1)       # pc + 1, kept as a register: no adder before the ROM
+        m.d.comb += [nxt.eq(Mux(consume, pc1, pc)), rd.addr.eq(nxt)]
+        m.d.sync += [pc.eq(nxt), pc1.eq(nxt + 1)]
         word = rd.data
 
         op, region, n_hw1, pe = Signal(2), Signal(4), Signal(2), Signal(8)

@@ -124,7 +124,13 @@ class ControlUnit(wiring.Component):
         counter = Signal(48)
         src_bank = Signal()
         first_block = Signal()
+        clear_dst = Signal()                         # fresh & first_block, as a register
+        bcast_on = Signal()                          # BATCH after cycle 0: the LNZD may broadcast
+        wb_on = Signal()                             # WRITEBACK
         m.d.sync += [idle_seen.eq(self.all_idle), fresh1.eq(fresh), warm.eq(warm | fresh1)]
+        # the batch signals to the PEs come straight from flip-flops
+        m.d.comb += [self.batch.nz_rewind.eq(fresh), self.batch.clear_dst.eq(clear_dst),
+                     self.broadcast_en.eq(bcast_on), self.batch.wb_en.eq(wb_on)]
 
         m.d.comb += [
             self.batch.layer.eq(layer),
@@ -149,7 +155,7 @@ class ControlUnit(wiring.Component):
                          # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
                          more_layers.eq((nxt < self.n_layers) & (nxt < p.max_layers)),
                          last_row.eq(d.rows0 - 1), last_pes.eq(d.n_out - (d.rows0 - 1) * p.n_pe),
-                         fresh.eq(1), warm.eq(0), first_block.eq(1)]
+                         fresh.eq(1), warm.eq(0), first_block.eq(1), clear_dst.eq(1), bcast_on.eq(0)]
 
         # Every decision below is taken from registers: `start` comes registered from the
         # host bus, all_idle is registered (idle_seen), the end-of-block and end-of-layer
@@ -164,11 +170,10 @@ class ControlUnit(wiring.Component):
                     begin_layer(0)
                     m.next = "BATCH"
             with m.State("BATCH"):
-                m.d.comb += [self.busy.eq(1), self.batch.nz_rewind.eq(fresh),
-                             self.batch.clear_dst.eq(fresh & first_block), self.broadcast_en.eq(~fresh)]
-                m.d.sync += [fresh.eq(0), counter.eq(counter + 1)]
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [fresh.eq(0), clear_dst.eq(0), bcast_on.eq(1), counter.eq(counter + 1)]
                 with m.If(warm & idle_seen):           # this is cycle `compute` + 1
-                    m.d.sync += wait.eq(tm.pipeline_latency - 3)
+                    m.d.sync += [wait.eq(tm.pipeline_latency - 3), bcast_on.eq(0)]
                     m.next = "DRAIN"
             with m.State("DRAIN"):             # pipeline_latency - 2 cycles
                 m.d.comb += self.busy.eq(1)
@@ -182,13 +187,13 @@ class ControlUnit(wiring.Component):
                                      self.done.eq(1), self.cycles.eq(counter + 1), self.runs.eq(self.runs + 1)]
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [wb_row.eq(0), wb_last.eq(rows_here <= 1)]
+                        m.d.sync += [wb_row.eq(0), wb_last.eq(rows_here <= 1), wb_on.eq(1)]
                         m.next = "WRITEBACK"
             with m.State("WRITEBACK"):         # R cycles: one accumulator read per cycle
-                m.d.comb += [self.busy.eq(1), self.batch.wb_en.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += [counter.eq(counter + 1), wb_row.eq(wb_row + 1), wb_last.eq(wb_row + 2 >= rows_here)]
                 with m.If(wb_last):
-                    m.d.sync += wait.eq(tm.writeback_latency - 1)
+                    m.d.sync += [wait.eq(tm.writeback_latency - 1), wb_on.eq(0)]
                     m.next = "LAST_WRITE"
             with m.State("LAST_WRITE"):        # writeback_latency cycles: the last output is written
                 m.d.comb += self.busy.eq(1)
@@ -199,7 +204,7 @@ class ControlUnit(wiring.Component):
                         m.d.sync += [base.eq(base + cur.n_in), local_base.eq(local_base + cur.block_rows),
                                      rows_left.eq(left), more_blocks.eq(left > cur.block_rows),
                                      rows_here.eq(Mux(left < cur.block_rows, left, cur.block_rows)),
-                                     fresh.eq(1), warm.eq(0), first_block.eq(0)]
+                                     fresh.eq(1), warm.eq(0), first_block.eq(0), bcast_on.eq(0)]
                         m.next = "BATCH"
                     with m.Else():
                         m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
