@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench verilog fpga sim regress venv clean
+.PHONY: demo test test-slow bench verilog fpga sim regress venv clean
 
 venv: $(STAMP)
 
@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/eie demo
 
+# Everything but the place-and-route tests (`slow`: minutes each); `make test-slow` or
+# `make fpga` runs those.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 bench: $(STAMP)
 	$(BIN)/eie bench --out reports/bench $(BENCH_ARGS)
@@ -32,6 +37,7 @@ verilog: $(STAMP)
 FPGA_BOARDS ?= icebreaker ulx3s-85f
 fpga: $(STAMP)
 	@for b in $(FPGA_BOARDS); do $(BIN)/eie fpga --board $$b --n-pe 4 $(FPGA_ARGS) || exit 1; done
+	$(BIN)/python -m pytest -m slow
 
 # The built-in case on the RTL under Icarus (cocotb), with waves for GTKWave.
 sim: $(STAMP)

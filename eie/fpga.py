@@ -127,13 +127,16 @@ BOARDS: dict[str, Board] = {b.name: b for b in [
           note="no DSP blocks: every 16 x 16 multiplier is built from LUTs"),
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C",
           capacity={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
-          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES),
+          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES,
+          target_mhz=100.0),
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "LFE5U-45F-6BG381C",
           capacity={"lut": 43848, "ff": 43848, "bram": 108, "dsp": 72},
-          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES),
+          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES,
+          target_mhz=100.0),
     Board("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "LFE5U-25F-6BG381C",
           capacity={"lut": 24288, "ff": 24288, "bram": 56, "dsp": 28},
-          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES),
+          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES,
+          target_mhz=100.0),
 ]}
 
 

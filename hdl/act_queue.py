@@ -12,10 +12,11 @@ __all__ = ["ActivationQueue"]
 class ActivationQueue(wiring.Component):
     """`depth` broadcast items, first-word fall-through (Amaranth `SyncFIFO`).
 
-    The write side is not a stream on purpose: the LNZD writes all N queues in the same
-    cycle and only when every one has room, so `push` waits for `room` (a stream's
-    `valid` must not wait for `ready`). An item pushed in cycle c can be popped from
-    cycle c + 1; a pop does not make room before the next cycle (docs/cycle-model.md).
+    The write side is not a stream on purpose: the broadcast registers write all N queues
+    in the same cycle, and the broadcaster's credits (one per PE, hdl/eie.py) guarantee
+    the room, so `push` does not wait for anything. An item pushed in cycle c can be
+    popped from cycle c + 1; a pop does not make room before the next cycle
+    (docs/cycle-model.md).
 
     Ports: `push_data`, `push` (in), `room` (out: level < depth); `o` stream to the PE.
     """

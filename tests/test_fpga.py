@@ -57,6 +57,7 @@ def test_board_selftest_detects_a_wrong_result():
     assert seen["failed"] == 1 and seen["passed"] == 0 and seen["mismatches"] == 1
 
 
+@pytest.mark.slow
 def test_smallest_build_report(tmp_path, capsys):
     """Synthesis, place and route and packing of 1 PE on the iCE40UP5K (about a minute)."""
     rc = main(["fpga", "--board", "icebreaker", "--n-pe", "1", "--no-search", "--json", "--gate-sim",
@@ -173,3 +174,19 @@ def test_unknown_board_and_bad_parameters_are_one_line(capsys):
         assert main(["fpga", "--board", "icebreaker", "--target-mhz", bad, "--synth-only", "--no-search"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--target-mhz" in err and "MHz" in err
+
+
+@pytest.mark.slow
+def test_ulx3s_four_pe_build_routes_and_reports_its_throughput(tmp_path):
+    """The ECP5 preset's 4-PE build through place and route (minutes): it fits, meets the
+    board's clock, nextpnr was asked for the board's target, and the report carries the
+    projected throughput of the exact cycle count at the routed Fmax (docs/fpga.md)."""
+    res, path = fpga.run_fpga("ulx3s-85f", 4, search="none", out_dir=tmp_path / "reports",
+                              build_dir=tmp_path / "build", pnr=True)
+    assert path.exists() and res["fits"] and res["pnr"]["ran"]
+    p = res["pnr"]
+    assert p["constraint_mhz"] == pytest.approx(fpga.BOARDS["ulx3s-85f"].target_mhz, abs=0.1)
+    assert p["meets_board_clock"] and p["fmax_mhz"] > res["clock"]["board_mhz"]
+    assert p["utilisation"]["dsp"]["used"] == 4 and res["multipliers"]["all_in_dsp"]
+    t = res["throughput"]
+    assert t["fpga_useful_macs_per_s"] == pytest.approx(t["useful_macs"] * p["fmax_mhz"] * 1e6 / t["cycles"])

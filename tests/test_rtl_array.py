@@ -292,6 +292,53 @@ def test_writes_while_busy_are_ignored_and_registers_read_back():
     np.testing.assert_array_equal(out, gold.outputs_int[0])
 
 
+def test_held_outputs_read_twice_then_given_up_by_a_new_input():
+    """The run's last batch stays in the accumulators: reading its outputs (with a multi-
+    batch layer, also those written back earlier) gives the golden values every time; an
+    activation write gives them up (reads then return the activation memory, here the
+    value just written), and the next START's outputs are again exact."""
+    rng = np.random.default_rng(21)
+    image = encode_network([sparse_matrix(rng, 20, 12, 0.7)], 2, acc_depth=4)   # 10 rows per PE: 3 batches
+    a = int_inputs(rng, 2, 12, 0.9)
+    gold = run_image(image, a, int_input=True)
+    params = params_for_image(image)
+    dut = EIEArray(params)
+    reads = output_reads(20, 2)
+    seen = {}
+
+    def signed(w):
+        return w - (1 << 64) if w >> 63 else w
+
+    async def host(ctx):
+        bus = dut.bus
+        status = hm.address(hm.Region.CTRL, hm.Ctrl.STATUS)
+        await bus_write(ctx, bus, image_writes(image, params) + input_writes(a[0], 2) + start_writes())
+        for _ in range(10_000):
+            if not await bus_read(ctx, bus, status) & hm.Status.BUSY:
+                break
+        seen["first"] = [signed(await bus_read(ctx, bus, r)) for r in reads]
+        seen["again"] = [signed(await bus_read(ctx, bus, r)) for r in reversed(reads)][::-1]
+        # output 18 = local row 9 of PE 0: in the last batch (held); write a marker there
+        marker = hm.address(hm.Region.ACT, 9, 0)
+        await bus_write(ctx, bus, [(marker, 1234)])
+        seen["released"] = signed(await bus_read(ctx, bus, marker))
+        await bus_write(ctx, bus, input_writes(a[1], 2) + start_writes())
+        for _ in range(10_000):
+            if not await bus_read(ctx, bus, status) & hm.Status.BUSY:
+                break
+        seen["second"] = [signed(await bus_read(ctx, bus, r)) for r in reads]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.run()
+    assert n_blocks(20, 2, 4) == 3
+    np.testing.assert_array_equal(seen["first"], gold.outputs_int[0])
+    np.testing.assert_array_equal(seen["again"], gold.outputs_int[0])
+    assert seen["released"] == 1234
+    np.testing.assert_array_equal(seen["second"], gold.outputs_int[1])
+
+
 def test_loader_rejects_images_that_do_not_fit():
     rng = np.random.default_rng(15)
     image = encode_network([sparse_matrix(rng, 40, 30, 0.9)], 2, acc_depth=8)
