@@ -465,6 +465,36 @@ def stable_merge(lists, key):
     return [x for *_, x in sorted(out, key=lambda t: t[:3])]
 
 
+def run_merge(dut, inputs, done_port, lists, rng, gaps, p_take, horizon, payload_of):
+    """Drive sorted `lists` into the stream `inputs` (with `done_port`), take `dut.out`
+    with probability `p_take` per cycle until `dut.done`; returns the items taken (by
+    `payload_of`) and the cycles they were taken in."""
+    out, out_cycles = [], []
+
+    async def tb(ctx):
+        srcs = [ListSource(lst, rng, gaps) for lst in lists]
+        for c in range(horizon):
+            done = 0
+            for n, src in enumerate(srcs):
+                done |= src.drive(ctx, inputs[n], done_port, n)
+            ctx.set(done_port, done)
+            take = int(rng.random() < p_take)
+            ctx.set(dut.out.ready, take)
+            if ctx.get(dut.done):
+                break
+            if take and ctx.get(dut.out.valid):
+                out.append(payload_of(ctx.get(dut.out.payload)))
+                out_cycles.append(c)
+            for n, src in enumerate(srcs):
+                src.after(ctx, inputs[n])
+            await ctx.tick()
+        else:
+            raise AssertionError("the merge never reported done")
+
+    run_sim(dut, tb)
+    return out, out_cycles
+
+
 @pytest.mark.parametrize("n_children", [1, 2, 3, 4])
 @pytest.mark.parametrize("gaps,p_ready", [(0.0, 1.0), (0.3, 1.0), (0.0, 0.5), (0.4, 0.6)])
 def test_lnzd_node_merges_in_order(n_children, gaps, p_ready):
@@ -480,30 +510,9 @@ def test_lnzd_node_merges_in_order(n_children, gaps, p_ready):
         local = np.sort(rng.integers(0, 6 if n % 2 else 16, size))             # many ties
         lists.append([{"local": int(m), "value": rand_act(rng), "pe": n} for m in local])
     want = stable_merge(lists, key=lambda h: h["local"])
-    out, out_cycles = [], []
-
-    async def tb(ctx):
-        srcs = [ListSource(lst, rng, gaps) for lst in lists]
-        for c in range(40 * (len(want) + 2)):
-            done = 0
-            for n, src in enumerate(srcs):
-                done |= src.drive(ctx, dut.children[n], dut.children_done, n)
-            ctx.set(dut.children_done, done)
-            ready = int(rng.random() < p_ready)
-            ctx.set(dut.out.ready, ready)
-            if ctx.get(dut.done):
-                break
-            if ctx.get(dut.out.valid) and ready:
-                p = ctx.get(dut.out.payload)
-                out.append({"local": p.local, "value": p.value, "pe": p.pe})
-                out_cycles.append(c)
-            for n, src in enumerate(srcs):
-                src.after(ctx, dut.children[n])
-            await ctx.tick()
-        else:
-            raise AssertionError("the node never reported done")
-
-    run_sim(dut, tb)
+    out, out_cycles = run_merge(dut, dut.children, dut.children_done, lists, rng, gaps, p_ready,
+                                40 * (len(want) + 2),
+                                lambda p: {"local": p.local, "value": p.value, "pe": p.pe})
     assert out == want
     if gaps == 0 and p_ready == 1 and want:
         assert out_cycles == list(range(1, 1 + len(want)))
@@ -530,29 +539,8 @@ def test_lnzd_walk(n_pe, go_rate, gaps):
     lists = [[{"local": m, "value": int(a[m * n_pe + k])} for m in range((n - k + n_pe - 1) // n_pe)
               if a[m * n_pe + k]] for k in range(n_pe)]
     dut = lnzd_dut(n_pe, local_bits)
-    out, out_cycles = [], []
-
-    async def tb(ctx):
-        srcs = [ListSource(lst, rng, gaps) for lst in lists]
-        for c in range(6 * n + 20):
-            done = 0
-            for k, src in enumerate(srcs):
-                done |= src.drive(ctx, dut.heads[k], dut.heads_done, k)
-            ctx.set(dut.heads_done, done)
-            go = int(rng.random() < go_rate)
-            ctx.set(dut.out.ready, go)
-            if ctx.get(dut.done):
-                break
-            if go and ctx.get(dut.out.valid):
-                out.append((ctx.get(dut.out.payload.index), ctx.get(dut.out.payload.value)))
-                out_cycles.append(c)
-            for k, src in enumerate(srcs):
-                src.after(ctx, dut.heads[k])
-            await ctx.tick()
-        else:
-            raise AssertionError("the walk did not finish")
-
-    run_sim(dut, tb)
+    out, out_cycles = run_merge(dut, dut.heads, dut.heads_done, lists, rng, gaps, go_rate, 6 * n + 20,
+                                lambda p: (p.index, p.value))
     nz = np.flatnonzero(a)
     assert [j for j, _ in out] == nz.tolist()
     assert [v for _, v in out] == a[nz].tolist()
