@@ -394,7 +394,7 @@ def build_board(board: Board | str, n_pe: int = 4, *, build_dir="build/fpga", pn
                 if rc != 0 or not report_path.exists():
                     reason = _tail(out / "top.tim") or _tail(out / logname)
                     if re.search(r"Failed to expand region|Unable to place|not enough|exceeds|too many|"
-                                 r"Failed to|No Bel", reason, re.I):
+                                 r"Failed to|No Bel|Unable to find legal placement|utilisation limit", reason, re.I):
                         result["pnr"] = {"ran": True, "fits": False, "reason": reason}
                         result["fits"] = False
                         break

@@ -16,7 +16,7 @@ __all__ = ["HostBus", "EIEArray"]
 
 
 #: The host bus as seen by the host (docs/host-interface.md): one word access per cycle;
-#: writes take effect at the clock edge, read data is valid READ_LATENCY (2) cycles after `r_en`.
+#: writes take effect at the clock edge, read data is valid READ_LATENCY (5) cycles after `r_en`.
 HostBus = wiring.Signature({
     "addr": Out(hm.ADDR_BITS),
     "w_data": Out(hm.DATA_BITS),
@@ -174,13 +174,11 @@ class EIEArray(wiring.Component):
         # a read of a held output: every PE reads the same accumulator row, the addressed one answers
         peek_row = Signal(offset.shape().width + 1)
         m.d.comb += peek_row.eq(offset - ctl.held_base)
-        peek, peek_r = Signal(), Signal()
-        peek_row_r = Signal(p.row_bits)
+        peek = Signal()
         m.d.comb += peek.eq(bus.r_en & (region == hm.Region.ACT) & ctl.held_valid & ~host_busy
                             & (offset >= ctl.held_base) & (peek_row < ctl.held_rows))
-        m.d.sync += [peek_r.eq(peek), peek_row_r.eq(peek_row)]      # registered: the range check is
-        for pe in pes:                                              # off the accumulator's address path
-            m.d.comb += [pe.peek_en.eq(peek_r & ~host_busy), pe.peek_row.eq(peek_row_r)]
+        for pe in pes:          # each PE registers the request: no shared register drives N PEs
+            m.d.comb += [pe.peek_req.eq(peek), pe.peek_req_row.eq(peek_row)]
         with m.If(req_region[-1] == hm.Region.ACT):
             with m.Switch(req_pe[-1]):
                 for k, pe in enumerate(pes):

@@ -15,7 +15,7 @@ class HostBusDriver:
 
     Signals are set after a rising edge and take effect at the next one. Reads are
     pipelined: a request every cycle, the answer sampled READ_LATENCY edges later (the
-    array gives `r_valid` and the data two cycles after `r_en`).
+    array gives `r_valid` and the data READ_LATENCY cycles after `r_en`).
     """
 
     def __init__(self, dut):
