@@ -177,8 +177,7 @@ class EIEArray(wiring.Component):
         peek = Signal()
         m.d.comb += peek.eq(bus.r_en & (region == hm.Region.ACT) & ctl.held_valid & ~host_busy
                             & (offset >= ctl.held_base) & (peek_row < ctl.held_rows))
-        for pe in pes:          # each PE registers the request: no shared register drives N PEs
-            m.d.comb += [pe.peek_req.eq(peek), pe.peek_req_row.eq(peek_row)]
+        m.d.comb += [ctl.peek_req.eq(peek), ctl.peek_req_row.eq(peek_row)]
         with m.If(req_region[-1] == hm.Region.ACT):
             with m.Switch(req_pe[-1]):
                 for k, pe in enumerate(pes):
