@@ -43,7 +43,6 @@ def batch_signature(p: ArrayParams) -> wiring.Signature:
         "wb_en": Out(1),
         "wb_row": Out(p.row_bits),
         "wb_local_base": Out(p.local_bits + 1),
-        "peek": Out(1),                             # idle: accumulator wb_row is read for the host
     })
 
 
@@ -79,8 +78,6 @@ class ControlUnit(wiring.Component):
             "desc_w_en": In(1),
             "all_idle": In(1),            # LNZD empty, queues empty, no PE fetching or issuing
             "release": In(1),             # the host writes a new input: the held outputs are given up
-            "peek_req": In(1),            # the host reads a held output: accumulator row peek_req_row
-            "peek_req_row": In(p.row_bits),
             "busy": Out(1),
             "done": Out(1),
             "cycles": Out(48),
@@ -130,11 +127,10 @@ class ControlUnit(wiring.Component):
         clear_dst = Signal()                         # fresh & first_block, as a register
         bcast_on = Signal()                          # BATCH after cycle 0: the LNZD may broadcast
         wb_on = Signal()                             # WRITEBACK
-        peek_on = Signal()                           # IDLE: wb_row is a host read of a held output
         m.d.sync += [idle_seen.eq(self.all_idle), fresh1.eq(fresh), warm.eq(warm | fresh1)]
         # the batch signals to the PEs come straight from flip-flops
         m.d.comb += [self.batch.nz_rewind.eq(fresh), self.batch.clear_dst.eq(clear_dst),
-                     self.broadcast_en.eq(bcast_on), self.batch.wb_en.eq(wb_on), self.batch.peek.eq(peek_on)]
+                     self.broadcast_en.eq(bcast_on), self.batch.wb_en.eq(wb_on)]
 
         m.d.comb += [
             self.batch.layer.eq(layer),
@@ -167,15 +163,10 @@ class ControlUnit(wiring.Component):
         # cycle shorter, and the first write-back read is still in cycle compute + pipeline_latency.
         with m.FSM(name="control"):
             with m.State("IDLE"):
-                # a host read of a held output: the row goes out to every PE from this
-                # register (the PEs read their accumulator with it in the next cycle)
-                m.d.sync += peek_on.eq(self.peek_req)
-                with m.If(self.peek_req):
-                    m.d.sync += wb_row.eq(self.peek_req_row)
                 with m.If(self.release):
                     m.d.sync += self.held_valid.eq(0)
                 with m.If(self.start):
-                    m.d.sync += [counter.eq(0), self.done.eq(0), self.held_valid.eq(0), peek_on.eq(0)]
+                    m.d.sync += [counter.eq(0), self.done.eq(0), self.held_valid.eq(0)]
                     begin_layer(0)
                     m.next = "BATCH"
             with m.State("BATCH"):

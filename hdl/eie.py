@@ -174,10 +174,13 @@ class EIEArray(wiring.Component):
         # a read of a held output: every PE reads the same accumulator row, the addressed one answers
         peek_row = Signal(offset.shape().width + 1)
         m.d.comb += peek_row.eq(offset - ctl.held_base)
-        peek = Signal()
+        peek, peek_r = Signal(), Signal()
+        peek_row_r = Signal(p.row_bits)
         m.d.comb += peek.eq(bus.r_en & (region == hm.Region.ACT) & ctl.held_valid & ~host_busy
                             & (offset >= ctl.held_base) & (peek_row < ctl.held_rows))
-        m.d.comb += [ctl.peek_req.eq(peek), ctl.peek_req_row.eq(peek_row)]
+        m.d.sync += [peek_r.eq(peek), peek_row_r.eq(peek_row)]      # registered: the range check is
+        for pe in pes:                                              # off the accumulator's address path
+            m.d.comb += [pe.peek_en.eq(peek_r & ~host_busy), pe.peek_row.eq(peek_row_r)]
         with m.If(req_region[-1] == hm.Region.ACT):
             with m.Switch(req_pe[-1]):
                 for k, pe in enumerate(pes):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -49,6 +49,7 @@ class PE(wiring.Component):
             "cb_w_addr": In(p.layer_bits + 4), "cb_w_data": In(signed(ACT_BITS)), "cb_w_en": In(1),
             "in_en": In(1), "in_local": In(p.local_bits), "in_data": In(signed(ACT_BITS)),
             "rd_local": In(p.local_bits), "rd_data": Out(signed(ACT_BITS)),
+            "peek_en": In(1), "peek_row": In(p.row_bits),    # host read of a held output (idle only)
         })
 
     def elaborate(self, platform):
@@ -86,14 +87,12 @@ class PE(wiring.Component):
         # global output i = m * N + k. Only PEs 0 .. last_pes - 1 hold the last row m = last_row
         # (an output i = m * N + k beyond n_out belongs to no one).
         wb_local = Signal(p.local_bits + 1)
-        # a host read of a held output, registered here: the accumulator is read the cycle after
         m.d.comb += [
             wb_local.eq(self.batch.wb_local_base + self.batch.wb_row),
-            # write-back, or (idle) a host read of a held output: the row comes from the control unit
-            arith.wb_en.eq(self.batch.wb_en | self.batch.peek), arith.wb_clear.eq(self.batch.wb_en),
-            arith.wb_row.eq(self.batch.wb_row),
+            arith.wb_en.eq(self.batch.wb_en | self.peek_en), arith.wb_clear.eq(self.batch.wb_en),
+            arith.wb_row.eq(Mux(self.batch.wb_en, self.batch.wb_row, self.peek_row)),
             arith.clear.eq(self.batch.nz_rewind),
-            acts.wb_en.eq(self.batch.wb_en | self.batch.peek), acts.wb_peek.eq(self.batch.peek),
+            acts.wb_en.eq(self.batch.wb_en | self.peek_en), acts.wb_peek.eq(~self.batch.wb_en & self.peek_en),
             acts.wb_local.eq(wb_local),
             acts.wb_keep.eq((wb_local != self.batch.last_row) | (self.index < self.batch.last_pes)),
             acts.wb_acc.eq(arith.wb_acc), acts.shift.eq(self.batch.shift), acts.relu.eq(self.batch.relu),
