@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from eie.golden_model import numerics as nm
 
-from .params import ACT_BITS
+from .params import ACT_BITS, fits_signed
 from .reg_fifo import RegisterFIFO
 
 __all__ = ["ActRW"]
@@ -95,8 +95,7 @@ class ActRW(wiring.Component):
         # round (w + 3): saturate by the bits above the 16-bit range, then ReLU
         rounded = Signal(signed(self.acc_bits + 1))
         m.d.comb += rounded.eq((shifted + 1) >> 1)
-        top = rounded[ACT_BITS - 1:]
-        fits = (top == 0) | (top == (1 << len(top)) - 1)
+        fits = fits_signed(rounded, ACT_BITS)
         lo, hi = nm.int_range(ACT_BITS)
         y = Signal(signed(ACT_BITS))
         with m.If(self.relu & rounded[-1]):

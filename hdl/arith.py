@@ -8,7 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .issue import issued_entry
-from .params import ACT_BITS, CODEBOOK_SIZE, PRODUCT_BITS
+from .params import ACT_BITS, CODEBOOK_SIZE, PRODUCT_BITS, fits_signed
 from .spmat_read import fetched_entry
 
 __all__ = ["ArithmeticUnit"]
@@ -110,9 +110,7 @@ class ArithmeticUnit(wiring.Component):
         # way as its clamped value does, so it travels on clamped to acc_bits + 2 bits.
         p_bits = min(PRODUCT_BITS, acc_bits + 2)
         acc_product = Signal(signed(p_bits))
-        p_top = rd_product[p_bits - 1:]
-        p_fits = (p_top == 0) | (p_top == (1 << len(p_top)) - 1)
-        p_clamped = Mux(p_fits, rd_product, Mux(rd_product[-1], -(1 << (p_bits - 1)), (1 << (p_bits - 1)) - 1))
+        p_clamped = Mux(fits_signed(rd_product, p_bits), rd_product, Mux(rd_product[-1], -(1 << (p_bits - 1)), (1 << (p_bits - 1)) - 1))
         acc_mem = Signal(signed(acc_bits))
         acc_hit = Signal()
         last_v = Signal()                      # the entry accumulated in the previous cycle
@@ -140,8 +138,7 @@ class ArithmeticUnit(wiring.Component):
         raw = Signal(signed(width))            # old + product, never wraps
         total = Signal(signed(acc_bits))
         m.d.comb += raw.eq(old + acc_product)
-        top = raw[acc_bits - 1:]               # all equal <=> raw fits in acc_bits
-        fits = (top == 0) | (top == (1 << (width - acc_bits + 1)) - 1)
+        fits = fits_signed(raw, acc_bits)
         with m.If(fits):
             m.d.comb += total.eq(raw)
         with m.Elif(raw[-1]):

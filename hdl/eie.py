@@ -38,11 +38,10 @@ class EIEArray(wiring.Component):
     def __init__(self, params: ArrayParams | None = None):
         self.params = params or ArrayParams()
         super().__init__({"bus": In(HostBus)})
-        # Internal events for simulation traces (not ports): broadcast, batch cycle 0, pops, takes.
+        # Internal events for simulation traces (not ports): broadcast, batch cycle 0, pops.
         self.probe_broadcast = Signal()
         self.probe_batch_start = Signal()
         self.probe_pops = Signal(self.params.n_pe)
-        self.probe_takes = Signal(self.params.n_pe)   # a PE's column register went to its issue stage
         self.probe_busy = Signal()
         self.probe_running = Signal()   # probe_busy one cycle later, from a register: no glitches
 
@@ -88,7 +87,7 @@ class EIEArray(wiring.Component):
         m.d.comb += ctl.all_idle.eq(lnzd.done & ~bc_valid[0] & Cat(pe.idle for pe in pes).all())
         m.d.comb += [
             self.probe_broadcast.eq(bc_valid[0]), self.probe_batch_start.eq(ctl.batch.nz_rewind),
-            self.probe_pops.eq(Cat(pe.popped for pe in pes)), self.probe_takes.eq(Cat(pe.taken for pe in pes)),
+            self.probe_pops.eq(Cat(pe.popped for pe in pes)),
             self.probe_busy.eq(ctl.busy),
         ]
         m.d.sync += self.probe_running.eq(ctl.busy)

@@ -46,7 +46,6 @@ class ColumnIssue(wiring.Component):
             "ptr_end": In(entry_bits),
             "issued": Out(issued_entry(entry_bits)),
             "active": Out(1),                       # an issue cycle (entry or bubble)
-            "taken": Out(1),                        # the column register went to the issue stage
             "idle": Out(1),                         # nothing queued, fetched or issuing
         })
 
@@ -95,7 +94,6 @@ class ColumnIssue(wiring.Component):
             self.issued.first.eq(take),
             self.issued.act.eq(Mux(take, col_act, iss_act)),
             self.active.eq(take | iss_active),
-            self.taken.eq(take),
             self.idle.eq(~self.i.valid & ~fetch_pending & ~col_valid & ~iss_active),
         ]
 

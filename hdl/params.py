@@ -17,7 +17,7 @@ from eie.golden_model.config import EIEConfig, Timing
 from eie.golden_model.errors import ConfigError
 from eie.golden_model.layout import ENTRIES_PER_SRAM_ROW, SRAM_ROW_BITS
 
-__all__ = ["ArrayParams", "memory_bits", "bits_for", "ACT_BITS", "PRODUCT_BITS", "CODEBOOK_SIZE"]
+__all__ = ["ArrayParams", "memory_bits", "bits_for", "fits_signed", "ACT_BITS", "PRODUCT_BITS", "CODEBOOK_SIZE"]
 
 ACT_BITS = nm.ACT_BITS              # activations and codebook values (docs/numerics.md)
 PRODUCT_BITS = nm.PRODUCT_BITS      # exact 16 x 16 product
@@ -27,6 +27,13 @@ CODEBOOK_SIZE = nm.CODEBOOK_SIZE    # 4-bit weight index
 def bits_for(n: int) -> int:
     """Bits of an unsigned value in 0..n (at least 1)."""
     return max(1, int(n).bit_length())
+
+
+def fits_signed(value, bits: int):
+    """True when a signed Amaranth value lies in the `bits`-bit signed range: every bit from
+    bit `bits - 1` up equals the sign (no comparator, just an AND/OR of the top bits)."""
+    top = value[bits - 1:]
+    return (top == 0) | (top == (1 << len(top)) - 1)
 
 
 def _pow2(n: int) -> bool:

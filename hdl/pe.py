@@ -39,7 +39,6 @@ class PE(wiring.Component):
             "clear_src": In(1),
             "idle": Out(1),                 # queue empty and nothing fetched or issued
             "popped": Out(1),               # an item left the queue (observability: traces)
-            "taken": Out(1),                # a column started issuing (observability: traces)
             # non-zero list for the LNZD
             "nz": Out(stream.Signature(p.nz_item)),
             "nz_done": Out(1),
@@ -80,7 +79,6 @@ class PE(wiring.Component):
             arith.layer.eq(self.batch.layer),
             self.idle.eq(issue.idle),
             self.popped.eq(queue.o.valid & queue.o.ready),
-            self.taken.eq(issue.taken),
         ]
 
         # write-back: accumulator row r of this batch is local activation m = base + r,
