@@ -25,6 +25,7 @@ from pathlib import Path
 
 from eie.golden_model.errors import ConfigError, EIEError
 from eie.golden_model.image_file import atomic_write_bytes
+from eie.hdl.register_stage import REPLICA_ATTR
 from eie.hdl.synth import ToolMissing
 
 __all__ = ["Board", "BOARDS", "ToolMissing", "find_tools", "build_board", "largest_fitting", "run_fpga", "gate_level_selftest",
@@ -187,6 +188,9 @@ def board_params(board: Board, n_pe: int, **overrides):
 def _yosys_script_after_read(board: Board) -> str:
     cmds = [f'setattr -set ram_style "{style}" m:{name}' for name, style in board.memory_styles.items()]
     cmds += [f"setparam -set COLLISION_X_MASK 1 t:$memrd_v2 r:MEMID=*{name} %i" for name in COLLISION_DONT_CARE]
+    # the per-group copies of a register (hdl/register_stage.py) must stay copies: `keep`
+    # on their flip-flops stops opt_merge from folding them back into one
+    cmds += ["proc", f"setattr -set keep 1 a:{REPLICA_ATTR} %ci1 t:$*dff* %i"]
     return "\n".join(cmds)
 
 

@@ -60,7 +60,7 @@ class ActRW(wiring.Component):
             "in_local": In(local_bits),
             "in_data": In(signed(ACT_BITS)),
             "rd_local": In(local_bits),
-            "rd_data": Out(signed(ACT_BITS)),  # READ_LATENCY (5) cycles after rd_local: the dense
+            "rd_data": Out(signed(ACT_BITS)),  # PE_READ_LATENCY (5) cycles after rd_local: the dense
                                                # value, or the converted accumulator of a peek
             # non-zero list of the source bank, for the LNZD
             "nz": Out(stream.Signature(nz_item)),

@@ -95,6 +95,7 @@ class ControlUnit(wiring.Component):
         m = Module()
         p = self.params
         tm = self.TIMING
+        assert tm.pipeline_latency >= 4, "DRAIN lasts pipeline_latency - 3 cycles"
         descs = Array(Signal(self.desc, name=f"desc{i}") for i in range(p.max_layers))
         with m.If(self.desc_w_en):
             for code, name in _FIELDS.items():
@@ -117,8 +118,8 @@ class ControlUnit(wiring.Component):
         more_blocks = Signal()                       # rows_left > block_rows: another batch follows
         more_layers = Signal()                       # another layer follows this one
         fresh = Signal()                             # cycle 0 of a batch
-        warm = Signal()                              # cycle 2 or later of a batch
-        fresh1 = Signal()
+        warm = Signal()                              # cycle 3 or later of a batch
+        fresh1, fresh2 = Signal(), Signal()
         idle_seen = Signal()                         # all_idle of the previous cycle (registered)
         wait = Signal(range(max(tm.pipeline_latency, tm.writeback_latency, 2)))
         counter = Signal(48)
@@ -127,7 +128,7 @@ class ControlUnit(wiring.Component):
         clear_dst = Signal()                         # fresh & first_block, as a register
         bcast_on = Signal()                          # BATCH after cycle 0: the LNZD may broadcast
         wb_on = Signal()                             # WRITEBACK
-        m.d.sync += [idle_seen.eq(self.all_idle), fresh1.eq(fresh), warm.eq(warm | fresh1)]
+        m.d.sync += [idle_seen.eq(self.all_idle), fresh1.eq(fresh), fresh2.eq(fresh1), warm.eq(warm | fresh2)]
         # the batch signals to the PEs come straight from flip-flops
         m.d.comb += [self.batch.nz_rewind.eq(fresh), self.batch.clear_dst.eq(clear_dst),
                      self.broadcast_en.eq(bcast_on), self.batch.wb_en.eq(wb_on)]
@@ -159,8 +160,12 @@ class ControlUnit(wiring.Component):
 
         # Every decision below is taken from registers: `start` comes registered from the
         # host bus, all_idle is registered (idle_seen), the end-of-block and end-of-layer
-        # tests are kept as flags. Seeing all_idle one cycle late costs no cycle: DRAIN is one
-        # cycle shorter, and the first write-back read is still in cycle compute + pipeline_latency.
+        # tests are kept as flags. The PEs and the LNZD see the batch signals one cycle
+        # late (a register stage per group of PEs, hdl/eie.py): batch cycle t there is
+        # cycle t + 1 here, and their all_idle reaches idle_seen two cycles after it was
+        # true. Neither costs a cycle: DRAIN is two cycles shorter than pipeline_latency
+        # (the first write-back read still reaches the PEs in their cycle
+        # compute + pipeline_latency), and `warm` waits for the PEs' batch cycle 1.
         with m.FSM(name="control"):
             with m.State("IDLE"):
                 with m.If(self.release):
@@ -172,10 +177,10 @@ class ControlUnit(wiring.Component):
             with m.State("BATCH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [fresh.eq(0), clear_dst.eq(0), bcast_on.eq(1), counter.eq(counter + 1)]
-                with m.If(warm & idle_seen):           # this is cycle `compute` + 1
-                    m.d.sync += [wait.eq(tm.pipeline_latency - 3), bcast_on.eq(0)]
+                with m.If(warm & idle_seen):           # this is cycle `compute` + 2
+                    m.d.sync += [wait.eq(tm.pipeline_latency - 4), bcast_on.eq(0)]
                     m.next = "DRAIN"
-            with m.State("DRAIN"):             # pipeline_latency - 2 cycles
+            with m.State("DRAIN"):             # pipeline_latency - 3 cycles
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
                 with m.If(wait == 0):

@@ -7,16 +7,17 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import host_map as hm
-from .control import ControlUnit
+from .control import ControlUnit, batch_signature
 from .lnzd import LNZD
 from .params import ArrayParams
 from .pe import PE
+from .register_stage import REPLICA_ATTR, RegisterStage
 
-__all__ = ["HostBus", "EIEArray"]
+__all__ = ["HostBus", "HostRequest", "EIEArray", "GROUP"]
 
 
 #: The host bus as seen by the host (docs/host-interface.md): one word access per cycle;
-#: writes take effect at the clock edge, read data is valid READ_LATENCY (5) cycles after `r_en`.
+#: writes take effect in order, read data is valid READ_LATENCY (7) cycles after `r_en`.
 HostBus = wiring.Signature({
     "addr": Out(hm.ADDR_BITS),
     "w_data": Out(hm.DATA_BITS),
@@ -25,6 +26,20 @@ HostBus = wiring.Signature({
     "r_data": In(hm.DATA_BITS),
     "r_valid": In(1),
 })
+
+#: One host access on its way into the array (registered at the array's edge, then again
+#: per group of PEs, with `busy` as it was for this access).
+HostRequest = wiring.Signature({
+    "addr": Out(hm.ADDR_BITS),
+    "w_data": Out(hm.DATA_BITS),
+    "w_en": Out(1),
+    "r_en": Out(1),
+    "busy": Out(1),
+})
+
+#: PEs per group: each group has its own copy of the broadcast, batch-control and host
+#: registers, so no net runs from one flip-flop to every PE.
+GROUP = 4
 
 
 class EIEArray(wiring.Component):
@@ -57,6 +72,28 @@ class EIEArray(wiring.Component):
             m.submodules[f"pe{k}"] = pe
             pes.append(pe)
 
+        # -- batch control: the control unit's signals, one register stage per group ---
+        # The PEs, the LNZD and the broadcaster see the control unit's batch signals one
+        # cycle late (from copies next to them); the control unit runs its schedule one
+        # cycle ahead to match (hdl/control.py), so the cycle counts do not change.
+        groups = (N + GROUP - 1) // GROUP
+        replica = groups > 1             # with one group there is nothing to keep apart
+        replica_attrs = {REPLICA_ATTR: 1} if replica else {}
+        batch_sig = batch_signature(p)
+        root_batch = RegisterStage(batch_sig, "root_batch", replica=replica)
+        m.submodules.root_batch = root_batch
+        batch_stages = []
+        for g in range(groups):
+            stage = RegisterStage(batch_sig, f"batch{g}", replica=replica)
+            m.submodules[f"batch_stage{g}"] = stage
+            batch_stages.append(stage)
+        wiring.connect(m, ctl.batch, root_batch.i, *(st.i for st in batch_stages))
+        for g, stage in enumerate(batch_stages):
+            wiring.connect(m, stage.o, *(pe.batch for pe in pes[g * GROUP:(g + 1) * GROUP]))
+        rewind = root_batch.o.nz_rewind
+        bcast_en = Signal(attrs=replica_attrs)
+        m.d.sync += bcast_en.eq(ctl.broadcast_en)
+
         # -- compute datapath -----------------------------------------------------------
         # The broadcaster sits at the LNZD root: it sends the root's item when every PE has a
         # credit (a free queue entry; counters here, so the AND of N is local) and writes it
@@ -68,94 +105,129 @@ class EIEArray(wiring.Component):
         pop_back = [Signal(name=f"pop_back{k}") for k in range(N)]
         go = Signal()
         m.d.comb += [
-            go.eq(ctl.broadcast_en & lnzd.out.valid & Cat(c != 0 for c in credits).all()),
-            lnzd.out.ready.eq(go), lnzd.flush.eq(ctl.batch.nz_rewind),
+            go.eq(bcast_en & lnzd.out.valid & Cat(c != 0 for c in credits).all()),
+            lnzd.out.ready.eq(go), lnzd.flush.eq(rewind),
         ]
         for k, pe in enumerate(pes):
             m.d.sync += pop_back[k].eq(pe.popped)
-            with m.If(ctl.batch.nz_rewind):
+            with m.If(rewind):
                 m.d.sync += credits[k].eq(D)
             with m.Else():
                 m.d.sync += credits[k].eq(credits[k] - go + pop_back[k])
-        groups = (N + 3) // 4
-        bc_valid = [Signal(name=f"bcast_valid{g}", attrs={"keep": 1}) for g in range(groups)]
-        bc_item = [Signal(p.act_item, name=f"bcast_item{g}", attrs={"keep": 1}) for g in range(groups)]
+        bc_valid = [Signal(name=f"bcast_valid{g}", attrs=replica_attrs) for g in range(groups)]
+        bc_item = [Signal(p.act_item, name=f"bcast_item{g}", attrs=replica_attrs) for g in range(groups)]
         for g in range(groups):
             m.d.sync += bc_valid[g].eq(go)
             with m.If(go):
                 m.d.sync += bc_item[g].eq(lnzd.out.payload)
         m.d.comb += ctl.all_idle.eq(lnzd.done & ~bc_valid[0] & Cat(pe.idle for pe in pes).all())
         m.d.comb += [
-            self.probe_broadcast.eq(bc_valid[0]), self.probe_batch_start.eq(ctl.batch.nz_rewind),
+            self.probe_broadcast.eq(bc_valid[0]), self.probe_batch_start.eq(rewind),
             self.probe_pops.eq(Cat(pe.popped for pe in pes)),
             self.probe_busy.eq(ctl.busy),
         ]
         m.d.sync += self.probe_running.eq(ctl.busy)
-        wiring.connect(m, ctl.batch, *(pe.batch for pe in pes))
         for k, pe in enumerate(pes):
             wiring.connect(m, pe.nz, lnzd.heads[k])
-            m.d.comb += [lnzd.heads_done[k].eq(pe.nz_done), pe.push_data.eq(bc_item[k // 4]), pe.push.eq(bc_valid[k // 4])]
+            m.d.comb += [lnzd.heads_done[k].eq(pe.nz_done), pe.push_data.eq(bc_item[k // GROUP]),
+                         pe.push.eq(bc_valid[k // GROUP])]
 
         # -- host bus -------------------------------------------------------------------
-        bus = self.bus
-        region = bus.addr[hm.REGION_SHIFT:]
-        pe_sel = bus.addr[hm.PE_SHIFT:hm.REGION_SHIFT]
-        offset = bus.addr[:hm.OFFSET_BITS]
+        # Every access is registered at the array's edge (`rq`, cycle c + 1): the control
+        # registers and the layer descriptors are written from there. It is registered
+        # again per group of PEs (c + 2) with the busy flag of its cycle, and the PEs
+        # decode it from that copy. Accesses keep their order; the PEs apply them a cycle
+        # after the control registers, as they see the batch signals a cycle late too.
+        m.submodules.host_request = edge = RegisterStage(HostRequest, "rq", replica=False)
+        rq = edge.o
+        m.d.comb += [edge.i.addr.eq(self.bus.addr), edge.i.w_data.eq(self.bus.w_data),
+                     edge.i.w_en.eq(self.bus.w_en), edge.i.r_en.eq(self.bus.r_en)]
+        region = rq.addr[hm.REGION_SHIFT:]
+        offset = rq.addr[:hm.OFFSET_BITS]
         # START is registered on its way to the control unit; the host sees BUSY from the cycle
         # after the START write (the command pending, then the run), and writes are ignored then
         start_pending = Signal()
         host_busy = ctl.busy | start_pending
-        write = bus.w_en & ~host_busy
+        write = rq.w_en & ~host_busy
         n_layers = Signal(p.layer_bits + 1)
 
         ctrl_w = write & (region == hm.Region.CTRL)
-        m.d.sync += start_pending.eq(ctrl_w & (offset == hm.Ctrl.CMD) & bus.w_data[0])
+        m.d.sync += start_pending.eq(ctrl_w & (offset == hm.Ctrl.CMD) & rq.w_data[0])
         m.d.comb += ctl.start.eq(start_pending)
-        clear_src = ctrl_w & (offset == hm.Ctrl.CMD) & bus.w_data[1]
         # a new input (CLEAR_INPUT or an activation write) gives up the held outputs
+        clear_src = ctrl_w & (offset == hm.Ctrl.CMD) & rq.w_data[1]
         m.d.comb += ctl.release.eq(clear_src | (write & (region == hm.Region.ACT)))
         with m.If(ctrl_w & (offset == hm.Ctrl.N_LAYERS)):
-            m.d.sync += n_layers.eq(bus.w_data)
+            m.d.sync += n_layers.eq(rq.w_data)
         m.d.comb += [
             ctl.n_layers.eq(n_layers),
             ctl.desc_w_en.eq(write & (region == hm.Region.LAYER)),
             ctl.desc_w_layer.eq(offset >> 3),
             ctl.desc_w_field.eq(offset[:3]),
-            ctl.desc_w_data.eq(bus.w_data),
+            ctl.desc_w_data.eq(rq.w_data),
         ]
-        for k, pe in enumerate(pes):
-            mine = pe_sel == k
-            m.d.comb += [
-                pe.clear_src.eq(clear_src),
-                pe.cb_w_en.eq(write & (region == hm.Region.CODEBOOK)),
-                pe.cb_w_addr.eq(offset), pe.cb_w_data.eq(bus.w_data),
-                pe.ptr_w_en.eq(write & (region == hm.Region.PTR) & mine),
-                pe.ptr_w_addr.eq(offset), pe.ptr_w_data.eq(bus.w_data),
-                pe.spmat_w_en.eq(write & (region == hm.Region.SPMAT) & mine),
-                pe.spmat_w_addr.eq(offset), pe.spmat_w_data.eq(bus.w_data),
-                pe.in_en.eq(write & (region == hm.Region.ACT) & mine),
-                pe.in_local.eq(offset), pe.in_data.eq(bus.w_data),
-                pe.rd_local.eq(offset),
-            ]
 
-        # Reads answer in c + READ_LATENCY (5). The request travels down a register pipeline;
-        # activation reads come from each PE five cycles later (the memory's output registered,
-        # or, for an output of the run's last batch, still held in the accumulators, the
-        # accumulator read in c + 1 and converted by the write-back stages: `peek`); a CTRL
-        # register is selected in c + 4. No memory output reaches the bus unregistered.
+        # per group: the copy (c + 2), its decode into every PE's ports; a read of a held
+        # output (every PE reads the same accumulator row, the addressed one answers) is
+        # decided here and registered (c + 3), off the accumulator's address path
+        for g in range(groups):
+            gs = RegisterStage(HostRequest, f"rq{g}", replica=replica)
+            m.submodules[f"host_stage{g}"] = gs
+            m.d.comb += [gs.i.addr.eq(rq.addr), gs.i.w_data.eq(rq.w_data), gs.i.w_en.eq(rq.w_en),
+                         gs.i.r_en.eq(rq.r_en), gs.i.busy.eq(host_busy)]
+            grq = gs.o
+            g_region = grq.addr[hm.REGION_SHIFT:]
+            g_pe = grq.addr[hm.PE_SHIFT:hm.REGION_SHIFT]
+            g_offset = grq.addr[:hm.OFFSET_BITS]
+            g_write = grq.w_en & ~grq.busy
+            g_clear = g_write & (g_region == hm.Region.CTRL) & (g_offset == hm.Ctrl.CMD) & grq.w_data[1]
+            peek_row = Signal(g_offset.shape().width + 1, name=f"peek_row{g}")
+            peek, peek_r = Signal(name=f"peek{g}"), Signal(name=f"peek_r{g}")
+            peek_row_r = Signal(p.row_bits, name=f"peek_row_r{g}")
+            m.d.comb += [
+                peek_row.eq(g_offset - ctl.held_base),
+                peek.eq(grq.r_en & (g_region == hm.Region.ACT) & ctl.held_valid & ~grq.busy
+                        & (g_offset >= ctl.held_base) & (peek_row < ctl.held_rows)),
+            ]
+            m.d.sync += [peek_r.eq(peek), peek_row_r.eq(peek_row)]
+            for k in range(g * GROUP, min(N, (g + 1) * GROUP)):
+                pe = pes[k]
+                mine = g_pe == k
+                m.d.comb += [
+                    pe.clear_src.eq(g_clear),
+                    pe.cb_w_en.eq(g_write & (g_region == hm.Region.CODEBOOK)),
+                    pe.cb_w_addr.eq(g_offset), pe.cb_w_data.eq(grq.w_data),
+                    pe.ptr_w_en.eq(g_write & (g_region == hm.Region.PTR) & mine),
+                    pe.ptr_w_addr.eq(g_offset), pe.ptr_w_data.eq(grq.w_data),
+                    pe.spmat_w_en.eq(g_write & (g_region == hm.Region.SPMAT) & mine),
+                    pe.spmat_w_addr.eq(g_offset), pe.spmat_w_data.eq(grq.w_data),
+                    pe.in_en.eq(g_write & (g_region == hm.Region.ACT) & mine),
+                    pe.in_local.eq(g_offset), pe.in_data.eq(grq.w_data),
+                    pe.rd_local.eq(g_offset),
+                    pe.peek_en.eq(peek_r), pe.peek_row.eq(peek_row_r),
+                ]
+
+        # Reads answer in c + READ_LATENCY (7): activation reads come from the PE at
+        # c + 2 + PE_READ_LATENCY (the memory's output registered, or, for an output of
+        # the run's last batch, still held in the accumulators, the accumulator read in
+        # c + 3 and converted by the write-back stages: `peek`); a CTRL register is
+        # selected in c + 6. The request's kind and PE travel down a register pipeline
+        # from `rq`. No memory output reaches the bus unregistered.
         lat = hm.READ_LATENCY
-        assert lat == 5
-        req_valid = [Signal(name=f"rq_valid{n}") for n in range(lat)]
-        req_region = [Signal(4, name=f"rq_region{n}") for n in range(lat)]
-        req_pe = [Signal(8, name=f"rq_pe{n}") for n in range(lat)]
-        req_ctrl = [Signal(hm.OFFSET_BITS, name=f"rq_ctrl{n}") for n in range(lat - 1)]
-        m.d.sync += [req_valid[0].eq(bus.r_en), req_region[0].eq(region), req_pe[0].eq(pe_sel), req_ctrl[0].eq(offset)]
-        for n in range(1, lat):
+        assert lat == 2 + hm.PE_READ_LATENCY
+        depth = lat - 1                                    # stages after rq
+        req_valid = [Signal(name=f"rq_valid{n}") for n in range(depth)]
+        req_region = [Signal(4, name=f"rq_region{n}") for n in range(depth)]
+        req_pe = [Signal(8, name=f"rq_pe{n}") for n in range(depth)]
+        req_ctrl = [Signal(hm.OFFSET_BITS, name=f"rq_ctrl{n}") for n in range(depth - 1)]
+        m.d.sync += [req_valid[0].eq(rq.r_en), req_region[0].eq(region),
+                     req_pe[0].eq(rq.addr[hm.PE_SHIFT:hm.REGION_SHIFT]), req_ctrl[0].eq(offset)]
+        for n in range(1, depth):
             m.d.sync += [req_valid[n].eq(req_valid[n - 1]), req_region[n].eq(req_region[n - 1]),
                          req_pe[n].eq(req_pe[n - 1])]
-            if n < lat - 1:
+            if n < depth - 1:
                 m.d.sync += req_ctrl[n].eq(req_ctrl[n - 1])
-        m.d.comb += bus.r_valid.eq(req_valid[-1])
+        m.d.comb += self.bus.r_valid.eq(req_valid[-1])
         r_reg = Signal(hm.DATA_BITS)
         with m.Switch(req_ctrl[-1]):
             with m.Case(hm.Ctrl.STATUS):
@@ -170,21 +242,11 @@ class EIEArray(wiring.Component):
                 m.d.sync += r_reg.eq(ctl.runs)
             with m.Default():
                 m.d.sync += r_reg.eq(0)
-        # a read of a held output: every PE reads the same accumulator row, the addressed one answers
-        peek_row = Signal(offset.shape().width + 1)
-        m.d.comb += peek_row.eq(offset - ctl.held_base)
-        peek, peek_r = Signal(), Signal()
-        peek_row_r = Signal(p.row_bits)
-        m.d.comb += peek.eq(bus.r_en & (region == hm.Region.ACT) & ctl.held_valid & ~host_busy
-                            & (offset >= ctl.held_base) & (peek_row < ctl.held_rows))
-        m.d.sync += [peek_r.eq(peek), peek_row_r.eq(peek_row)]      # registered: the range check is
-        for pe in pes:                                              # off the accumulator's address path
-            m.d.comb += [pe.peek_en.eq(peek_r & ~host_busy), pe.peek_row.eq(peek_row_r)]
         with m.If(req_region[-1] == hm.Region.ACT):
             with m.Switch(req_pe[-1]):
                 for k, pe in enumerate(pes):
                     with m.Case(k):
-                        m.d.comb += bus.r_data.eq(pe.rd_data.as_signed())
+                        m.d.comb += self.bus.r_data.eq(pe.rd_data.as_signed())
         with m.Elif(req_region[-1] == hm.Region.CTRL):
-            m.d.comb += bus.r_data.eq(r_reg)
+            m.d.comb += self.bus.r_data.eq(r_reg)
         return m

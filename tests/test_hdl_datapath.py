@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from eie.golden_model import numerics as nm
 from eie.golden_model.config import Timing
-from eie.hdl.host_map import READ_LATENCY
+from eie.hdl.host_map import PE_READ_LATENCY
 from eie.golden_model.layout import pack_sram_rows, unpack_sram_rows
 from eie.hdl.act_rw import ActRW
 from eie.hdl.arith import ArithmeticUnit
@@ -670,10 +670,10 @@ class ActBench:
         self.ctx.set(self.dut.in_en, 0)
 
     async def host_read(self, locals_):
-        """rd_local in cycle c, rd_data in cycle c + READ_LATENCY (4), one per cycle."""
+        """rd_local in cycle c, rd_data PE_READ_LATENCY (5) cycles later, one per cycle."""
         out = []
         locals_ = list(locals_)
-        lag = READ_LATENCY - 1
+        lag = PE_READ_LATENCY - 1
         for n in range(len(locals_) + lag):
             if n < len(locals_):
                 self.ctx.set(self.dut.rd_local, locals_[n])
