@@ -41,7 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .config import DEFAULT_FIFO_DEPTH, Timing
-from .cycle_model import batch_cycles, simulate_batch
+from .cycle_model import batch_lengths, simulate_batch
 from .decoder import decode_indices
 from .encoder import MAX_RUN, encode_indices
 from .errors import InputError
@@ -225,7 +225,7 @@ def pe_work(counts: np.ndarray, n_in: int, patterns: np.ndarray, fifo_depth: int
             writeback_rows, timing: Timing | None = None, last_layer: bool = False) -> tuple[int, int]:
     """(cycles, busiest PE entries) of one layer, summed over the activation `patterns`
     (bool (P, n_in), hardware column order), from its column counts (n_pe, n_blocks * n_in)
-    and PE 0's rows per batch, timed as cycle_model.layer_batches does (batch_cycles; the
+    and PE 0's rows per batch, timed as cycle_model.layer_batches does (batch_lengths; the
     run's last layer holds its last batch in the accumulators)."""
     tm = timing or Timing()
     n_pe = counts.shape[0]
@@ -234,11 +234,12 @@ def pe_work(counts: np.ndarray, n_in: int, patterns: np.ndarray, fifo_depth: int
     per_pe = np.zeros(n_pe, dtype=np.int64)
     for pat in patterns:
         cols = np.flatnonzero(pat)
+        computes = []
         for b in range(nb):
             ent = counts[:, b * n_in + cols].T
-            compute = simulate_batch(ent, fifo_depth, tm)[3]
-            cycles += batch_cycles(compute, int(writeback_rows[b]), tm, held=last_layer and b == nb - 1)
+            computes.append(simulate_batch(ent, fifo_depth, tm)[3])
             per_pe += ent.sum(axis=0)
+        cycles += sum(batch_lengths(computes, writeback_rows[:nb], tm, held=last_layer))
     return int(cycles), int(per_pe.max(initial=0))
 
 

@@ -8,11 +8,14 @@ index order and n[k, t] entries of PE k in the t-th broadcast column, c = max(1,
     S[k, t] = max(P[k, t] + pointer_latency, S[k, t-1] + c[k, t-1])      first issue cycle
     entries of item t are issued in cycles S[k, t] ... S[k, t] + c[k, t] - 1
 
-and the batch lasts compute + pipeline_latency + R + writeback_latency cycles, where
-compute = max_k(S[k, T-1] + c[k, T-1]) (1 when T = 0) and R is the number of local rows
-PE 0 writes back. The run's last batch is not written back (its outputs stay in the
-accumulators and are converted as the host reads them): compute + pipeline_latency. The recurrence runs over broadcasts, vectorised over PEs, so a 64-PE
-FC8 run is a few thousand NumPy steps.
+where compute = max_k(S[k, T-1] + c[k, T-1]) (1 when T = 0). A batch's sums are in the
+accumulators at compute + pipeline_latency; its write-back (R rows of PE 0, then
+writeback_latency) overlaps the next batch of the same layer (double-buffered
+accumulators), but starts only when the previous write-back has finished, and the next
+batch waits for that too (batch_lengths). A layer's last batch is written back before the
+next layer starts; the run's last batch is not written back (its outputs stay in the
+accumulators and are converted as the host reads them). The recurrence runs over
+broadcasts, vectorised over PEs, so a 64-PE FC8 run is a few thousand NumPy steps.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .config import EIEConfig, Timing
 from .image import EIEImage, EncodedLayer
 from .layout import n_blocks, rows_in_block
 
-__all__ = ["BatchTiming", "simulate_batch", "batch_cycles", "layer_batches", "CycleReport", "cycle_report"]
+__all__ = ["BatchTiming", "simulate_batch", "batch_lengths", "layer_batches", "CycleReport", "cycle_report"]
 
 
 @dataclass
@@ -73,12 +76,28 @@ def simulate_batch(entries: np.ndarray, fifo_depth: int, timing: Timing | None =
     return B, P, S, int(free.max())
 
 
-def batch_cycles(compute: int, writeback_rows: int, timing, held: bool = False) -> int:
-    """A batch's length: compute, then the pipeline drains and R rows are written back;
-    `held` (the run's last batch): the outputs stay in the accumulators, no write-back."""
-    if held:
-        return compute + timing.pipeline_latency
-    return compute + timing.pipeline_latency + writeback_rows + timing.writeback_latency
+def batch_lengths(computes, writeback_rows, timing, held: bool = False) -> list[int]:
+    """Cycles of each output batch of one layer (start to the next batch's start; the
+    last: to the layer's end), given each batch's compute cycles and PE 0's rows.
+
+    Batch b's sums are ready at `ready = start + compute + pipeline_latency`. The next
+    step (write-back of b together with the start of b + 1, or the end of the run) waits
+    until the write-back of b - 1 has finished: go = max(ready, wb_free). The write-back
+    then takes R + writeback_latency cycles; a layer's last batch ends when it is done,
+    the run's last batch (`held`) at `go`, not written back."""
+    tm = timing
+    out, start, wb_free = [], 0, 0
+    n = len(computes)
+    for b, (compute, rows) in enumerate(zip(computes, writeback_rows)):
+        go = max(start + int(compute) + tm.pipeline_latency, wb_free)
+        if b == n - 1 and held:
+            end = go
+        else:
+            wb_free = go + int(rows) + tm.writeback_latency
+            end = wb_free if b == n - 1 else go
+        out.append(end - start)
+        start = end
+    return out
 
 
 def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_index: int = 0,
@@ -90,12 +109,13 @@ def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_i
     rows = rows_in_block(layer.n_out, layer.n_pe, layer.acc_depth)
     tm = config.timing
     nb = n_blocks(layer.n_out, layer.n_pe, layer.acc_depth)
+    runs = []
     for b in range(nb):
         ent = counts[:, b * layer.n_in + cols].T      # (T, N)
-        B, P, S, compute = simulate_batch(ent, config.fifo_depth, tm)
-        R = int(rows[0, b])
-        total = batch_cycles(compute, R, tm, held=last_layer and b == nb - 1)
-        yield BatchTiming(layer_index, b, cols, B, P, S, np.maximum(ent, 1), ent, compute, R, total)
+        runs.append((ent, simulate_batch(ent, config.fifo_depth, tm)))
+    lengths = batch_lengths([r[1][3] for r in runs], rows[0, :nb], tm, held=last_layer)
+    for b, ((ent, (B, P, S, compute)), total) in enumerate(zip(runs, lengths)):
+        yield BatchTiming(layer_index, b, cols, B, P, S, np.maximum(ent, 1), ent, compute, int(rows[0, b]), total)
 
 
 @dataclass

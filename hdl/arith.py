@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -17,24 +17,30 @@ __all__ = ["ArithmeticUnit"]
 class ArithmeticUnit(wiring.Component):
     """The PE's datapath from a fetched (v, z) entry to its accumulator (docs/numerics.md).
 
-    Stages, for an entry issued in cycle i (docs/cycle-model.md, `pipeline_latency` = 5);
+    Stages, for an entry issued in cycle i (docs/cycle-model.md, `pipeline_latency` = 6);
     every stage starts from registers:
 
     * i + 1 `fetch`: the SRAM row is read (SparseMatrixRead registers the entry's (v, z)).
     * i + 2 `decode`: w = codebook[layer][v] (register file); row = z for the first
       entry of a column, previous row + z + 1 otherwise.
     * i + 3 `multiply`: product w * a (exact, 32 bits) is registered; acc[row] is read.
-    * i + 4 `read`: the accumulator's old value is registered. Its read missed the two
-      entries before (written at the ends of i + 3 and i + 4), so this stage also
-      registers whether either of them hit the same row.
-    * i + 5 `accumulate`: acc[row] = saturate(old + product), where old is the sum of the
-      entry before (same row), else of the one before that, else the memory's value (0
-      if not written since the last write-back): back-to-back hits never stall.
+    * i + 4 `read`: the accumulator's old value is registered. Its read missed the three
+      entries before (written at the ends of i + 4, i + 5 and i + 6), so this stage
+      registers whether the entry just ahead hits the same row, and the sum of the latest
+      of the two before it that does (`pre_*`).
+    * i + 5 `accumulate`: sum = saturate(old + product), where old is the sum of the
+      entry before (same row), else `pre_sum`, else the memory's value (0 if not written
+      since the last write-back): back-to-back hits never stall.
+    * i + 6 `write`: acc[row] = sum, from registers (the adder and saturation are not on
+      the path into the memory).
 
-    Write-back reads one accumulator per cycle through the same read port (`wb_en`,
-    `wb_row` in cycle w; `wb_acc` registered, in w + 2) and clears it. A valid bit per
-    accumulator, cleared by reset, makes a never-written accumulator read as 0 even after
-    a reset in the middle of a batch.
+    The accumulators are double-buffered: batch after batch alternates between two
+    banks (`acc_bank`), so the write-back of a finished batch (`wb_bank`) reads its bank
+    through a second read port while the next batch accumulates in the other. Write-back
+    reads one accumulator per cycle (`wb_en`, `wb_row` in cycle w; `wb_acc` registered, in
+    w + 2) and clears its valid bit. A valid bit per accumulator, cleared by reset and for
+    the whole bank when a batch starts in it (`clear`), makes a never-written accumulator
+    read as 0.
     """
 
     def __init__(self, *, acc_depth: int, acc_bits: int, max_layers: int, row_bits: int, layer_bits: int,
@@ -47,10 +53,12 @@ class ArithmeticUnit(wiring.Component):
             "issued": In(issued_entry(entry_bits)),   # cycle i: valid, first, act (entry: unused)
             "fetched": In(fetched_entry()),           # cycle i + 2: v, z
             "layer": In(layer_bits),          # codebook of the running layer
-            "wb_en": In(1),                   # read accumulator wb_row (write-back or a host read)
-            "wb_row": In(row_bits),
+            "acc_bank": In(1),                # the computing batch's bank
+            "wb_en": In(1),                   # read accumulator wb_row of bank wb_bank
+            "wb_row": In(row_bits),           # (write-back, or a host read of a held output)
+            "wb_bank": In(1),
             "wb_clear": In(1),                # ... and clear it (write-back; a host read keeps it)
-            "clear": In(1),                   # batch cycle 0: every accumulator reads 0 from now on
+            "clear": In(1),                   # batch cycle 0: every accumulator of acc_bank reads 0 from now on
             "wb_acc": Out(signed(acc_bits)),  # cycle w + 2
             "busy": Out(1),                   # an entry is in flight
             "cb_w_addr": In(layer_bits + 4),  # layer * 16 + v
@@ -67,10 +75,12 @@ class ArithmeticUnit(wiring.Component):
         cb_w = cb.write_port()
         m.d.comb += [cb_w.addr.eq(self.cb_w_addr), cb_w.data.eq(self.cb_w_data), cb_w.en.eq(self.cb_w_en)]
 
-        m.submodules.accumulators = accm = Memory(shape=signed(acc_bits), depth=self.acc_depth, init=[])
+        depth = 1 << rb                        # a bank's rows (acc_depth, at least 2): address = bank, row
+        m.submodules.accumulators = accm = Memory(shape=signed(acc_bits), depth=2 * depth, init=[])
         acc_r = accm.read_port()               # synchronous, not transparent: the bypass covers it
+        wb_r = accm.read_port()                # write-back and host reads
         acc_w = accm.write_port()
-        acc_valid = Signal(self.acc_depth)
+        acc_valid = Signal(2 * depth)          # bit bank * depth + row
 
         # -- fetch (i + 1): the entry's issue, first flag and activation travel along ------
         fetch_v, fetch_first = Signal(), Signal()
@@ -101,7 +111,7 @@ class ArithmeticUnit(wiring.Component):
         rd_product = Signal(signed(PRODUCT_BITS))
         rd_hit = Signal()                      # acc[row] was written since its last clear
         m.d.sync += [rd_v.eq(mul_v), rd_row.eq(mul_row), rd_product.eq(mul_w * mul_act),
-                     rd_hit.eq(acc_valid.bit_select(mul_row, 1))]
+                     rd_hit.eq(acc_valid.bit_select(Cat(mul_row, self.acc_bank), 1))]
 
         # -- read (i + 4): old value registered, same-row checks against the two in flight --
         acc_v = Signal()
@@ -114,24 +124,29 @@ class ArithmeticUnit(wiring.Component):
         acc_mem = Signal(signed(acc_bits))
         acc_hit = Signal()
         last_v = Signal()                      # the entry accumulated in the previous cycle
-        last_row = Signal(rb)
+        last_row = Signal(rb)                  # (its sum is written to memory now: `write`)
         last_sum = Signal(signed(acc_bits))
-        last2_sum = Signal(signed(acc_bits))   # ... and in the cycle before
+        last2_v = Signal()                     # ... and in the cycle before
+        last2_row = Signal(rb)
+        last2_sum = Signal(signed(acc_bits))
         same_last = Signal()                   # old value = sum of the entry one ahead
-        same_last2 = Signal()                  # old value = sum of the entry two ahead
+        pre_hit = Signal()                     # ... else the sum of the entry two or three ahead:
+        pre_sum = Signal(signed(acc_bits))
+        hit2 = rd_v & last_v & (last_row == rd_row)
+        hit3 = rd_v & last2_v & (last2_row == rd_row)
         m.d.sync += [
             acc_v.eq(rd_v), acc_row.eq(rd_row), acc_product.eq(p_clamped), acc_mem.eq(acc_r.data),
             acc_hit.eq(rd_hit),
             same_last.eq(rd_v & acc_v & (acc_row == rd_row)),
-            same_last2.eq(rd_v & last_v & (last_row == rd_row)),
+            pre_hit.eq(hit2 | hit3), pre_sum.eq(Mux(hit2, last_sum, last2_sum)),
         ]
 
         # -- accumulate (i + 5) ------------------------------------------------------------
         old = Signal(signed(acc_bits))
         with m.If(same_last):
             m.d.comb += old.eq(last_sum)
-        with m.Elif(same_last2):
-            m.d.comb += old.eq(last2_sum)
+        with m.Elif(pre_hit):
+            m.d.comb += old.eq(pre_sum)
         with m.Elif(acc_hit):
             m.d.comb += old.eq(acc_mem)
         width = max(acc_bits, PRODUCT_BITS) + 1
@@ -145,23 +160,31 @@ class ArithmeticUnit(wiring.Component):
             m.d.comb += total.eq(-(1 << (acc_bits - 1)))
         with m.Else():
             m.d.comb += total.eq((1 << (acc_bits - 1)) - 1)
-        m.d.sync += [last_v.eq(acc_v), last2_sum.eq(last_sum)]
+        m.d.sync += [last_v.eq(acc_v), last2_v.eq(last_v), last2_row.eq(last_row), last2_sum.eq(last_sum)]
         with m.If(acc_v):
-            m.d.sync += [last_row.eq(acc_row), last_sum.eq(total), acc_valid.bit_select(acc_row, 1).eq(1)]
-        m.d.comb += [acc_w.addr.eq(acc_row), acc_w.data.eq(total), acc_w.en.eq(acc_v)]
+            m.d.sync += [last_row.eq(acc_row), last_sum.eq(total),
+                         acc_valid.bit_select(Cat(acc_row, self.acc_bank), 1).eq(1)]
 
-        # -- accumulator read port: the multiply stage during compute, write-back after ---
+        # -- write (i + 6) -------------------------------------------------------------------
+        m.d.comb += [acc_w.addr.eq(Cat(last_row, self.acc_bank)), acc_w.data.eq(last_sum), acc_w.en.eq(last_v)]
+
+        # -- read ports: the multiply stage's, and the write-back's ----------------------
+        m.d.comb += acc_r.addr.eq(Cat(mul_row, self.acc_bank))
         wb_hit = Signal()
         wb_read = Signal()
-        m.d.comb += acc_r.addr.eq(Mux(self.wb_en, self.wb_row, mul_row))
+        wb_addr = Cat(self.wb_row, self.wb_bank)
+        m.d.comb += wb_r.addr.eq(wb_addr)
         m.d.sync += wb_read.eq(self.wb_en)
         with m.If(self.wb_en):
-            m.d.sync += wb_hit.eq(acc_valid.bit_select(self.wb_row, 1))
+            m.d.sync += wb_hit.eq(acc_valid.bit_select(wb_addr, 1))
+        with m.If(self.clear):                 # a batch starts in acc_bank (the other may be written back)
+            with m.If(self.acc_bank):
+                m.d.sync += acc_valid[depth:].eq(0)
+            with m.Else():
+                m.d.sync += acc_valid[:depth].eq(0)
         with m.If(self.wb_en & self.wb_clear):
-            m.d.sync += acc_valid.bit_select(self.wb_row, 1).eq(0)
-        with m.If(self.clear):                 # after a run whose last batch was held, not written back
-            m.d.sync += acc_valid.eq(0)
+            m.d.sync += acc_valid.bit_select(wb_addr, 1).eq(0)
         with m.If(wb_read):
-            m.d.sync += self.wb_acc.eq(Mux(wb_hit, acc_r.data, 0))
-        m.d.comb += self.busy.eq(fetch_v | dec_v | mul_v | rd_v | acc_v)
+            m.d.sync += self.wb_acc.eq(Mux(wb_hit, wb_r.data, 0))
+        m.d.comb += self.busy.eq(fetch_v | dec_v | mul_v | rd_v | acc_v | last_v)
         return m

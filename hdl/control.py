@@ -38,6 +38,8 @@ def batch_signature(p: ArrayParams) -> wiring.Signature:
         "last_row": Out(p.local_bits + 1),          # the layer's last local row ...
         "last_pes": Out(p.pe_bits + 1),             # ... is held by PEs 0 .. last_pes - 1
         "src_bank": Out(1),
+        "acc_bank": Out(1),                         # accumulator bank of the computing batch
+        "wb_bank": Out(1),                          # ... and of the batch being written back
         "clear_dst": Out(1),
         "nz_rewind": Out(1),                        # batch cycle 0
         "wb_en": Out(1),
@@ -56,10 +58,13 @@ class ControlUnit(wiring.Component):
 
     Every batch: cycle 0 rewinds the LNZD lists; the LNZD broadcasts as soon as its tree
     has filled, until every list is walked, every queue is empty and no PE fetches or
-    issues (cycle `compute`); `pipeline_latency` - 1 more cycles let the last accumulate
-    land; then R cycles read the accumulators (R = PE 0's rows in the batch) and
-    `writeback_latency` more write the last output. The next batch starts on the following
-    cycle; a new layer swaps the activation banks. `cycles` counts exactly these cycles.
+    issues (cycle `compute`); at `compute` + `pipeline_latency` its sums are in its
+    accumulator bank. Then, once the write-back unit has finished the previous batch, it
+    starts on this one (R accumulator reads, R = PE 0's rows in the batch, and
+    `writeback_latency` more cycles) while the next batch of the layer starts in the other
+    bank; a layer's last batch is written back before the next layer starts (the banks
+    swap), the run's last is held. `cycles` counts exactly these cycles
+    (cycle_model.batch_lengths).
     The running layer's descriptor is copied into registers when the layer starts, so no
     descriptor multiplexer is on a compute path.
     """
@@ -113,26 +118,46 @@ class ControlUnit(wiring.Component):
         last_pes = Signal(p.pe_bits + 1)
         shift = Signal(p.shift_bits)                 # the running (after a run: the last) layer's
         relu = Signal()                              # write-back conversion
-        wb_row = Signal(p.row_bits)
-        wb_last = Signal()                           # wb_row is the block's last row
         more_blocks = Signal()                       # rows_left > block_rows: another batch follows
         more_layers = Signal()                       # another layer follows this one
         fresh = Signal()                             # cycle 0 of a batch
         warm = Signal()                              # cycle 3 or later of a batch
         fresh1, fresh2 = Signal(), Signal()
         idle_seen = Signal()                         # all_idle of the previous cycle (registered)
-        wait = Signal(range(max(tm.pipeline_latency, tm.writeback_latency, 2)))
+        wait = Signal(range(max(tm.pipeline_latency, 2)))
         counter = Signal(48)
         src_bank = Signal()
+        acc_bank = Signal()                          # accumulator bank of the computing batch
         first_block = Signal()
         clear_dst = Signal()                         # fresh & first_block, as a register
         bcast_on = Signal()                          # BATCH after cycle 0: the LNZD may broadcast
-        wb_on = Signal()                             # WRITEBACK
         m.d.sync += [idle_seen.eq(self.all_idle), fresh1.eq(fresh), fresh2.eq(fresh1), warm.eq(warm | fresh2)]
+
+        # -- the write-back unit: R accumulator reads, one per cycle, then writeback_latency
+        # cycles for the last output. It works on a finished batch's bank while the next
+        # batch of the same layer computes in the other bank (double-buffered accumulators).
+        wb_on = Signal()                             # reading rows
+        wb_tail = Signal()                           # the last rows' outputs being written
+        wb_row = Signal(p.row_bits)
+        wb_last = Signal()                           # wb_row is the batch's last row
+        wb_rows = Signal(p.row_bits + 1)
+        wb_base = Signal(p.local_bits + 1)           # the written-back batch's local base
+        wb_bank = Signal()
+        wb_wait = Signal(range(max(tm.writeback_latency, 2)))
+        # free from the next cycle on: a launch now starts its first read in the next cycle
+        wb_free = ~wb_on & (~wb_tail | (wb_wait == 0))
+        with m.If(wb_on):
+            m.d.sync += [wb_row.eq(wb_row + 1), wb_last.eq(wb_row + 2 >= wb_rows)]
+            with m.If(wb_last):
+                m.d.sync += [wb_on.eq(0), wb_tail.eq(1), wb_wait.eq(tm.writeback_latency - 1)]
+        with m.Elif(wb_tail):
+            m.d.sync += wb_wait.eq(wb_wait - 1)
+            with m.If(wb_wait == 0):
+                m.d.sync += wb_tail.eq(0)
+
         # the batch signals to the PEs come straight from flip-flops
         m.d.comb += [self.batch.nz_rewind.eq(fresh), self.batch.clear_dst.eq(clear_dst),
                      self.broadcast_en.eq(bcast_on), self.batch.wb_en.eq(wb_on)]
-
         m.d.comb += [
             self.batch.layer.eq(layer),
             self.batch.base.eq(base),
@@ -141,8 +166,10 @@ class ControlUnit(wiring.Component):
             self.batch.last_row.eq(last_row),
             self.batch.last_pes.eq(last_pes),
             self.batch.src_bank.eq(src_bank),
+            self.batch.acc_bank.eq(acc_bank),
+            self.batch.wb_bank.eq(wb_bank),
             self.batch.wb_row.eq(wb_row),
-            self.batch.wb_local_base.eq(local_base),
+            self.batch.wb_local_base.eq(wb_base),
         ]
 
         def begin_layer(index):
@@ -156,7 +183,40 @@ class ControlUnit(wiring.Component):
                          # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
                          more_layers.eq((nxt < self.n_layers) & (nxt < p.max_layers)),
                          last_row.eq(d.rows0 - 1), last_pes.eq(d.n_out - (d.rows0 - 1) * p.n_pe),
-                         fresh.eq(1), warm.eq(0), first_block.eq(1), clear_dst.eq(1), bcast_on.eq(0)]
+                         fresh.eq(1), warm.eq(0), first_block.eq(1), clear_dst.eq(1), bcast_on.eq(0),
+                         acc_bank.eq(~acc_bank)]
+
+        def next_batch():
+            left = rows_left - cur.block_rows
+            m.d.sync += [base.eq(base + cur.n_in), local_base.eq(local_base + cur.block_rows),
+                         rows_left.eq(left), more_blocks.eq(left > cur.block_rows),
+                         rows_here.eq(Mux(left < cur.block_rows, left, cur.block_rows)),
+                         fresh.eq(1), warm.eq(0), first_block.eq(0), bcast_on.eq(0), acc_bank.eq(~acc_bank)]
+
+        def launch_writeback():
+            """This batch's write-back starts in the next cycle (the unit is free by then)."""
+            m.d.sync += [wb_on.eq(1), wb_tail.eq(0), wb_row.eq(0), wb_last.eq(rows_here <= 1), wb_rows.eq(rows_here),
+                         wb_base.eq(local_base), wb_bank.eq(acc_bank)]
+
+        def after_drain():
+            """The batch's sums are in its bank. Once the write-back unit is free: the run's
+            last batch ends (held, not written back); another batch of this layer starts
+            while this one is written back; a layer's last batch is written back before the
+            next layer reads its outputs."""
+            with m.If(~wb_free):
+                m.next = "WAIT"
+            with m.Elif(~more_blocks & ~more_layers):
+                m.d.sync += [src_bank.eq(~src_bank), self.held_valid.eq(1), self.held_base.eq(local_base),
+                             self.held_rows.eq(rows_here),
+                             self.done.eq(1), self.cycles.eq(counter + 1), self.runs.eq(self.runs + 1)]
+                m.next = "IDLE"
+            with m.Elif(more_blocks):
+                launch_writeback()
+                next_batch()
+                m.next = "BATCH"
+            with m.Else():
+                launch_writeback()
+                m.next = "LAYER_END"
 
         # Every decision below is taken from registers: `start` comes registered from the
         # host bus, all_idle is registered (idle_seen), the end-of-block and end-of-layer
@@ -184,35 +244,16 @@ class ControlUnit(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
                 with m.If(wait == 0):
-                    with m.If(~more_blocks & ~more_layers):
-                        # The run's last batch: its sums have landed; they stay in the
-                        # accumulators, and the host's reads convert them (no write-back).
-                        m.d.sync += [src_bank.eq(~src_bank), self.held_valid.eq(1), self.held_base.eq(local_base),
-                                     self.held_rows.eq(rows_here),
-                                     self.done.eq(1), self.cycles.eq(counter + 1), self.runs.eq(self.runs + 1)]
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.d.sync += [wb_row.eq(0), wb_last.eq(rows_here <= 1), wb_on.eq(1)]
-                        m.next = "WRITEBACK"
-            with m.State("WRITEBACK"):         # R cycles: one accumulator read per cycle
+                    after_drain()
+            with m.State("WAIT"):              # the previous batch is still being written back
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [counter.eq(counter + 1), wb_row.eq(wb_row + 1), wb_last.eq(wb_row + 2 >= rows_here)]
-                with m.If(wb_last):
-                    m.d.sync += [wait.eq(tm.writeback_latency - 1), wb_on.eq(0)]
-                    m.next = "LAST_WRITE"
-            with m.State("LAST_WRITE"):        # writeback_latency cycles: the last output is written
+                m.d.sync += counter.eq(counter + 1)
+                after_drain()
+            with m.State("LAYER_END"):         # the layer's last batch is being written back
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
-                with m.If(wait == 0):
-                    with m.If(more_blocks):                          # another batch of this layer
-                        left = rows_left - cur.block_rows
-                        m.d.sync += [base.eq(base + cur.n_in), local_base.eq(local_base + cur.block_rows),
-                                     rows_left.eq(left), more_blocks.eq(left > cur.block_rows),
-                                     rows_here.eq(Mux(left < cur.block_rows, left, cur.block_rows)),
-                                     fresh.eq(1), warm.eq(0), first_block.eq(0), bcast_on.eq(0)]
-                        m.next = "BATCH"
-                    with m.Else():
-                        m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
-                        begin_layer(layer + 1)           # (the run's last batch ends in DRAIN)
-                        m.next = "BATCH"
+                m.d.sync += counter.eq(counter + 1)
+                with m.If(wb_free):
+                    m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
+                    begin_layer(layer + 1)
+                    m.next = "BATCH"
         return m

@@ -89,6 +89,9 @@ class PE(wiring.Component):
             wb_local.eq(self.batch.wb_local_base + self.batch.wb_row),
             arith.wb_en.eq(self.batch.wb_en | self.peek_en), arith.wb_clear.eq(self.batch.wb_en),
             arith.wb_row.eq(Mux(self.batch.wb_en, self.batch.wb_row, self.peek_row)),
+            # a held output is in the last batch's bank, which is still acc_bank
+            arith.wb_bank.eq(Mux(self.batch.wb_en, self.batch.wb_bank, self.batch.acc_bank)),
+            arith.acc_bank.eq(self.batch.acc_bank),
             arith.clear.eq(self.batch.nz_rewind),
             acts.wb_en.eq(self.batch.wb_en | self.peek_en), acts.wb_peek.eq(~self.batch.wb_en & self.peek_en),
             acts.wb_local.eq(wb_local),

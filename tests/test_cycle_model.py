@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from eie.golden_model import encode_network
 from eie.golden_model.config import EIEConfig, Timing, lnzd_levels
-from eie.golden_model.cycle_model import cycle_report, simulate_batch
+from eie.golden_model.cycle_model import batch_lengths, cycle_report, simulate_batch
 from eie.golden_model.errors import ConfigError
 from eie.golden_model.functional import run_network
 from eie.golden_model.model import run_image
@@ -205,11 +205,30 @@ def test_rows_not_multiple_of_n_and_output_batches(rng):
     assert rep.broadcasts == 6 * 12
     assert rep.cycles == sum(b.cycles for b in rep.batches)
     assert [b.writeback_rows for b in rep.batches] == [4, 4, 4, 4, 4, 3]
-    t = Timing()     # every batch is written back but the last, which the host reads from the accumulators
-    assert [b.cycles - b.compute_cycles for b in rep.batches] == [t.pipeline_latency + 4 + t.writeback_latency] * 5 + [
-        t.pipeline_latency]
+    # every batch is written back but the last, which the host reads from the accumulators;
+    # a write-back overlaps the next batch, which waits only for the one before it
+    t = Timing()
+    start, wb_free, want = 0, 0, []
+    for n, b in enumerate(rep.batches):
+        go = max(start + b.compute_cycles + t.pipeline_latency, wb_free)
+        wb_free = go + b.writeback_rows + t.writeback_latency
+        want.append(go - start)
+        start = go
+    assert [b.cycles for b in rep.batches] == want
     one = encode_network([W], 2, acc_depth=64, calibration=x)
     np.testing.assert_array_equal(res.outputs_int, run_image(one, x).outputs_int)
+
+
+def test_writeback_overlaps_the_next_batch_and_waits_for_the_previous():
+    """batch_lengths by hand: sums ready at start + compute + 6, write-back 4 + rows."""
+    t = Timing(pipeline_latency=6, writeback_latency=4)
+    # 26 (ready, write-back until 34), 35 - 26 = 9 (ready at 35), last: ready 44, written back by 52
+    assert batch_lengths([20, 3, 3], [4, 4, 4], t) == [26, 9, 17]
+    assert batch_lengths([20, 3, 3], [4, 4, 4], t, held=True) == [26, 9, 9]
+    # ready at 26, 33, 45; write-backs 26-38, 38-50: the second batch waits until 38, the held last until 50
+    assert batch_lengths([20, 1, 1], [8, 8, 8], t, held=True) == [26, 12, 12]
+    assert batch_lengths([5], [3], t) == [5 + 6 + 3 + 4]
+    assert batch_lengths([5], [3], t, held=True) == [11]
 
 
 def test_stack_cycles_add_up_over_layers(rng):

@@ -17,6 +17,7 @@ from eie.golden_model import encode_network
 from eie.golden_model.errors import ConfigError
 from eie.golden_model.image_file import load_image, save_image
 from eie.golden_model.layout import n_blocks
+from eie.golden_model.config import Timing
 from eie.golden_model.model import run_image
 from eie.hdl import host_map as hm
 from eie.hdl.eie import EIEArray
@@ -184,6 +185,36 @@ def test_outputs_longer_than_one_batch():
     assert n_blocks(37, 2, 4) == 5
     gold, _ = run_both(image, int_inputs(rng, 2, 12, 0.6))
     assert len(gold.report.batches) == 2 * 5
+
+
+def test_writeback_overlaps_the_next_batch():
+    """A long layer in several batches: each batch's write-back runs while the next one
+    computes (the other accumulator bank), so a batch costs compute + pipeline_latency."""
+    rng = np.random.default_rng(12)
+    image = encode_network([sparse_matrix(rng, 48, 40, 0.5), sparse_matrix(rng, 9, 48, 0.5)], 2, acc_depth=4)
+    gold, _ = run_both(image, int_inputs(rng, 1, 40, 0.9))
+    t = Timing()
+    first = [b for b in gold.report.batches if b.layer == 0]
+    assert len(first) == 6
+    assert all(b.compute_cycles > b.writeback_rows + t.writeback_latency for b in first)   # nothing to wait for
+    for b in first[:-1]:
+        assert b.cycles == b.compute_cycles + t.pipeline_latency
+    assert first[-1].cycles == first[-1].compute_cycles + t.pipeline_latency + 4 + t.writeback_latency
+
+
+def test_batch_waits_for_a_longer_writeback():
+    """Batches that compute for fewer cycles than the previous write-back takes (a sparse
+    input, 32 rows per batch): the next write-back, and the batch after it, wait."""
+    rng = np.random.default_rng(13)
+    W = sparse_matrix(rng, 200, 6, 0.2)
+    image = encode_network([W, sparse_matrix(rng, 5, 200, 0.3)], 2, acc_depth=32)
+    a = np.zeros((2, 6), dtype=np.int64)
+    a[0, 2] = 300                                         # one broadcast per batch; none at all
+    gold, _ = run_both(image, a)
+    t = Timing()
+    first = [b for b in gold.report.batches if b.layer == 0][:4]
+    assert any(b.compute_cycles + t.pipeline_latency < b.writeback_rows + t.writeback_latency for b in first)
+    assert any(b.cycles > b.compute_cycles + t.pipeline_latency for b in first[1:-1])   # waited
 
 
 def test_register_file_swap_across_layers():
