@@ -54,8 +54,9 @@ def signal_handlers():
 def report(command: str, message: str, kind: str = "error") -> None:
     """Print `eie <command>: <kind>: <message>` as exactly one line on stderr."""
     text = " | ".join(line.strip() for line in str(message).strip().splitlines() if line.strip())
+    prog = f"eie {command}" if command else "eie"
     try:
-        print(f"eie {command}: {kind}: {text}" if kind else f"eie {command}: {text}", file=sys.stderr, flush=True)
+        print(f"{prog}: {kind}: {text}" if kind else f"{prog}: {text}", file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
 

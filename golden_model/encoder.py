@@ -134,7 +134,7 @@ def quantisation_report(W, idx, codebook_float, codebook_int, w_frac: int, what:
     amax = float(np.abs(w).max())
     if np.all(zero):
         raise InputError(f"{what}: all {w.size} non-zero weights would decode to 0 (largest |w| = {amax:.3g}; "
-                         f"codebook step 2^-{w_frac} = {step:.3g}): scale the weights by a power of two into "
+                         f"codebook step 2^-{w_frac} = {step:.3g}): scale the weights (or the codebook) by a power of two into "
                          f"the 16-bit range, at most 2^-{nm.MAX_FRAC} per step (docs/numerics.md)")
     # an entry the codebook sets to exactly 0.0 is the user's choice (counted, not refused)
     lost = zero & (np.abs(w) >= step) & (np.asarray(codebook_float)[used] != 0)

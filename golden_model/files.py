@@ -34,15 +34,15 @@ def open_regular_file(path, what: str = "file"):
     except FileNotFoundError:
         raise FileAccessError(f"{src}: no such file") from None
     except IsADirectoryError:
-        raise FileAccessError(f"{src}: is a directory, expected a {what}") from None
+        raise FileAccessError(f"{src}: is a directory, expected {_article(what)} {what}") from None
     except OSError as e:
         raise FileAccessError(f"{src}: cannot open: {e.strerror or e}") from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise FileAccessError(f"{src}: is a directory, expected a {what}")
+            raise FileAccessError(f"{src}: is a directory, expected {_article(what)} {what}")
         if not stat.S_ISREG(st.st_mode):
-            raise FileAccessError(f"{src}: not a regular file (a pipe, socket or device), expected a {what}")
+            raise FileAccessError(f"{src}: not a regular file (a pipe, socket or device), expected {_article(what)} {what}")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb", buffering=0), st.st_size
@@ -131,3 +131,7 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _article(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeiou" or noun.startswith("EIE") else "a"
