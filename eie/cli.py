@@ -590,11 +590,9 @@ def main(argv=None) -> int:
         command = "eie"
         try:
             args = build_parser().parse_args(argv)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # (a usage error raises SystemExit(2) after its one line)
             report("", "interrupted", "")
             return 130
-        except SystemExit as e:  # argparse: --help (0) or a usage error (2), already printed
-            return e.code if isinstance(e.code, int) else 2
         command = args.command
         return run_command(command, lambda: args.func(args))
 

@@ -57,7 +57,10 @@ def weights(tmp_path):
 
 
 def eie(capsys, *args):
-    rc = main([str(a) for a in args])
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's usage errors
+        rc = e.code
     out, err = capsys.readouterr()
     return rc, out, err
 
