@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from eie.cli import main
@@ -118,7 +118,9 @@ def test_fuzz_mutated_bytes_fail_cleanly_or_load_the_same_image(image, image_byt
     except ImageFormatError as e:
         assert str(e).startswith(f"{p}: ")
         assert "\n" not in str(e)
+        event("clean error")
         return
+    event("loaded: same image")
     # accepted: then it must be the saved image (e.g. a flipped minor version 2 -> 0 reads
     # the same bytes as an unprotected file)
     assert data != image_bytes or loaded.file_format["header"] == "crc32"
@@ -189,6 +191,9 @@ def test_fuzz_header_fields_fail_cleanly(image_bytes, tmp_path, pick, value):
     except ImageFormatError as e:
         assert "\n" not in str(e) and len(str(e)) < 1000
         assert str(e).startswith(f"{p}: ")
+        event("clean error")
+    else:
+        event("loaded")
 
 
 # -- fuzz: option values --------------------------------------------------------------------
@@ -206,6 +211,7 @@ def test_fuzz_encode_options(weights, tmp_path, capsys, n_pe, seed, acc_depth, a
             "--act-frac", act_frac, "-o", out] + (["--force"] if force else [])
     rc, _, err = eie(capsys, *args)
     assert leftovers(tmp_path) == []
+    event(f"exit {rc}")
     if rc == 0:
         assert load_image(out).n_pe == int(str(n_pe))
     else:
@@ -225,6 +231,7 @@ def test_fuzz_run_options(weights, tmp_path, capsys, fifo, acc_bits, act_depth):
     rc, _, err = eie(capsys, "run", img, "--input", tmp_path / "x.npy", "--fifo-depth", fifo,
                      "--acc-bits", acc_bits, "--act-depth", act_depth, "-o", y)
     assert leftovers(tmp_path) == []
+    event(f"exit {rc}")
     if rc == 0:
         assert np.load(y).shape == (10,)
     else:
