@@ -2,7 +2,9 @@
 sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
-one-line message naming the file/field (exit 2), never a traceback.
+one-line message naming the file/field (exit 2), never a traceback (eie/boundary.py).
+Only the standard library is imported at module level, so that the signal handlers are
+in place before the heavy imports (NumPy, PyTorch, Amaranth) start.
 """
 
 from __future__ import annotations
@@ -12,44 +14,20 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
+from eie.boundary import UserError, report, run_command, signal_handlers
+from eie.cli_inputs import (check_output, int_in, load_array, load_calibration, load_codebooks, load_input,
+                            load_weights)
 
-from eie.golden_model.errors import EIEError, InputError
+__all__ = ["main", "build_parser", "UserError"]
 
-__all__ = ["main", "build_parser"]
-
-
-class UserError(Exception):
-    """A problem with the command's arguments or files; printed without a traceback."""
+SEED_MAX = (1 << 32) - 1       # k-means (scikit-learn) and the training seeds
+DEPTH_MAX = 1 << 24            # any memory depth option
+FIFO_MAX = 1 << 16
 
 
 def _emit_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
-
-
-def _load_array(path: str, what: str):
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{what}: {p}: no such file")
-    try:
-        return np.load(p, allow_pickle=False)
-    except Exception as e:  # numpy raises many kinds for a bad file
-        raise UserError(f"{what}: {p}: not a readable .npy/.npz file ({e})") from None
-
-
-def _weights_from(path: str) -> tuple[list[np.ndarray], list[str]]:
-    obj = _load_array(path, "WEIGHTS")
-    if isinstance(obj, np.ndarray):
-        return [obj], [Path(path).stem]
-    keys = sorted(obj.files, key=lambda k: (int("".join(c for c in k if c.isdigit()) or 0), k))
-    if not keys:
-        raise UserError(f"WEIGHTS: {path}: the .npz holds no arrays (expected W0, W1, ...)")
-    try:  # .npz members are read lazily: their errors surface here
-        arrays = [obj[k] for k in keys]
-    except Exception as e:
-        raise UserError(f"WEIGHTS: {path}: cannot read its arrays ({e})") from None
-    return arrays, keys
 
 
 def _add_output(p, help_text):
@@ -58,35 +36,40 @@ def _add_output(p, help_text):
 
 
 def cmd_encode(args) -> int:
+    check_output(args.output, "-o", args.force)  # before the (possibly long) encode
     from eie.golden_model import encode_network
-    from eie.golden_model.encoder import check_weights
     from eie.golden_model.image_file import save_image
 
-    weights, names = _weights_from(args.weights)
-    weights = [check_weights(W, f"{args.weights}[{name}]") for W, name in zip(weights, names)]
-    codebooks = None
-    if args.codebook:
-        cb = np.asarray(_load_array(args.codebook, "--codebook"), dtype=np.float64)
-        if cb.ndim == 1:
-            cb = np.broadcast_to(cb, (len(weights), cb.shape[0]))
-        if cb.ndim != 2 or cb.shape[0] != len(weights):
-            raise UserError(f"--codebook: {args.codebook}: expected shape (16,) or ({len(weights)}, 16), got {cb.shape}")
-        codebooks = list(cb)
-    calib = _load_array(args.calibrate, "--calibrate") if args.calibrate else None
+    weights, names = load_weights(args.weights)
+    codebooks = load_codebooks(args.codebook, len(weights)) if args.codebook else None
+    calib = load_calibration(args.calibrate) if args.calibrate else None
     image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
                            calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
                            names=names, seed=args.seed, meta={"weights": str(args.weights)},
-                           calibration_name=f"--calibrate {args.calibrate}", balance=args.balance)
+                           calibration_name=f"--calibrate {args.calibrate}", balance=args.balance,
+                           source=f"WEIGHTS {args.weights}")
     save_image(image, args.output, overwrite=args.force)
-    summary = image.summary() | {"output": str(args.output)}
+    quant = image.meta["quantisation"]
+    for q in quant:
+        if q["decoded_to_zero"]:
+            report("encode", f"WEIGHTS {args.weights}[{q['layer']}]: {q['decoded_to_zero']} non-zero weights "
+                             f"decode to 0 (below one step 2^-{q['w_frac']}, or a codebook entry of 0.0)", "warning")
+    summary = image.summary() | {"quantisation": quant, "output": str(args.output)}
     if args.json:
         _emit_json(summary)
     else:
         _print_summary(summary, f"wrote {args.output}")
+        for q in quant:
+            print(f"  {q['layer']}: weights Q.{q['w_frac']}, largest error {q['max_abs_error']:.3g}, "
+                  f"relative RMS error {100 * q['rel_rms_error']:.2f} %")
     return 0
 
 
 def cmd_balance(args) -> int:
+    check_output(args.output, "-o", args.force)
+    import numpy as np
+
+    from eie.golden_model.errors import InputError
     from eie.golden_model.balance import BalanceOptions, balance_image
     from eie.golden_model.config import EIEConfig
     from eie.golden_model.image_file import load_image, save_image
@@ -101,9 +84,7 @@ def cmd_balance(args) -> int:
         image, what, x = load_image(args.image), str(args.image), None
     else:
         raise UserError("balance: give an IMAGE or --fc8")
-    calib = _load_array(args.calibrate, "--calibrate") if args.calibrate else None
-    if calib is not None and not isinstance(calib, np.ndarray):
-        raise UserError(f"--calibrate {args.calibrate}: expected one .npy array of inputs, not an .npz archive")
+    calib = load_calibration(args.calibrate) if args.calibrate else None
     try:
         balanced = balance_image(image, calibration=calib, options=BalanceOptions(fifo_depth=args.fifo_depth))
     except InputError as e:
@@ -134,6 +115,9 @@ def cmd_balance(args) -> int:
 
 
 def cmd_decode(args) -> int:
+    check_output(args.output, "-o", args.force)
+    import numpy as np
+
     from eie.golden_model.decoder import decode_image
     from eie.golden_model.image_file import atomic_write_bytes, load_image
     import io
@@ -159,11 +143,16 @@ def cmd_decode(args) -> int:
 def cmd_info(args) -> int:
     from eie.golden_model.image_file import load_image
 
-    summary = load_image(args.image).summary()
+    image = load_image(args.image)
+    fmt = image.file_format
+    summary = image.summary() | {"file": fmt}
     if args.json:
         _emit_json(summary)
     else:
         _print_summary(summary, str(args.image))
+        print(f"format {fmt['version']}: " + ("header and arrays protected by CRC-32" if fmt["header"] == "crc32"
+              else "arrays protected by CRC-32, header unprotected (written before format 1.2; "
+                   "`eie balance` or a re-encode writes 1.2)"))
     return 0
 
 
@@ -175,14 +164,17 @@ def _config(args, image):
 
 
 def cmd_run(args) -> int:
+    if args.output:
+        check_output(args.output, "--output", args.force)
+    import numpy as np
+
+    from eie.golden_model.errors import InputError
     from eie.golden_model.image_file import atomic_write_bytes, load_image
     from eie.golden_model.model import run_image
     import io
 
     image = load_image(args.image)
-    x = _load_array(args.input, "--input")
-    if not isinstance(x, np.ndarray):
-        raise UserError(f"--input: {args.input}: expected a .npy array, got an .npz archive")
+    x = load_input(args.input, args.int_input)
     try:
         result = run_image(image, x, _config(args, image), int_input=args.int_input)
     except InputError as e:
@@ -270,6 +262,7 @@ def _array_params(args):
 
 
 def cmd_verilog(args) -> int:
+    check_output(args.output, "-o", args.force)
     from eie.hdl.params import memory_bits
     from eie.hdl.synth import synthesize, verilator_lint
     from eie.hdl.verilog_out import write_verilog
@@ -373,6 +366,7 @@ def cmd_fpga(args) -> int:
 
 # -- human output -----------------------------------------------------------------------
 def _table(title, columns, rows):
+    import numpy as np
     from rich.console import Console
     from rich.table import Table
 
@@ -441,25 +435,37 @@ def _print_bench(res):
 
 
 # -- parser -------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors (`eie encode: error: argument --n-pe: ...`)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from eie.golden_model.config import DEFAULT_ACT_DEPTH, DEFAULT_FIFO_DEPTH
     from eie.golden_model.encoder import DEFAULT_ACC_DEPTH, DEFAULT_ACT_FRAC
+    from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
+    from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
 
-    ap = argparse.ArgumentParser(prog="eie", description="EIE reference implementation (Han et al., ISCA 2016)")
+    n_pe, acc_depth = int_in(1, MAX_N_PE), int_in(1, MAX_ACC_DEPTH)
+    depth, fifo, seed = int_in(1, DEPTH_MAX), int_in(1, FIFO_MAX), int_in(0, SEED_MAX)
+    acc_bits = int_in(MIN_ACC_BITS, MAX_ACC_BITS)
+    ap = _Parser(prog="eie", description="EIE reference implementation (Han et al., ISCA 2016)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("encode", help="weight-share and encode dense layers into an EIE image")
     p.add_argument("weights", help=".npy (one layer, n_out x n_in) or .npz of W0, W1, ... (a stack)")
-    p.add_argument("--n-pe", type=int, required=True, help="number of PEs the image is built for")
-    p.add_argument("--acc-depth", type=int, default=DEFAULT_ACC_DEPTH, help="accumulators per PE (rows per output batch)")
+    p.add_argument("--n-pe", type=n_pe, required=True, help="number of PEs the image is built for")
+    p.add_argument("--acc-depth", type=acc_depth, default=DEFAULT_ACC_DEPTH, help="accumulators per PE (rows per output batch)")
     p.add_argument("--codebook", help=".npy of 16 floats (entry 0 = 0), or one row per layer; default: k-means")
     p.add_argument("--calibrate", help=".npy input sample(s) used to choose activation formats")
-    p.add_argument("--act-frac", type=int, default=DEFAULT_ACT_FRAC, help="activation fractional bits without --calibrate")
+    p.add_argument("--act-frac", type=int_in(0, MAX_FRAC), default=DEFAULT_ACT_FRAC, help="activation fractional bits without --calibrate")
     p.add_argument("--relu-last", action="store_true", help="apply ReLU after the last layer too")
     p.add_argument("--balance", action="store_true",
                    help="permute output rows across PEs to balance their work (uses --calibrate if given); "
                         "outputs stay in the original order")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     _add_output(p, "image file to write")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_encode)
@@ -468,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", nargs="?", help="EIE image to balance")
     p.add_argument("--fc8", nargs="?", const="default", help="balance the authors' AlexNet FC8 instead")
     p.add_argument("--calibrate", help=".npy input sample(s): weight each column by how often it is non-zero")
-    p.add_argument("--fifo-depth", type=int, default=DEFAULT_FIFO_DEPTH,
+    p.add_argument("--fifo-depth", type=fifo, default=DEFAULT_FIFO_DEPTH,
                    help="queue depth the permutation is chosen for and the before/after cycles are measured at")
     _add_output(p, "balanced image file to write")
     p.add_argument("--json", action="store_true")
@@ -489,9 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     p.add_argument("--input", required=True, help=".npy input, (n_in,) or (batch, n_in), float")
     p.add_argument("--int-input", action="store_true", help="the input is already int16 fixed point")
-    p.add_argument("--fifo-depth", type=int, default=DEFAULT_FIFO_DEPTH, help="activation queue depth")
-    p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default 48)")
-    p.add_argument("--act-depth", type=int, default=DEFAULT_ACT_DEPTH, help="activations per PE per bank")
+    p.add_argument("--fifo-depth", type=fifo, default=DEFAULT_FIFO_DEPTH, help="activation queue depth")
+    p.add_argument("--acc-bits", type=acc_bits, default=None, help="accumulator width (default 48)")
+    p.add_argument("--act-depth", type=depth, default=DEFAULT_ACT_DEPTH, help="activations per PE per bank")
     p.add_argument("--output", "-o", help="write the (dequantised) outputs to this .npy")
     p.add_argument("--force", action="store_true", help="replace --output if it exists")
     p.add_argument("--json", action="store_true")
@@ -506,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="simulator for the RTL speed figure")
     p.add_argument("--no-balance", action="store_true", help="skip the load-balanced re-encodings")
     p.add_argument("--fc8", help="FC8 reference directory (default: ../shared/data/eie-alexnet-fc8)")
-    p.add_argument("--repeat", type=int, help="timing repeats (best of)")
+    p.add_argument("--repeat", type=int_in(1, 1000), help="timing repeats (best of)")
     p.add_argument("--fpga-report", action="append", metavar="PATH",
                    help="`eie fpga` report for the throughput section (repeatable; default: reports/fpga/*.json "
                         "unless --fmax is given)")
@@ -517,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON result")
     p.set_defaults(func=cmd_bench)
 
+    # demo, verilog and fpga check their own parameters (DemoConfig, hdl.params.ArrayParams)
     p = sub.add_parser("demo", help="end to end: train, prune, share, encode, golden model, RTL (reports/demo)")
     p.add_argument("--out", default="reports/demo", help="report directory")
     p.add_argument("--n-pe", type=int, help="PEs of the image and the RTL (default 8)")
@@ -579,15 +586,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (UserError, EIEError, FileExistsError) as e:
-        print(f"eie {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"eie {args.command}: interrupted", file=sys.stderr)
-        return 130
+    """Parse and run one command; every failure ends as one line on stderr (eie/boundary.py)."""
+    with signal_handlers():
+        command = "eie"
+        try:
+            args = build_parser().parse_args(argv)
+        except KeyboardInterrupt:  # (a usage error raises SystemExit(2) after its one line)
+            report("", "interrupted", "")
+            return 130
+        command = args.command
+        return run_command(command, lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -38,11 +38,26 @@ def kmeans_codebook(weights, seed: int = 0, max_iter: int = 300) -> np.ndarray:
         km = KMeans(n_clusters=N_CENTROIDS, init=init, n_init=1, max_iter=max_iter,
                     random_state=seed).fit(nz.reshape(-1, 1))
         cents = np.sort(km.cluster_centers_.ravel())
-        # An exactly-zero centroid would make real weights indistinguishable from padding.
-        cents[cents == 0] = np.finfo(np.float64).tiny
+    cents = _away_from_zero(cents)
     cb[1:1 + cents.size] = cents
     cb[1 + cents.size:] = cents[-1]
     return cb
+
+
+def _away_from_zero(cents: np.ndarray) -> np.ndarray:
+    """Move centroids that would round to 0 in the codebook's fixed-point format to +-1 step.
+
+    A cluster straddling 0 can have a mean of (almost) 0; its weights would then decode to
+    0 like pruned ones. One step (2**-w_frac) is the nearest value the hardware can hold.
+    Not done when even the largest centroid rounds to 0: that layer is out of range, and
+    the encoder refuses it (encoder.quantisation_report).
+    """
+    w_frac = nm.choose_frac(np.abs(cents).max(), nm.WEIGHT_BITS)
+    step = 2.0 ** -w_frac
+    if np.abs(cents).max() < step / 2:
+        return cents
+    rounds_to_zero = np.floor(cents / step + 0.5) == 0
+    return np.where(rounds_to_zero, np.where(cents < 0, -step, step), cents)
 
 
 def check_codebook(codebook, what: str = "codebook") -> np.ndarray:

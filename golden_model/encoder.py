@@ -20,22 +20,33 @@ import numpy as np
 from . import numerics as nm
 from .codebook import assign_indices, check_codebook, fixed_point_codebook, kmeans_codebook
 from .errors import InputError
-from .image import EIEImage, EncodedLayer, permutation_problem
+from .user_arrays import real_array
+from .image import MAX_ACC_DEPTH, MAX_N_PE, EIEImage, EncodedLayer, permutation_problem
 from .layout import n_blocks
 
 __all__ = ["check_weights", "check_permutation", "encode_indices", "encode_layer", "encode_network",
-           "DEFAULT_ACT_FRAC", "DEFAULT_ACC_DEPTH"]
+           "quantisation_report", "DEFAULT_ACT_FRAC", "DEFAULT_ACC_DEPTH", "MAX_WEIGHT"]
 
 DEFAULT_ACT_FRAC = 8   # Q7.8 when no calibration input is given
 DEFAULT_ACC_DEPTH = 64  # accumulator register file per PE (EIE paper: 64 entries)
 MAX_RUN = (1 << nm.ZRUN_BITS) - 1
+MAX_WEIGHT = nm.int_range(nm.WEIGHT_BITS)[1] + 0.5  # |w| below this fits the widest format (w_frac 0)
 
 
 def _check_pe_args(n_pe, acc_depth):
-    if not isinstance(n_pe, (int, np.integer)) or n_pe < 1:
-        raise InputError(f"n_pe must be a positive integer, not {n_pe!r}")
-    if not isinstance(acc_depth, (int, np.integer)) or acc_depth < 1:
-        raise InputError(f"acc_depth must be a positive integer, not {acc_depth!r}")
+    if not isinstance(n_pe, (int, np.integer)) or not 1 <= n_pe <= MAX_N_PE:
+        raise InputError(f"n_pe must be an integer in 1..{MAX_N_PE}, not {n_pe!r}")
+    if not isinstance(acc_depth, (int, np.integer)) or not 1 <= acc_depth <= MAX_ACC_DEPTH:
+        raise InputError(f"acc_depth must be an integer in 1..{MAX_ACC_DEPTH}, not {acc_depth!r}")
+
+
+MAX_SEED = (1 << 32) - 1  # k-means (scikit-learn) takes seeds 0 .. 2**32 - 1
+
+
+def check_seed(seed) -> int:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be an integer in 0..{MAX_SEED}, not {seed!r}")
+    return int(seed)
 
 
 def encode_indices(idx, n_pe: int, acc_depth: int = DEFAULT_ACC_DEPTH):
@@ -79,16 +90,63 @@ def encode_indices(idx, n_pe: int, acc_depth: int = DEFAULT_ACC_DEPTH):
 
 
 def check_weights(W, what: str) -> np.ndarray:
-    W = np.asarray(W)
+    """A dense weight matrix as float64: 2-D, non-empty, real, finite, |w| < 32767.5."""
+    W = real_array(W, what)
     if W.ndim != 2 or 0 in W.shape:
         raise InputError(f"{what}: expected a non-empty 2-D weight matrix (n_out, n_in), got shape {W.shape}")
-    if not np.issubdtype(W.dtype, np.number):
-        raise InputError(f"{what}: expected numbers, got dtype {W.dtype}")
-    W = W.astype(np.float64)
+    with np.errstate(all="ignore"):
+        W = W.astype(np.float64)
     if not np.all(np.isfinite(W)):
         r, c = np.argwhere(~np.isfinite(W))[0]
         raise InputError(f"{what}: element [{r}, {c}] is {float(W[r, c])!r}; expected finite numbers")
+    big = np.abs(W) >= MAX_WEIGHT
+    if np.any(big):
+        r, c = np.argwhere(big)[0]
+        raise InputError(f"{what}: element [{r}, {c}] is {float(W[r, c]):.6g}; weights must be below {MAX_WEIGHT} "
+                         f"in magnitude (16-bit codebook values, at most 0 fractional bits; docs/numerics.md)")
     return W
+
+
+def quantisation_report(W, idx, codebook_float, codebook_int, w_frac: int, what: str) -> dict:
+    """How far the fixed-point weights are from W; InputError when a layer would be lost.
+
+    The rule (docs/numerics.md): refuse when a non-zero weight would decode to a saturated
+    codebook value, when every non-zero weight would decode to 0, or when one of at least
+    one step (2**-w_frac) would through a non-zero codebook value that rounds to 0; other
+    weights that decode to 0 (below one step, or an entry given as 0.0) are counted.
+    """
+    mask = idx > 0
+    w = W[mask]
+    if w.size == 0:
+        return {"w_frac": int(w_frac), "max_abs_error": 0.0, "rel_rms_error": 0.0, "decoded_to_zero": 0}
+    step = 2.0 ** -w_frac
+    lo, hi = nm.int_range(nm.WEIGHT_BITS)
+    scaled = np.floor(np.asarray(codebook_float, dtype=np.float64) * (1 << w_frac) + 0.5)
+    saturated = (scaled < lo) | (scaled > hi)
+    used = idx[mask].astype(np.int64)
+    q = np.asarray(codebook_int, dtype=np.float64)[used] * step
+    if np.any(saturated[used]):
+        k = int(used[saturated[used]][0])
+        raise InputError(f"{what}: codebook value {float(codebook_float[k]):.6g} (entry {k}) saturates the 16-bit "
+                         f"weight format (at most {hi} at w_frac 0): {int(np.count_nonzero(saturated[used]))} "
+                         f"non-zero weights would decode to {float(codebook_int[k]) * step:g}")
+    zero = q == 0
+    amax = float(np.abs(w).max())
+    if np.all(zero):
+        raise InputError(f"{what}: all {w.size} non-zero weights would decode to 0 (largest |w| = {amax:.3g}; "
+                         f"codebook step 2^-{w_frac} = {step:.3g}): scale the weights (or the codebook) by a power of two into "
+                         f"the 16-bit range, at most 2^-{nm.MAX_FRAC} per step (docs/numerics.md)")
+    # an entry the codebook sets to exactly 0.0 is the user's choice (counted, not refused)
+    lost = zero & (np.abs(w) >= step) & (np.asarray(codebook_float)[used] != 0)
+    if np.any(lost):
+        k = int(used[lost][0])
+        raise InputError(f"{what}: {int(np.count_nonzero(lost))} non-zero weights of at least one step "
+                         f"(2^-{w_frac} = {step:.3g}) would decode to 0 through codebook entry {k} = "
+                         f"{float(codebook_float[k]):.3g} (the largest codebook value sets w_frac = {w_frac})")
+    err = q - w
+    return {"w_frac": int(w_frac), "max_abs_error": float(np.abs(err).max()),
+            "rel_rms_error": float(np.sqrt(np.sum(err ** 2) / np.sum(w ** 2))),
+            "decoded_to_zero": int(np.count_nonzero(zero))}
 
 
 def check_permutation(perm, n: int, what: str) -> np.ndarray | None:
@@ -110,13 +168,22 @@ def encode_layer(W, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH, codebook=N
     With `row_perm` / `col_perm` (permutations of the rows / columns of W) hardware row
     r holds W's row row_perm[r] and hardware column c is W's column col_perm[c].
     """
-    W = check_weights(W, name)
+    return _encode_layer(W, n_pe, acc_depth=acc_depth, codebook=codebook, in_frac=in_frac, out_frac=out_frac,
+                         relu=relu, name=name, seed=seed, row_perm=row_perm, col_perm=col_perm)[0]
+
+
+def _encode_layer(W, n_pe, *, acc_depth, codebook, in_frac, out_frac, relu, name, seed, row_perm, col_perm,
+                  what=None) -> tuple[EncodedLayer, dict]:
+    """encode_layer and its quantisation_report; `what` names the weights in errors."""
+    what = what or name
+    W = check_weights(W, what)
     row_perm = check_permutation(row_perm, W.shape[0], f"{name}: row_perm")
     col_perm = check_permutation(col_perm, W.shape[1], f"{name}: col_perm")
     cbf = kmeans_codebook(W, seed=seed) if codebook is None else check_codebook(codebook, f"{name}: codebook")
     cbf = cbf.astype(np.float32).astype(np.float64)  # the image stores float32 centroids
     cb_int, w_frac = fixed_point_codebook(cbf)
     idx = assign_indices(W, cbf)
+    report = quantisation_report(W, idx, cbf, cb_int, w_frac, what)
     if row_perm is not None:
         idx = idx[row_perm]
     if col_perm is not None:
@@ -126,7 +193,7 @@ def encode_layer(W, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH, codebook=N
     return EncodedLayer(name=name, n_in=W.shape[1], n_out=W.shape[0], relu=relu,
                         in_frac=in_frac, w_frac=w_frac, out_frac=out_frac,
                         codebook=cb_int, codebook_float=cbf.astype(np.float32),
-                        ptr=ptr, v=v, z=z, acc_depth=acc_depth, row_perm=row_perm, col_perm=col_perm)
+                        ptr=ptr, v=v, z=z, acc_depth=acc_depth, row_perm=row_perm, col_perm=col_perm), report
 
 
 def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH,
@@ -134,7 +201,7 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
                    act_frac: int = DEFAULT_ACT_FRAC, relu_last: bool = False,
                    names: Sequence[str] | None = None, seed: int = 0,
                    meta: dict | None = None, calibration_name: str = "calibration input",
-                   balance=False) -> EIEImage:
+                   balance=False, source: str | None = None) -> EIEImage:
     """Encode a stack of FC layers (ReLU between them) into one validated image.
 
     With a `calibration` input (float, (n_in,) or (batch, n_in)) each activation format
@@ -145,6 +212,9 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
     permutes every layer's output rows across PEs to balance their work
     (balance.balance_image; the calibration input, if any, gives the activation
     statistics). Outputs of the golden model stay in the weights' original order.
+
+    `source` (e.g. the weights file) prefixes every error about a weight matrix. The
+    image's meta gets "quantisation": each layer's quantisation_report.
     """
     _check_pe_args(n_pe, acc_depth)
     from .balance import BalanceOptions, balance_image  # local: balance imports this module
@@ -155,12 +225,15 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
         balance = None
     elif not isinstance(balance, BalanceOptions):
         raise InputError(f"balance must be True, False or a BalanceOptions, not {balance!r}")
-    weights = [check_weights(W, f"W{i}") for i, W in enumerate(weights)]
+    check_seed(seed)
+    keys = [f"W{i}" for i in range(len(weights))]
+    whats = [f"{source}[{k}]" if source else k for k in keys]
+    weights = [check_weights(W, what) for W, what in zip(weights, whats)]
     if not weights:
-        raise InputError("no layers to encode")
+        raise InputError(f"{source}: no layers to encode" if source else "no layers to encode")
     for i in range(1, len(weights)):
         if weights[i].shape[1] != weights[i - 1].shape[0]:
-            raise InputError(f"W{i}: n_in = {weights[i].shape[1]} does not match W{i-1}'s n_out = "
+            raise InputError(f"{whats[i]}: n_in = {weights[i].shape[1]} does not match {keys[i-1]}'s n_out = "
                              f"{weights[i - 1].shape[0]}")
     if codebooks is not None and len(codebooks) != len(weights):
         raise InputError(f"got {len(codebooks)} codebooks for {len(weights)} layers")
@@ -169,26 +242,31 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
            else check_codebook(codebooks[i], f"codebook of layer {i}") for i, W in enumerate(weights)]
     fracs = [act_frac] * (len(weights) + 1)
     if calibration is not None:
-        x = np.atleast_2d(np.asarray(calibration, dtype=np.float64))
-        if x.shape[-1] != weights[0].shape[1] or not np.all(np.isfinite(x)):
-            raise InputError(f"{calibration_name}: expected finite values of shape (batch, {weights[0].shape[1]}), "
-                             f"got {x.shape}")
+        x = np.atleast_2d(real_array(calibration, calibration_name)).astype(np.float64)
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[-1] != weights[0].shape[1] or not np.all(np.isfinite(x)):
+            raise InputError(f"{calibration_name}: expected finite values of shape ({weights[0].shape[1]},) or "
+                             f"(batch, {weights[0].shape[1]}) with batch >= 1, got {x.shape}")
         fracs[0] = nm.choose_frac(np.abs(x).max())
-        for i, W in enumerate(weights):
-            Wq = cbs[i][assign_indices(W, cbs[i])]
-            x = x @ Wq.T
-            if i < len(weights) - 1 or relu_last:
-                x = np.maximum(x, 0)
-            fracs[i + 1] = nm.choose_frac(np.abs(x).max())
-    layers = []
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, W in enumerate(weights):
+                Wq = cbs[i][assign_indices(W, cbs[i])]
+                x = x @ Wq.T
+                if i < len(weights) - 1 or relu_last:
+                    x = np.maximum(x, 0)
+                if not np.all(np.isfinite(x)):
+                    raise InputError(f"{calibration_name}: the float forward pass overflows at layer {i}")
+                fracs[i + 1] = nm.choose_frac(np.abs(x).max())
+    layers, reports = [], []
     for i, W in enumerate(weights):
         relu = i < len(weights) - 1 or relu_last
-        layer = encode_layer(W, n_pe, acc_depth=acc_depth, codebook=cbs[i], in_frac=fracs[i],
-                             out_frac=fracs[i + 1], relu=relu, name=names[i], seed=seed)
+        layer, report = _encode_layer(W, n_pe, acc_depth=acc_depth, codebook=cbs[i], in_frac=fracs[i],
+                                      out_frac=fracs[i + 1], relu=relu, name=names[i], seed=seed,
+                                      row_perm=None, col_perm=None, what=whats[i])
         fracs[i + 1] = layer.out_frac  # may be capped so that the shift is >= 0
         layers.append(layer)
+        reports.append({"layer": names[i], **report})
     image = EIEImage(n_pe=int(n_pe), acc_depth=int(acc_depth), layers=layers,
-                     meta=dict(meta or {})).validate()
+                     meta=dict(meta or {}) | {"quantisation": reports}).validate()
     if balance is not None:
         image = balance_image(image, calibration, options=balance)
     return image

@@ -23,7 +23,13 @@ from . import numerics as nm
 from .errors import ImageFormatError
 from .layout import n_blocks, rows_in_block
 
-__all__ = ["EncodedLayer", "EIEImage", "EntryCoordinates", "permutation_problem", "is_identity_permutation"]
+__all__ = ["EncodedLayer", "EIEImage", "EntryCoordinates", "permutation_problem", "is_identity_permutation",
+           "MAX_N_PE", "MAX_ACC_DEPTH", "MAX_DIM"]
+
+# Limits of the format (docs/image-format.md), checked before a size is used for anything:
+MAX_N_PE = 4096          # the paper builds 64 PEs and projects up to 256
+MAX_ACC_DEPTH = 1 << 16  # accumulators per PE (the paper: 64)
+MAX_DIM = (1 << 31) - 1  # n_in, n_out
 
 
 def permutation_problem(perm, n: int) -> str | None:
@@ -191,6 +197,8 @@ class EIEImage:
     layers: list[EncodedLayer]
     meta: dict = field(default_factory=dict)
     source: str = "<image>"  # file name used in error messages
+    # set by image_file.load_image: {"version": "1.2", "header": "crc32" | "unprotected"}
+    file_format: dict | None = None
 
     # -- validation -----------------------------------------------------------------
     def fail(self, where: str, msg: str):
@@ -198,10 +206,10 @@ class EIEImage:
 
     def validate(self) -> "EIEImage":
         """Check every rule of docs/image-format.md; raise ImageFormatError naming the field."""
-        if not isinstance(self.n_pe, int) or self.n_pe < 1:
-            self.fail("n_pe", f"expected a positive integer, got {self.n_pe!r}")
-        if not isinstance(self.acc_depth, int) or self.acc_depth < 1:
-            self.fail("acc_depth", f"expected a positive integer, got {self.acc_depth!r}")
+        if not isinstance(self.n_pe, int) or not 1 <= self.n_pe <= MAX_N_PE:
+            self.fail("n_pe", f"expected an integer in 1..{MAX_N_PE}, got {self.n_pe!r}")
+        if not isinstance(self.acc_depth, int) or not 1 <= self.acc_depth <= MAX_ACC_DEPTH:
+            self.fail("acc_depth", f"expected an integer in 1..{MAX_ACC_DEPTH}, got {self.acc_depth!r}")
         if not self.layers:
             self.fail("layers", "expected at least one layer")
         for i, layer in enumerate(self.layers):
@@ -231,8 +239,8 @@ class EIEImage:
             self.fail(f"{w}.acc_depth", f"{L.acc_depth} differs from the image's acc_depth {self.acc_depth}")
         for name in ("n_in", "n_out"):
             val = getattr(L, name)
-            if not isinstance(val, (int, np.integer)) or val < 1:
-                self.fail(f"{w}.{name}", f"expected a positive integer, got {val!r}")
+            if not isinstance(val, (int, np.integer)) or not 1 <= val <= MAX_DIM:
+                self.fail(f"{w}.{name}", f"expected an integer in 1..{MAX_DIM}, got {val!r}")
         for name, n in (("row_perm", L.n_out), ("col_perm", L.n_in)):
             perm = getattr(L, name)
             if perm is not None and (msg := permutation_problem(perm, n)):

@@ -198,7 +198,7 @@ def test_image_file_round_trip(balanced_net, tmp_path):
     image, x = balanced_net
     path = save_image(image, tmp_path / "b.eie")
     raw = read_raw(path)
-    assert (raw.major, raw.minor) == (1, 1)
+    assert (raw.major, raw.minor) == (1, 2)
     assert "layers[0].row_perm" in raw.arrays and raw.arrays["layers[0].row_perm"].dtype == np.dtype("<u4")
     assert not any(k.endswith("col_perm") for k in raw.arrays)    # implied by the previous layer
     loaded = load_image(path)
@@ -211,11 +211,11 @@ def test_image_file_round_trip(balanced_net, tmp_path):
     assert loaded.summary()["layers"][0]["row_permuted"]
 
 
-def test_unpermuted_image_is_written_as_version_1_0(tmp_path):
+def test_unpermuted_image_has_no_permutation_arrays(tmp_path):
     rng = np.random.default_rng(1)
     image = encode_network([sparse_matrix(rng, 8, 6, 0.5)], 2)
     raw = read_raw(save_image(image, tmp_path / "p.eie"))
-    assert (raw.major, raw.minor) == (1, 0)
+    assert (raw.major, raw.minor) == (1, 2)
     assert not any(k.endswith("row_perm") for k in raw.arrays)
 
 

@@ -97,9 +97,9 @@ def stack_image(tmp_path, stack, capsys):
 
 # -- encode -----------------------------------------------------------------------------------
 def test_encode_npy_json(tmp_path, W, capsys):
-    out = tmp_path / "sub" / "W.eie"
+    out = tmp_path / "W.eie"
     s = eie_json(capsys, "encode", tmp_path / "W.npy", "--n-pe", N_PE, "--acc-depth", 8, "-o", out)
-    assert set(s) == {"n_pe", "acc_depth", "layers", "output"}
+    assert set(s) == {"n_pe", "acc_depth", "layers", "quantisation", "output"}
     assert (s["n_pe"], s["acc_depth"], s["output"]) == (N_PE, 8, str(out))
     assert len(s["layers"]) == 1
     L = s["layers"][0]
@@ -110,7 +110,11 @@ def test_encode_npy_json(tmp_path, W, capsys):
     assert L["blocks"] == 1  # ceil(22 / 4) = 6 local rows <= 8 accumulators
     assert L["weight_density"] == np.count_nonzero(W) / W.size
     img = load_image(out)
-    assert img.summary() | {"output": str(out)} == s
+    assert img.summary() | {"quantisation": img.meta["quantisation"], "output": str(out)} == s
+    q = s["quantisation"][0]
+    assert q["w_frac"] == L["formats"]["w_frac"] and q["decoded_to_zero"] == 0
+    D = decode_weights(img.layers[0])
+    assert q["max_abs_error"] == np.abs(D - W)[W != 0].max()
     assert L["entries"] == img.layers[0].v.size and L["max_pe_entries"] <= L["entries"]
     assert img.meta["weights"] == str(tmp_path / "W.npy")
 
@@ -126,7 +130,8 @@ def test_encode_npz_stack_json(tmp_path, stack, capsys):
     assert [L["blocks"] for L in s["layers"]] == [2, 1]  # 6 local rows in batches of 4; 3 rows
     for L, W in zip(s["layers"], stack):
         assert L["weight_density"] == np.count_nonzero(W) / W.size
-    assert load_image(out).summary() | {"output": str(out)} == s
+    img = load_image(out)
+    assert img.summary() | {"quantisation": img.meta["quantisation"], "output": str(out)} == s
 
 
 def test_encode_human_output(tmp_path, W, capsys):
@@ -192,7 +197,7 @@ def test_decode_refuses_to_overwrite(tmp_path, image, capsys):
 def test_info_json(stack_image, stack, capsys):
     s = eie_json(capsys, "info", stack_image)
     img = load_image(stack_image)
-    assert s == img.summary()
+    assert s == img.summary() | {"file": {"version": "1.2", "header": "crc32"}}
     assert (s["n_pe"], s["acc_depth"]) == (N_PE, 4)
     for L, EL, W in zip(s["layers"], img.layers, stack):
         assert L["entries"] == EL.v.size == int(EL.ptr[:, -1].astype(np.int64).sum())
@@ -398,11 +403,11 @@ def test_console_script_end_to_end(tmp_path, W, x):
     p = subprocess.run([*cmd, "encode", "W.npy", "--n-pe", str(N_PE), "-o", "W.eie", "--json"], **env_run)
     assert p.returncode == 0, p.stderr
     img = load_image(tmp_path / "W.eie")
-    assert json.loads(p.stdout) == img.summary() | {"output": "W.eie"}
+    assert json.loads(p.stdout) == img.summary() | {"quantisation": img.meta["quantisation"], "output": "W.eie"}
 
     p = subprocess.run([*cmd, "info", "W.eie", "--json"], **env_run)
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == img.summary()
+    assert json.loads(p.stdout) == img.summary() | {"file": {"version": "1.2", "header": "crc32"}}
 
     p = subprocess.run([*cmd, "run", "W.eie", "--input", "x.npy", "--json", "-o", "Y.npy"], **env_run)
     assert p.returncode == 0, p.stderr

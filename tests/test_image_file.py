@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 
 from eie.golden_model import EIEImage, ImageFormatError, decode_weights, encode_layer, encode_network
-from eie.golden_model import image_file
+from eie.golden_model import files, image_file
 from eie.golden_model.image_file import MAGIC, VERSION, atomic_write_bytes, load_image, save_image
 
 from .helpers import sparse_matrix
 
 PREAMBLE = struct.Struct("<8sHHI")  # magic, major, minor, header length (documented layout)
+INTEGRITY = struct.Struct("<II")    # from 1.2: CRC-32 of the preamble and header, reserved 0
 ARRAY_FIELDS = ("codebook", "codebook_float", "ptr", "v", "z")
 DOC_DTYPES = {"codebook": "<i2", "codebook_float": "<f4", "ptr": "<u4", "v": "|u1", "z": "|u1"}
 N_PE = 4
@@ -84,9 +85,11 @@ def read_raw(path) -> Raw:
 def write_raw(path, raw: Raw, edit_header=None) -> Path:
     """Write `raw` in the documented layout with recomputed offsets, sizes and CRCs.
 
-    `edit_header(header)` may change the header after the array table is built."""
+    `edit_header(header)` may change the header after the array table is built. From
+    minor version 2 on, the header's CRC block follows the header and the arrays follow it."""
     header = copy.deepcopy(raw.header)
-    table, blobs, offset = {}, [], 0
+    protected = raw.minor >= 2
+    table, blobs, offset = {}, [], INTEGRITY.size if protected else 0
     for name, arr in raw.arrays.items():
         arr = np.ascontiguousarray(arr)
         b = arr.tobytes()
@@ -99,8 +102,10 @@ def write_raw(path, raw: Raw, edit_header=None) -> Path:
         edit_header(header)
     hbytes = json.dumps(header).encode()
     hbytes += b" " * ((-(len(hbytes) + PREAMBLE.size)) % 8)
+    head = PREAMBLE.pack(raw.magic, raw.major, raw.minor, len(hbytes)) + hbytes
+    crc = INTEGRITY.pack(zlib.crc32(head), 0) if protected else b""
     path = Path(path)
-    path.write_bytes(PREAMBLE.pack(raw.magic, raw.major, raw.minor, len(hbytes)) + hbytes + b"".join(blobs))
+    path.write_bytes(head + crc + b"".join(blobs))
     return path
 
 
@@ -169,9 +174,11 @@ def test_round_trip_with_padding_entries(padded, tmp_path):
 def test_file_layout_matches_the_documentation(net, saved):
     data = saved.read_bytes()
     magic, major, minor, hlen = PREAMBLE.unpack_from(data)
-    assert magic == b"EIEIMAGE" and (major, minor) == (1, 0)
+    assert magic == b"EIEIMAGE" and (major, minor) == (1, 2)
     body = PREAMBLE.size + hlen
     assert body % 8 == 0
+    crc, reserved = INTEGRITY.unpack_from(data, body)
+    assert crc == zlib.crc32(data[:body]) and reserved == 0
     header = json.loads(data[PREAMBLE.size:body].decode("utf-8"))
     assert header["format"] == "eie-image"
     assert (header["n_pe"], header["acc_depth"]) == (net.n_pe, net.acc_depth)
@@ -190,6 +197,7 @@ def test_file_layout_matches_the_documentation(net, saved):
             assert np.array_equal(arr, getattr(L, f))
             end = max(end, body + ent["offset"] + ent["nbytes"])
     assert end <= len(data) < end + 8
+    assert min(e["offset"] for e in header["arrays"].values()) == INTEGRITY.size
 
 
 def test_independent_writer_is_accepted(net, saved, tmp_path):
@@ -225,7 +233,7 @@ def test_npy_file_is_not_an_image(tmp_path):
 def test_unsupported_major_version(saved, tmp_path, major):
     raw = read_raw(saved)
     raw.major = major
-    with pytest.raises(ImageFormatError, match=rf"version: format version {major}\.0"):
+    with pytest.raises(ImageFormatError, match=rf"version: format version {major}\.{VERSION[1]}"):
         load_image(write_raw(tmp_path / "v.eie", raw))
 
 
@@ -261,11 +269,26 @@ def test_truncated_file(saved, cut):
         load_image(saved)
 
 
+def reseal_header(data: bytearray) -> bytearray:
+    """Recompute a 1.2 file's header CRC after an edit of its preamble or header."""
+    body = PREAMBLE.size + PREAMBLE.unpack_from(data)[3]
+    INTEGRITY.pack_into(data, body, zlib.crc32(bytes(data[:body])), 0)
+    return data
+
+
 def test_header_not_json(saved):
     data = bytearray(saved.read_bytes())
     data[PREAMBLE.size] = ord("#")  # the opening brace
-    saved.write_bytes(bytes(data))
+    saved.write_bytes(bytes(reseal_header(data)))
     with pytest.raises(ImageFormatError, match=r"header: not valid UTF-8 JSON"):
+        load_image(saved)
+
+
+def test_header_edit_fails_the_header_crc(saved):
+    data = bytearray(saved.read_bytes())
+    data[PREAMBLE.size] = ord("#")
+    saved.write_bytes(bytes(data))
+    with pytest.raises(ImageFormatError, match=r"header: CRC-32 mismatch"):
         load_image(saved)
 
 
@@ -488,7 +511,7 @@ def test_non_positive_sizes(saved_single, tmp_path, key, value):
     def change(h):
         h[key] = value
     p = write_raw(tmp_path / "sizes.eie", read_raw(saved_single), change)
-    with pytest.raises(ImageFormatError, match=rf": {key}: expected a positive integer"):
+    with pytest.raises(ImageFormatError, match=rf": {key}: expected an integer in 1\.\."):
         load_image(p)
 
 
@@ -572,7 +595,7 @@ def test_overwrite_replaces(single, saved):
 def test_failed_rename_leaves_nothing(net, tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk on fire")
-    monkeypatch.setattr(image_file.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk on fire"):
         save_image(net, tmp_path / "net.eie")
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,130 @@
+"""The `eie` commands' files and option values, checked before any work starts.
+
+Every problem is a UserError naming the option or file and what was expected; the
+checks themselves live in the golden model (user_arrays, files, encoder, numerics), this
+module only attaches the option's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from eie.boundary import UserError
+
+__all__ = ["int_in", "check_output", "load_array", "load_weights", "load_codebooks", "load_calibration",
+           "load_input"]
+
+
+def int_in(lo: int, hi: int):
+    """argparse type: an integer in lo..hi (the message names the option via argparse)."""
+    def parse(text: str) -> int:
+        try:
+            val = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {text[:40]!r}") from None
+        if not lo <= val <= hi:
+            shown = text if len(text) <= 40 else f"an integer of {len(text)} digits"
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{hi}, got {shown}")
+        return val
+    parse.__name__ = "integer"
+    return parse
+
+
+def check_output(path, option: str, force: bool) -> None:
+    """Refuse an output that cannot be written (or exists, without --force) before the work."""
+    from eie.golden_model.files import output_problem
+
+    problem = output_problem(path, overwrite=force)
+    if problem:
+        raise UserError(f"{option} {path}: {problem}")
+
+
+def load_array(path: str, what: str, *, archive: bool = False):
+    """One .npy array (or, with `archive`, also a .npz as {name: array}) named `what` in errors."""
+    from eie.golden_model.errors import InputError
+    from eie.golden_model.user_arrays import load_array_file
+
+    try:
+        obj = load_array_file(path, what)
+    except InputError as e:
+        raise UserError(str(e)) from None
+    if isinstance(obj, dict) and not archive:
+        raise UserError(f"{what} {path}: expected one .npy array, got an .npz archive")
+    return obj
+
+
+def _real(a, what: str):
+    from eie.golden_model.errors import InputError
+    from eie.golden_model.user_arrays import real_array
+
+    try:
+        return real_array(a, what)
+    except InputError as e:
+        raise UserError(str(e)) from None
+
+
+def load_weights(path: str):
+    """(matrices, names): a .npy is one layer; a .npz must hold exactly W0, W1, ..., W{n-1}."""
+    obj = load_array(path, "WEIGHTS", archive=True)
+    if not isinstance(obj, dict):
+        return [_real(obj, f"WEIGHTS {path}")], [Path(path).stem]
+    if not obj:
+        raise UserError(f"WEIGHTS {path}: the .npz holds no arrays (expected W0, W1, ...)")
+    want = [f"W{i}" for i in range(len(obj))]
+    if sorted(obj, key=_natural) != want:
+        got = ", ".join(sorted(obj, key=_natural)[:8]) + (", ..." if len(obj) > 8 else "")
+        raise UserError(f"WEIGHTS {path}: expected members named {', '.join(want[:3])}"
+                        f"{', ...' if len(want) > 3 else ''} (layer order), got {got}")
+    return [_real(obj[k], f"WEIGHTS {path}[{k}]") for k in want], want
+
+
+def _natural(name: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def load_codebooks(path: str, n_layers: int) -> list:
+    """--codebook: 16 floats (entry 0 = 0) for every layer, or one row of 16 per layer."""
+    import numpy as np
+
+    from eie.golden_model.codebook import check_codebook
+    from eie.golden_model.errors import InputError
+    from eie.golden_model.numerics import CODEBOOK_SIZE
+
+    what = f"--codebook {path}"
+    cb = _real(load_array(path, "--codebook"), what).astype(np.float64)
+    if cb.ndim == 1:
+        cb = np.broadcast_to(cb, (n_layers, cb.shape[0]))
+    if cb.ndim != 2 or cb.shape != (n_layers, CODEBOOK_SIZE):
+        raise UserError(f"{what}: expected shape ({CODEBOOK_SIZE},) or ({n_layers}, {CODEBOOK_SIZE}), "
+                        f"got {cb.shape}")
+    try:
+        return [check_codebook(row, what if n_layers == 1 else f"{what}[{i}]") for i, row in enumerate(cb)]
+    except InputError as e:
+        raise UserError(str(e)) from None
+
+
+def load_calibration(path: str):
+    """--calibrate: real inputs; their shape is checked by the encoder / balancer."""
+    return _real(load_array(path, "--calibrate"), f"--calibrate {path}")
+
+
+def load_input(path: str, int_input: bool):
+    """--input: real numbers; with --int-input, integers that fit 16 bits (checked in their own
+    dtype, so that uint64 2**64 - 1 is not read as -1)."""
+    import numpy as np
+
+    from eie.golden_model.numerics import ACT_BITS, int_range
+
+    x = _real(load_array(path, "--input"), f"--input {path}")
+    if int_input:
+        if x.dtype.kind not in "iu":
+            raise UserError(f"--input {path}: --int-input expects integer fixed-point values, got dtype {x.dtype}")
+        lo, hi = int_range(ACT_BITS)
+        if x.size and (np.any(x > hi) or (x.dtype.kind == "i" and np.any(x < lo))):
+            bad = int(np.flatnonzero(((x > hi) | (x < lo)) if x.dtype.kind == "i" else (x > hi))[0])
+            raise UserError(f"--input {path}: --int-input element {bad} is {x.ravel()[bad]}; expected "
+                            f"{lo}..{hi} (signed {ACT_BITS}-bit)")
+        x = x.astype(np.int64)
+    return x
