@@ -22,7 +22,7 @@ class Timing:
     come from'); changing one changes the contract for both sides.
     """
 
-    list_latency: int = 2       # batch start -> every PE's first non-zero in its LNZD leaf buffer
+    list_latency: int = 3       # batch start -> every PE's first non-zero in its LNZD leaf buffer (read, land, buffer)
     lnzd_level_latency: int = 1  # per LNZD tree level: each node has a registered output buffer
     broadcast_latency: int = 1  # the root's choice -> written into every queue (broadcast registers)
     room_latency: int = 2       # a pop -> its credit usable by the broadcaster (registered pop, counter)

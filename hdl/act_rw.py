@@ -30,13 +30,14 @@ class ActRW(wiring.Component):
     rows this PE does not own (the last block of a layer).
 
     The list head goes to the LNZD as a stream (`nz`, with `nz_done` once the list is
-    walked): a three-entry buffer is kept filled from the list memory, so the LNZD sees
-    registers, not the memory's output, and can take one item per cycle. `nz_rewind`
-    (batch cycle 0) empties it and reads entry 0 again: it is valid from cycle 2
-    (`list_latency`).
+    walked): a four-entry buffer is kept filled from the list memory, so the LNZD sees
+    registers, not the memory's output, and can take one item per cycle. The memory's
+    output lands in a register of its own first (a block RAM's output is slow: it drives
+    no logic). `nz_rewind` (batch cycle 0) empties the buffer and reads entry 0 again: it
+    is valid from cycle 3 (`list_latency`).
     """
 
-    PREFETCH = 3    # one read in flight + two buffered: one item per cycle, read ahead
+    PREFETCH = 4    # a read in flight, one landing, two buffered: one item per cycle, read ahead
 
     def __init__(self, *, act_depth: int, local_bits: int, acc_bits: int, shift_bits: int, nz_item):
         self.act_depth = act_depth
@@ -150,20 +151,22 @@ class ActRW(wiring.Component):
         rd_ptr = Signal(lb + 1)              # next list entry to read
         all_read = Signal()                  # rd_ptr == count of the source bank (a register)
         in_flight = Signal()                 # a read issued last cycle: its data is on the port
+        landed = Signal()                    # ... and the one before: its data in `land`
+        land = Signal(self.nz_item)
         read = Signal()
         with m.If(self.nz_rewind):
             m.d.comb += [read.eq(src_count != 0), nz_r.addr.eq(Cat(C(0, lb), self.src_bank))]
             m.d.sync += [rd_ptr.eq(read), all_read.eq(src_count <= 1)]
         with m.Else():
-            m.d.comb += [read.eq(~all_read & (buf.level + in_flight < self.PREFETCH)),
+            m.d.comb += [read.eq(~all_read & (buf.level + in_flight + landed < self.PREFETCH)),
                          nz_r.addr.eq(Cat(rd_ptr[:lb], self.src_bank))]
             with m.If(read):
                 m.d.sync += [rd_ptr.eq(rd_ptr + 1), all_read.eq(rd_ptr + 1 == src_count)]
-        m.d.sync += in_flight.eq(read)
+        m.d.sync += [in_flight.eq(read), land.eq(nz_r.data), landed.eq(in_flight & ~self.nz_rewind)]
         m.d.comb += [
             nz_r.en.eq(read),
-            buf.w_data.eq(nz_r.data), buf.w_en.eq(in_flight & ~self.nz_rewind),
+            buf.w_data.eq(land), buf.w_en.eq(landed & ~self.nz_rewind),
             self.nz.valid.eq(buf.r_rdy), self.nz.payload.eq(buf.r_data), buf.r_en.eq(self.nz.ready),
-            self.nz_done.eq(all_read & ~in_flight & ~buf.r_rdy),
+            self.nz_done.eq(all_read & ~in_flight & ~landed & ~buf.r_rdy),
         ]
         return m

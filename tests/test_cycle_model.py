@@ -152,7 +152,8 @@ def test_all_zero_matrix_costs_one_cycle_per_broadcast(rng):
 
 def test_empty_columns_cost_one_bubble_each():
     entries = np.array([[0], [0], [3], [0]])
-    B, P, S, compute = simulate_batch(entries, 8, Timing())
+    t = Timing(list_latency=2, lnzd_level_latency=1, broadcast_latency=1, pointer_latency=2)   # first broadcast 4
+    B, P, S, compute = simulate_batch(entries, 8, t)
     assert B.tolist() == [4, 5, 6, 7]
     assert P[:, 0].tolist() == [5, 6, 7, 8]
     assert S[:, 0].tolist() == [7, 8, 9, 12]   # bubble, bubble, three entries (9, 10, 11), bubble

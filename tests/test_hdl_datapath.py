@@ -620,7 +620,7 @@ def test_arith_reset_mid_accumulation():
 # ======================================================================================
 
 ACT_DEPTH = 16
-LIST_LATENCY = Timing().list_latency             # rewind in cycle 0, first item valid in cycle 2
+LIST_LATENCY = Timing().list_latency             # rewind in cycle 0, first item valid in cycle 3
 WRITEBACK_LATENCY = Timing().writeback_latency   # wb_en in cycle w, written at the end of w + 4
 
 
