@@ -13,7 +13,7 @@ from eie.golden_model.errors import EIEError, InputError
 __all__ = ["add_subcommands", "cmd_sim", "cmd_regress", "DEFAULT_BUILDS"]
 
 # N x queue depth: N from 1 to 64 (3: not a power of two), depths 1 to 16
-DEFAULT_BUILDS = "1x1,2x16,3x2,4x8,8x4,16x16,64x8"
+DEFAULT_BUILDS = "1x1,2x16,3x8,4x2,8x1,16x16,64x8"
 
 
 def _default_case():
