@@ -183,6 +183,16 @@ def _replay(args, UserError, emit_json) -> int:
     return 0 if run.ok else 1
 
 
+def _write_summary(path, summary: dict, t0: float, cases_run: int, done: bool):
+    """The summary so far (after every chunk, so a stopped regression still reports)."""
+    summary |= {"complete": done, "cases_run": cases_run, "wall_seconds": round(time.perf_counter() - t0, 1),
+                "passed": cases_run - len(summary["failures"])}
+    if path:
+        from eie.golden_model.image_file import atomic_write_bytes
+
+        atomic_write_bytes(path, [json.dumps(summary, indent=2).encode()], overwrite=True)
+
+
 def cmd_regress(args, UserError, emit_json) -> int:
     from tqdm import tqdm
 
@@ -211,6 +221,7 @@ def cmd_regress(args, UserError, emit_json) -> int:
                                     "activation_density": [0.0, 1.0], "rows_per_batch": [1, 16],
                                     "samples_per_case": [1, 3]}}
     bar = tqdm(total=args.cases, unit="case", disable=args.json, desc=f"regression ({sim})")
+    cases_run = 0
     for (n, d), seeds in plan.items():
         if not seeds:
             continue
@@ -220,6 +231,8 @@ def cmd_regress(args, UserError, emit_json) -> int:
         bar.set_postfix_str(f"{n}x{d}")
         cycles = secs = run_cycles = run_secs = 0
         t_build = time.perf_counter()
+        entry = {"n_pe": n, "fifo_depth": d, "cases": len(seeds), "build_seconds": round(b.seconds, 1)}
+        summary["builds"].append(entry)
         for start in range(0, len(seeds), args.chunk):
             chunk = [random_case(s, params) for s in seeds[start:start + args.chunk]]
             counted = set()
@@ -234,6 +247,8 @@ def cmd_regress(args, UserError, emit_json) -> int:
             summary["samples"] += len(run.results)
             cycles, secs = cycles + run.clock_cycles, secs + run.sim_seconds
             run_cycles, run_secs = run_cycles + run.run_clock_cycles, run_secs + run.run_seconds
+            entry |= {"clock_cycles": cycles, "cycles_per_second": round(cycles / secs, 1) if secs else None,
+                      "compute_cycles_per_second": round(run_cycles / run_secs, 1) if run_secs else None}
             bad_cases = {r["case"] for r in run.failures}
             if run.failed_tests and not bad_cases:      # the test stopped: every case without results
                 bad_cases = {c.name for c in chunk} - {r["case"] for r in run.results}
@@ -243,18 +258,11 @@ def cmd_regress(args, UserError, emit_json) -> int:
                     saved = _save_failure(Path(args.failures), c, params, sim, res)
                     summary["failures"].append({"seed": c.seed, "n_pe": n, "fifo_depth": d, "info": c.info,
                                                 "results": res, "saved": str(saved)})
-        summary["builds"].append({"n_pe": n, "fifo_depth": d, "cases": len(seeds), "build_seconds": round(b.seconds, 1),
-                                  "run_wall_seconds": round(time.perf_counter() - t_build, 1),
-                                  "clock_cycles": cycles,
-                                  "cycles_per_second": round(cycles / secs, 1) if secs else None,
-                                  "compute_cycles_per_second": round(run_cycles / run_secs, 1) if run_secs else None})
+            cases_run += len(chunk)
+            _write_summary(args.output, summary, t0, cases_run, done=False)
+        summary["builds"][-1]["run_wall_seconds"] = round(time.perf_counter() - t_build, 1)
     bar.close()
-    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    summary["passed"] = args.cases - len(summary["failures"])
-    if args.output:
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(args.output, [json.dumps(summary, indent=2).encode()], overwrite=True)
+    _write_summary(args.output, summary, t0, args.cases, done=True)
     if args.json:
         emit_json(summary)
     else:

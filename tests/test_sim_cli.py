@@ -112,7 +112,8 @@ def test_regress_small_run_summary(tmp_path, capsys, sim):
     assert s["simulator"] == sim and s["passed"] == 6 and s["failures"] == [] and s["samples"] >= 6
     assert [b["cases"] for b in s["builds"]] == [3, 3]
     assert all(b["cycles_per_second"] > 0 for b in s["builds"])
-    assert json.loads(out.read_text())["passed"] == 6
+    saved = json.loads(out.read_text())
+    assert saved["passed"] == saved["cases_run"] == 6 and saved["complete"]
     assert not (tmp_path / "fail").exists()
     assert main(["regress", "--cases", "2", "--builds", "4"]) == 2
 
@@ -127,3 +128,13 @@ def test_a_saved_case_replays(tmp_path, capsys, sim):
     assert f"PASS: {saved} on 8x1 under {sim}" in capsys.readouterr().out
     assert main(["regress", "--replay", str(tmp_path)]) == 2
     assert "expected a saved failing case" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_long_regression_over_the_default_builds(tmp_path, capsys):
+    """700 cases over the default builds (N 1-64, depths 1-16) on Verilator: `make test-slow`."""
+    assert main(["regress", "--cases", "700", "--simulator", "verilator", "--json",
+                 "--failures", str(tmp_path / "fail")]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["passed"] == 700 and not s["failures"]
+    assert {(b["n_pe"], b["fifo_depth"]) for b in s["builds"]} >= {(1, 1), (16, 16), (64, 8)}
