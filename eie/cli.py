@@ -508,8 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="shrunken layers and sweeps (seconds; for tests)")
     p.add_argument("--sections", nargs="+", choices=["table", "fc8", "depth", "pe", "speed", "throughput"],
                    help="run only these sections (default: all)")
-    p.add_argument("--rtl", choices=["icarus", "verilator", "none"], default="icarus",
-                   help="simulator for the RTL speed figure")
+    p.add_argument("--simulator", "--rtl", dest="rtl", choices=["verilator", "icarus", "none"], default="auto",
+                   help="cocotb's simulator for the RTL speed figure, or none (default $EIE_SIMULATOR, else Icarus "
+                        "if installed, else Verilator)")
     p.add_argument("--no-balance", action="store_true", help="skip the load-balanced re-encodings")
     p.add_argument("--fc8", help="FC8 reference directory (default: ../shared/data/eie-alexnet-fc8)")
     p.add_argument("--repeat", type=int_in(1, 1000), help="timing repeats (best of)")
@@ -528,7 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/demo", help="report directory")
     p.add_argument("--n-pe", type=int, help="PEs of the image and the RTL (default 8)")
     p.add_argument("--seed", type=int, help="training/pruning seed (default 0)")
-    p.add_argument("--rtl", choices=["icarus", "none"], help="run a sample of inputs on the RTL (default icarus)")
+    p.add_argument("--simulator", "--rtl", dest="rtl", choices=["verilator", "icarus", "none"],
+                   help="cocotb's simulator for the RTL step, or none to skip it (default $EIE_SIMULATOR, else "
+                        "Icarus if installed, else Verilator)")
     p.add_argument("--rtl-samples", type=int, help="test inputs run on the RTL (default 32)")
     p.add_argument("--no-waves", action="store_true", help="do not write the RTL waveform (FST)")
     p.add_argument("--quick", action="store_true", help="short training and finetuning (seconds; for tests)")

@@ -5,13 +5,12 @@
    the weights; 3. 4-bit weight sharing (k-means, centroid finetuning); 4. export to the
    EIE image for N PEs; 5. the whole test set through the bit-exact golden model and the
    cycle model (hardware accuracy next to the float accuracy, error bound checked);
-   6. a sample of test inputs through the RTL under cocotb/Icarus (bit- and cycle-exact);
+   6. a sample of test inputs through the RTL under cocotb on Verilator or Icarus (bit- and cycle-exact);
    7. reports/demo/: demo.json, demo.md, PNG plots, the image, the checkpoint, the waves.
 """
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ class DemoConfig:
     ft_epochs: int = 60
     final_epochs: int = 150
     centroid_epochs: int = 30
-    rtl: str = "icarus"           # icarus | none
+    rtl: str = "auto"             # auto (sim/simulator.py) | verilator | icarus | none
     rtl_samples: int = 32
     waves: bool = True            # FST of the RTL run (GTKWave)
     fifo_depth: int = 8
@@ -90,14 +89,10 @@ def _balance(image, splits, gres, config) -> dict:
 
 
 def _rtl(cases, cfg: DemoConfig, out_dir: Path, con) -> dict:
-    """Inputs through the RTL under Icarus, one simulator run for every (name, image, a_int,
+    """Inputs through the RTL under cocotb, one simulator run for every (name, image, a_int,
     model cycles) case; the scoreboard checks every output word and every input's cycles."""
     if cfg.rtl == "none":
         return {"skipped": "--rtl none"}
-    if shutil.which("iverilog") is None:
-        con.print("[yellow]  Icarus Verilog not installed: RTL step skipped "
-                  "(apt-get update && apt-get install -y iverilog)[/]")
-        return {"skipped": "iverilog not installed"}
     from dataclasses import fields
 
     from tqdm import tqdm
@@ -105,21 +100,27 @@ def _rtl(cases, cfg: DemoConfig, out_dir: Path, con) -> dict:
     from eie.hdl.loader import params_for_image
     from eie.sim.cases import Case
     from eie.sim.runner import build, run_cases
+    from eie.sim.simulator import choose
 
+    sim = choose(None if cfg.rtl == "auto" else cfg.rtl)
     each = [params_for_image(im, fifo_depth=cfg.fifo_depth) for _, im, _, _ in cases]
     params = replace(each[0], **{f.name: max(getattr(p, f.name) for p in each) for f in fields(each[0])
                                  if isinstance(getattr(each[0], f.name), int)})
+    waves = None
+    if cfg.waves:                # FST where it can be written (Verilator: lz4 headers), else VCD
+        from eie.sim.verilator_env import fst_supported
+
+        waves = str(out_dir / ("demo_rtl.fst" if sim == "icarus" or fst_supported() else "demo_rtl.vcd"))
     t0 = time.perf_counter()
-    with con.status("compiling the RTL (Amaranth -> Verilog -> Icarus)"):
-        build(params)
+    with con.status(f"compiling the RTL (Amaranth -> Verilog -> {sim}; cached after the first time)"):
+        build(params, simulator=sim, waves=waves)
     build_s = time.perf_counter() - t0
-    waves = str(out_dir / "demo_rtl.fst") if cfg.waves else None
     total = sum(len(a) for _, _, a, _ in cases)
-    bar = tqdm(total=total, desc="RTL samples (Icarus)", disable=con.quiet)
+    bar = tqdm(total=total, desc=f"RTL samples ({sim})", disable=con.quiet)
     run = run_cases([Case(name, im, a) for name, im, a, _ in cases], params, waves=waves,
-                    on_result=lambda r: bar.update())
+                    on_result=lambda r: bar.update(), simulator=sim)
     bar.close()
-    out = {"simulator": "icarus (cocotb)", "params": params.as_dict(), "build_seconds": build_s,
+    out = {"simulator": f"{sim} (cocotb)", "params": params.as_dict(), "build_seconds": build_s,
            "sim_seconds": run.sim_seconds, "clock_cycles_simulated": run.clock_cycles,
            "sim_cycles_per_s": run.cycles_per_second, "waves": waves, "ok": run.ok and len(run.results) == total}
     for name, _, a, model_cycles in cases:

@@ -1,4 +1,4 @@
-"""`eie sim` and `eie regress`: the RTL under Icarus/cocotb from the command line."""
+"""`eie sim` and `eie regress`: the RTL under cocotb (Verilator or Icarus) from the command line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from eie.golden_model.errors import EIEError, InputError
 
 __all__ = ["add_subcommands", "cmd_sim", "cmd_regress", "DEFAULT_BUILDS"]
 
-DEFAULT_BUILDS = "1x1,2x2,3x8,4x8,8x1,8x8,16x4"   # N x queue depth
+# N x queue depth: N from 1 to 64 (3: not a power of two), depths 1 to 16
+DEFAULT_BUILDS = "1x1,2x16,3x8,4x2,8x1,16x16,64x8"
 
 
 def _default_case():
@@ -34,7 +35,8 @@ def cmd_sim(args, UserError, emit_json) -> int:
     from eie.hdl.loader import params_for_image
 
     from .cases import Case
-    from .runner import run_cases
+    from .runner import build, run_cases
+    from .simulator import choose
 
     if args.fc8:
         from eie.golden_model.fc8 import fc8_image, load_fc8
@@ -73,17 +75,19 @@ def cmd_sim(args, UserError, emit_json) -> int:
             print(f"  sample {res['sample']}: {res['cycles_rtl']:,} cycles (model {res['cycles_model']:,}), "
                   f"outputs {'bit-exact' if res['outputs_match'] else 'MISMATCH'}", flush=True)
 
-    if args.verilator:
-        return _sim_verilator(args, image, a, params, what, emit_json)
+    sim = choose(args.simulator)
     if not args.json:
-        print(f"eie sim: {what} on a {params.n_pe}-PE array, queue depth {params.fifo_depth}, under Icarus")
+        print(f"eie sim: {what} on a {params.n_pe}-PE array, queue depth {params.fifo_depth}, cocotb on {sim}")
     t0 = time.perf_counter()
-    run = run_cases([Case("cli", image, a)], params, waves=args.waves, on_result=progress, keep=True)
+    b = build(params, simulator=sim, waves=args.waves)
+    if not args.json and b.seconds:
+        print(f"  built in {b.seconds:.1f} s (cached under {b.directory})")
+    run = run_cases([Case("cli", image, a)], params, waves=args.waves, on_result=progress, keep=True, simulator=sim)
     from eie.golden_model.model import run_image
 
     gold = run_image(image, a, params.to_config(), int_input=True)
     result = {
-        "image": what, "params": params.as_dict(), "samples": len(run.results),
+        "image": what, "simulator": sim, "params": params.as_dict(), "samples": len(run.results),
         "bit_exact": bool(run.results) and all(r["outputs_match"] for r in run.results),
         "cycle_exact": bool(run.results) and all(r["cycles_rtl"] == r["cycles_model"] == r["cycles_monitor"]
                                                  for r in run.results),
@@ -95,11 +99,13 @@ def cmd_sim(args, UserError, emit_json) -> int:
         "simulated_clock_cycles": run.clock_cycles, "simulator_seconds": round(run.sim_seconds, 2),
         "cycles_per_second": round(run.cycles_per_second, 1),
         "compute_cycles_per_second": round(run.run_cycles_per_second, 1),
-        "wall_seconds": round(time.perf_counter() - t0, 2),
+        "build_seconds": round(b.seconds, 1),
+        "wall_seconds": round(time.perf_counter() - t0, 2),    # build (if not cached) + load + run + read
         "waves": run.waves, "log": run.log,
     }
     speed = (f"{run.clock_cycles:,} clock cycles simulated at {run.cycles_per_second:,.0f} cycles/s "
-             f"({run.run_cycles_per_second:,.0f} cycles/s while computing)")
+             f"({run.run_cycles_per_second:,.0f} cycles/s while computing); total {result['wall_seconds']:,.1f} s "
+             f"(build {b.seconds:.1f} s)")
     rc = _finish(args, result, params, speed, emit_json)
     if run.waves and not args.json:
         print(f"waves: {run.waves} (open with `gtkwave {run.waves}`)")
@@ -128,24 +134,6 @@ def _finish(args, result: dict, params, speed: str, emit_json) -> int:
     return 0 if ok else 1
 
 
-def _sim_verilator(args, image, a, params, what, emit_json) -> int:
-    from .verilator_run import run_verilator
-
-    if args.waves:
-        print("eie sim: --waves is only supported under Icarus; ignoring it with --verilator")
-    if not args.json:
-        print(f"eie sim: {what} on a {params.n_pe}-PE array, queue depth {params.fifo_depth}, Verilator harness")
-    r = run_verilator(image, a, params)
-    result = {"image": what, "params": params.as_dict(), "simulator": "verilator", "samples": len(r.cycles_per_sample),
-              "bit_exact": r.bit_exact, "cycle_exact": r.cycle_exact, "cycles_rtl": r.cycles_per_sample,
-              "cycles_model": r.expected_cycles, "out_frac": image.layers[-1].out_frac,
-              "outputs_int": r.outputs.tolist() if r.bit_exact else None,
-              "simulated_clock_cycles": r.clock_cycles, "simulator_seconds": round(r.seconds, 3),
-              "cycles_per_second": round(r.cycles_per_second, 1), "build_seconds": round(r.build_seconds, 1)}
-    return _finish(args, result, params, f"{r.clock_cycles:,} clock cycles at {r.cycles_per_second:,.0f} cycles/s",
-                   emit_json)
-
-
 def _builds(text: str, UserError):
     out = []
     for part in text.split(","):
@@ -157,28 +145,94 @@ def _builds(text: str, UserError):
     return out
 
 
+def _save_failure(directory: Path, case, params, sim: str, results) -> Path:
+    """One failing case as a directory `eie regress --replay` reruns: the case (image +
+    inputs, sim/cases.py), the build's parameters and what went wrong."""
+    from .cases import save_cases
+
+    d = directory / f"seed{case.seed}_{params.n_pe}x{params.fifo_depth}"
+    save_cases([case], d)
+    (d / "params.json").write_text(json.dumps({"params": params.as_dict(), "simulator": sim,
+                                               "results": results}, indent=1))
+    return d
+
+
+def _replay(args, UserError, emit_json) -> int:
+    from eie.hdl.params import ArrayParams
+
+    from .cases import load_cases
+    from .runner import run_cases
+    from .simulator import choose
+
+    d = Path(args.replay)
+    if not (d / "manifest.json").exists() or not (d / "params.json").exists():
+        raise UserError(f"--replay {d}: expected a saved failing case (manifest.json and params.json)")
+    saved = json.loads((d / "params.json").read_text())
+    params = ArrayParams(**saved["params"])
+    sim = choose(args.simulator or saved.get("simulator"))
+    run = run_cases(load_cases(d / "manifest.json"), params, simulator=sim, keep=True)
+    out = {"replay": str(d), "simulator": sim, "ok": run.ok, "results": run.results, "log": run.log}
+    if args.json:
+        emit_json(out)
+    else:
+        for r in run.results:
+            print(f"  {r['case']} sample {r['sample']}: outputs {'ok' if r['outputs_match'] else 'MISMATCH'}, "
+                  f"cycles rtl {r['cycles_rtl']} / model {r['cycles_model']}")
+        print(f"{'PASS' if run.ok else 'FAIL'}: {d} on {params.n_pe}x{params.fifo_depth} under {sim}"
+              + ("" if run.ok else f" (log: {run.log})"))
+    return 0 if run.ok else 1
+
+
+def _write_summary(path, summary: dict, t0: float, cases_run: int, done: bool):
+    """The summary so far (after every chunk, so a stopped regression still reports)."""
+    summary |= {"complete": done, "cases_run": cases_run, "wall_seconds": round(time.perf_counter() - t0, 1),
+                "passed": cases_run - len(summary["failures"])}
+    if path:
+        from eie.golden_model.image_file import atomic_write_bytes
+
+        atomic_write_bytes(path, [json.dumps(summary, indent=2).encode()], overwrite=True)
+
+
 def cmd_regress(args, UserError, emit_json) -> int:
     from tqdm import tqdm
 
     from .cases import random_case, sim_params
-    from .runner import run_cases
+    from .runner import build, run_cases
+    from .simulator import choose
 
-    if args.cases < 1:
-        raise UserError(f"--cases must be positive, not {args.cases}")
+    if args.replay:
+        return _replay(args, UserError, emit_json)
+    if args.cases < 1 or args.chunk < 1:
+        raise UserError(f"--cases and --chunk must be positive, not {args.cases} and {args.chunk}")
     builds = _builds(args.builds, UserError)
+    sim = choose(args.simulator)
+    if sim == "verilator":                  # a missing tool is one line, before the progress bar
+        from .verilator_env import require
+
+        require()
     plan = {b: [] for b in builds}
     for i in range(args.cases):
         plan[builds[i % len(builds)]].append(args.seed + i)
     t0 = time.perf_counter()
-    summary = {"cases": args.cases, "first_seed": args.seed, "builds": [], "failures": [], "samples": 0,
+    summary = {"cases": args.cases, "first_seed": args.seed, "simulator": sim, "builds": [], "failures": [],
+               "samples": 0,
                "parameter_ranges": {"n_pe_x_fifo_depth": [f"{n}x{d}" for n, d in builds],
                                     "layers": [1, 3], "dims": [1, 48], "weight_density": [0.01, 1.0],
                                     "activation_density": [0.0, 1.0], "rows_per_batch": [1, 16],
                                     "samples_per_case": [1, 3]}}
-    bar = tqdm(total=args.cases, unit="case", disable=args.json, desc="regression")
+    bar = tqdm(total=args.cases, unit="case", disable=args.json, desc=f"regression ({sim})")
+    cases_run = 0
     for (n, d), seeds in plan.items():
+        if not seeds:
+            continue
         params = sim_params(n, d)
-        cycles = secs = 0
+        bar.set_postfix_str(f"building {n}x{d}")
+        b = build(params, simulator=sim)
+        bar.set_postfix_str(f"{n}x{d}")
+        cycles = secs = run_cycles = run_secs = 0
+        t_build = time.perf_counter()
+        entry = {"n_pe": n, "fifo_depth": d, "cases": len(seeds), "build_seconds": round(b.seconds, 1)}
+        summary["builds"].append(entry)
         for start in range(0, len(seeds), args.chunk):
             chunk = [random_case(s, params) for s in seeds[start:start + args.chunk]]
             counted = set()
@@ -188,42 +242,48 @@ def cmd_regress(args, UserError, emit_json) -> int:
                     counted.add(res["case"])
                     bar.update(1)
 
-            run = run_cases(chunk, params, on_result=tick)
+            run = run_cases(chunk, params, on_result=tick, simulator=sim)
             bar.update(len(chunk) - len(counted))
             summary["samples"] += len(run.results)
-            cycles += run.clock_cycles
-            secs += run.sim_seconds
+            cycles, secs = cycles + run.clock_cycles, secs + run.sim_seconds
+            run_cycles, run_secs = run_cycles + run.run_clock_cycles, run_secs + run.run_seconds
+            entry |= {"clock_cycles": cycles, "cycles_per_second": round(cycles / secs, 1) if secs else None,
+                      "compute_cycles_per_second": round(run_cycles / run_secs, 1) if run_secs else None}
             bad_cases = {r["case"] for r in run.failures}
-            if run.failed_tests and not bad_cases:
+            if run.failed_tests and not bad_cases:      # the test stopped: every case without results
                 bad_cases = {c.name for c in chunk} - {r["case"] for r in run.results}
             for c in chunk:
                 if c.name in bad_cases:
+                    res = [r for r in run.results if r["case"] == c.name]
+                    saved = _save_failure(Path(args.failures), c, params, sim, res)
                     summary["failures"].append({"seed": c.seed, "n_pe": n, "fifo_depth": d, "info": c.info,
-                                                "results": [r for r in run.results if r["case"] == c.name]})
-        summary["builds"].append({"n_pe": n, "fifo_depth": d, "cases": len(seeds), "clock_cycles": cycles,
-                                  "cycles_per_second": round(cycles / secs, 1) if secs else None})
+                                                "results": res, "saved": str(saved)})
+            cases_run += len(chunk)
+            _write_summary(args.output, summary, t0, cases_run, done=False)
+        summary["builds"][-1]["run_wall_seconds"] = round(time.perf_counter() - t_build, 1)
     bar.close()
-    summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    summary["passed"] = args.cases - len(summary["failures"])
-    if args.output:
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(args.output, [json.dumps(summary, indent=2).encode()], overwrite=True)
+    _write_summary(args.output, summary, t0, args.cases, done=True)
     if args.json:
         emit_json(summary)
     else:
         print(f"{summary['passed']} / {args.cases} cases passed ({summary['samples']} samples) in "
-              f"{summary['wall_seconds']} s over builds {args.builds}")
+              f"{summary['wall_seconds']} s over builds {args.builds} under {sim}")
         for f in summary["failures"]:
-            print(f"  FAIL seed {f['seed']} on {f['n_pe']}x{f['fifo_depth']}: {f['info']}")
-        if summary["failures"]:
-            print(f"reproduce: eie regress --cases 1 --seed SEED --builds NxD")
+            print(f"  FAIL seed {f['seed']} on {f['n_pe']}x{f['fifo_depth']}: {f['info']}; "
+                  f"replay: eie regress --replay {f['saved']}")
     return 1 if summary["failures"] else 0
+
+
+def _add_simulator(p):
+    from .simulator import ENV_VAR, SIMULATORS
+
+    p.add_argument("--simulator", choices=SIMULATORS,
+                   help=f"cocotb's simulator (default ${ENV_VAR}, else Icarus if installed, else Verilator)")
 
 
 def add_subcommands(sub, add_output, UserError, emit_json):
     """Register `sim` and `regress` on the `eie` parser."""
-    p = sub.add_parser("sim", help="run an image on the RTL under Icarus (cocotb); bit- and cycle-exact check")
+    p = sub.add_parser("sim", help="run an image on the RTL under cocotb (Verilator or Icarus); bit- and cycle-exact check")
     p.add_argument("image", nargs="?", help="EIE image (default: a built-in two-layer MLP)")
     p.add_argument("--input", help=".npy input, (n_in,) or (batch, n_in), float unless --int-input")
     p.add_argument("--int-input", action="store_true", help="the input is already int16 fixed point")
@@ -233,17 +293,20 @@ def add_subcommands(sub, add_output, UserError, emit_json):
     p.add_argument("--fifo-depth", type=int, default=8, help="activation queue depth")
     p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default 48)")
     p.add_argument("--waves", help="dump waves to this .vcd or .fst (open with GTKWave)")
-    p.add_argument("--verilator", action="store_true",
-                   help="run the Verilog in the Verilator C++ harness instead (much faster, no waves)")
+    _add_simulator(p)
     p.add_argument("-o", "--output", help="also write the JSON result here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda a: cmd_sim(a, UserError, emit_json))
 
-    p = sub.add_parser("regress", help="random regression on the RTL under Icarus, pass/fail summary")
+    p = sub.add_parser("regress", help="seeded random regression on the RTL under cocotb, pass/fail summary")
     p.add_argument("--cases", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0, help="seed of the first case (cases use seed, seed+1, ...)")
     p.add_argument("--builds", default=DEFAULT_BUILDS, help="comma-separated NxD builds (PEs x queue depth)")
     p.add_argument("--chunk", type=int, default=200, help="cases per simulator process")
+    p.add_argument("--failures", default="reports/regress/failures",
+                   help="save each failing case here, replayable with --replay")
+    p.add_argument("--replay", metavar="DIR", help="rerun the cases saved in DIR (by a failing regression)")
+    _add_simulator(p)
     p.add_argument("-o", "--output", help="also write the JSON summary here")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda a: cmd_regress(a, UserError, emit_json))

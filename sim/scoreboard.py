@@ -27,6 +27,7 @@ class SampleResult:
     cycles_monitor: int
     cycles_model: int
     first_mismatch: dict | None = None
+    outputs: list | None = None          # what the RTL returned, hardware row order
 
     @property
     def ok(self) -> bool:
@@ -60,7 +61,7 @@ class Scoreboard:
             if perm is not None:
                 first["logical_index"] = int(perm[i])   # index i is a hardware row
         res = SampleResult(case.name, case.seed, sample, not len(bad), int(cycles_rtl), int(cycles_monitor),
-                           int(want_cycles[sample]), first)
+                           int(want_cycles[sample]), first, got.tolist())
         self.results.append(res)
         return res
 

@@ -1,6 +1,4 @@
-"""Layers exported by the pruning pipeline run on the RTL under Icarus, bit- and cycle-exact."""
-
-import shutil
+"""Layers exported by the pruning pipeline run on the RTL (Verilator, Icarus), bit- and cycle-exact."""
 
 import numpy as np
 import pytest
@@ -16,11 +14,13 @@ from eie.pruning.train import TrainConfig, accuracy, set_seed, train
 from eie.sim.cases import Case
 from eie.sim.runner import run_cases
 
-pytestmark = [pytest.mark.sim,
-              pytest.mark.skipif(shutil.which("iverilog") is None, reason="Icarus Verilog not installed")]
+from .cocotb_sims import SIMS
+
+pytestmark = [pytest.mark.sim]
 
 
-def test_pruned_digits_mlp_on_icarus():
+@pytest.fixture(scope="module")
+def pruned_case():
     """A 64-300-100-10 MLP trained briefly on digits, 85 % pruned, exported for 4 PEs."""
     torch.set_num_threads(1)
     splits = load_digits_splits()
@@ -34,8 +34,13 @@ def test_pruned_digits_mlp_on_icarus():
     assert accuracy(model, splits, "val") > 0.3          # still a working classifier
     image, check = export_image(model, splits.x_val[:64], 4, acc_depth=64)
     assert check["decode_matches"] and len(image.layers) == 3
-    a = quantize_input(image, splits.x_test[:3])
-    run = run_cases([Case("pruned_digits_mlp", image, a)], params_for_image(image, fifo_depth=8))
+    return image, quantize_input(image, splits.x_test[:3])
+
+
+@pytest.mark.parametrize("sim", SIMS)
+def test_pruned_digits_mlp(pruned_case, sim):
+    image, a = pruned_case
+    run = run_cases([Case("pruned_digits_mlp", image, a)], params_for_image(image, fifo_depth=8), simulator=sim)
     assert run.tests == 1 and run.failed_tests == 0, run.log
     assert len(run.results) == 3 and not run.failures
     assert all(r["cycles_rtl"] == r["cycles_model"] > 0 for r in run.results)

@@ -43,7 +43,7 @@ class BenchConfig:
     pe_counts: tuple = PE_COUNTS
     work_matched: bool = True
     balance: bool = True
-    rtl: str = "icarus"                      # icarus | verilator | none
+    rtl: str = "auto"                        # auto (sim/simulator.py) | verilator | icarus | none
     rtl_layer: tuple = (256, 256, 0.1, 0.4)  # n_in, n_out, weight density, activation density
     rtl_n_pe: int = 4
     rtl_samples: int = 4

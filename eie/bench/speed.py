@@ -2,7 +2,7 @@
 
 Golden model: useful MACs per second of the bit-exact fixed-point run; cycle model:
 simulated EIE cycles per second; RTL simulation: simulated clock cycles per second
-(Icarus under cocotb, optionally the Verilator harness). The baselines are NumPy dense
+(cocotb on Verilator or Icarus). The baselines are NumPy dense
 `W @ a` and `scipy.sparse` CSR and CSC SpMV (float64) on the same layer and input, so
 the figures are also given as ratios (how many times slower than the baseline).
 """
@@ -65,7 +65,7 @@ def model_speed(layer: BenchLayer, n_pe: int, fifo_depth: int = 8, repeat: int =
             "cycle_model_slowdown_vs_scipy_sparse": t_cycle / base["scipy_sparse_seconds"]}
 
 
-def rtl_speed(layer: BenchLayer, n_pe: int = 4, fifo_depth: int = 8, samples: int = 4, simulator: str = "icarus",
+def rtl_speed(layer: BenchLayer, n_pe: int = 4, fifo_depth: int = 8, samples: int = 4, simulator: str = "auto",
               repeat: int = 5, seed: int = 0) -> dict:
     """Run `samples` inputs (the layer's input, then random re-draws of its non-zero pattern)
     through the RTL; checks bit- and cycle-exactness and reports simulated cycles/s."""
@@ -78,26 +78,17 @@ def rtl_speed(layer: BenchLayer, n_pe: int = 4, fifo_depth: int = 8, samples: in
     params = params_for_image(image, fifo_depth=fifo_depth)
     out = {"simulator": simulator, "layer": layer.name, "shape": [layer.shape[1], layer.shape[0]],
            "n_pe": n_pe, "fifo_depth": fifo_depth, "samples": samples}
-    if simulator == "icarus":
-        from eie.sim.runner import build, run_cases
+    from eie.sim.runner import build, run_cases
+    from eie.sim.simulator import choose
 
-        t0 = time.perf_counter()
-        build(params)
-        out["build_seconds"] = time.perf_counter() - t0
-        run = run_cases([Case(f"bench_{layer.name}", image, a)], params)
-        out |= {"ok": run.ok, "mismatches": len(run.failures), "eie_cycles": run.simulated_cycles,
-                "clock_cycles": run.clock_cycles, "sim_seconds": run.sim_seconds,
-                "cycles_per_s": run.cycles_per_second, "compute_cycles_per_s": run.run_cycles_per_second}
-    elif simulator == "verilator":
-        from eie.sim.verilator_run import build_verilator, run_verilator
-
-        _, out["build_seconds"] = build_verilator(params)
-        r = run_verilator(image, a, params)
-        out |= {"ok": r.bit_exact and r.cycle_exact, "mismatches": int(not r.bit_exact) + int(not r.cycle_exact),
-                "eie_cycles": int(sum(r.cycles_per_sample)), "clock_cycles": r.clock_cycles,
-                "sim_seconds": r.seconds, "cycles_per_s": r.cycles_per_second}
-    else:
-        raise ValueError(f"simulator must be 'icarus' or 'verilator', not {simulator!r}")
+    out["simulator"] = simulator = choose(None if simulator == "auto" else simulator)
+    t0 = time.perf_counter()
+    build(params, simulator=simulator)
+    out["build_seconds"] = time.perf_counter() - t0
+    run = run_cases([Case(f"bench_{layer.name}", image, a)], params, simulator=simulator)
+    out |= {"ok": run.ok, "mismatches": len(run.failures), "eie_cycles": run.simulated_cycles,
+            "clock_cycles": run.clock_cycles, "sim_seconds": run.sim_seconds,
+            "cycles_per_s": run.cycles_per_second, "compute_cycles_per_s": run.run_cycles_per_second}
     base = baselines(layer, repeat)
     per_sample = out["sim_seconds"] / samples
     out |= base | {"rtl_seconds_per_sample": per_sample,
