@@ -58,7 +58,7 @@ class ArithmeticUnit(wiring.Component):
             "wb_row": In(row_bits),           # (write-back, or a host read of a held output)
             "wb_bank": In(1),
             "wb_clear": In(1),                # ... and clear it (write-back; a host read keeps it)
-            "clear": In(1),                   # batch cycle 0: every accumulator of acc_bank reads 0 from now on
+            "clear": In(1),                   # batch cycle 0: every accumulator of acc_bank reads 0 from cycle 2 on
             "wb_acc": Out(signed(acc_bits)),  # cycle w + 2
             "busy": Out(1),                   # an entry is in flight
             "cb_w_addr": In(layer_bits + 4),  # layer * 16 + v
@@ -81,6 +81,13 @@ class ArithmeticUnit(wiring.Component):
         wb_r = accm.read_port()                # write-back and host reads
         acc_w = accm.write_port()
         acc_valid = Signal(2 * depth)          # bit bank * depth + row
+        # each read port sees its bank's half through a register: one cycle late, which
+        # neither needs (the bypass covers the three entries before a read, write-back and
+        # host reads come long after the sums), and a 1-of-depth choice, not 1-of-2*depth
+        valid_acc = Signal(depth)
+        valid_wb = Signal(depth)
+        m.d.sync += [valid_acc.eq(Mux(self.acc_bank, acc_valid[depth:], acc_valid[:depth])),
+                     valid_wb.eq(Mux(self.wb_bank, acc_valid[depth:], acc_valid[:depth]))]
 
         # -- fetch (i + 1): the entry's issue, first flag and activation travel along ------
         fetch_v, fetch_first = Signal(), Signal()
@@ -111,7 +118,7 @@ class ArithmeticUnit(wiring.Component):
         rd_product = Signal(signed(PRODUCT_BITS))
         rd_hit = Signal()                      # acc[row] was written since its last clear
         m.d.sync += [rd_v.eq(mul_v), rd_row.eq(mul_row), rd_product.eq(mul_w * mul_act),
-                     rd_hit.eq(acc_valid.bit_select(Cat(mul_row, self.acc_bank), 1))]
+                     rd_hit.eq(valid_acc.bit_select(mul_row, 1))]
 
         # -- read (i + 4): old value registered, same-row checks against the two in flight --
         acc_v = Signal()
@@ -176,7 +183,7 @@ class ArithmeticUnit(wiring.Component):
         m.d.comb += wb_r.addr.eq(wb_addr)
         m.d.sync += wb_read.eq(self.wb_en)
         with m.If(self.wb_en):
-            m.d.sync += wb_hit.eq(acc_valid.bit_select(wb_addr, 1))
+            m.d.sync += wb_hit.eq(valid_wb.bit_select(self.wb_row, 1))
         with m.If(self.clear):                 # a batch starts in acc_bank (the other may be written back)
             with m.If(self.acc_bank):
                 m.d.sync += acc_valid[depth:].eq(0)
