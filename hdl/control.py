@@ -132,6 +132,10 @@ class ControlUnit(wiring.Component):
         clear_dst = Signal()                         # fresh & first_block, as a register
         bcast_on = Signal()                          # BATCH after cycle 0: the LNZD may broadcast
         m.d.sync += [idle_seen.eq(self.all_idle), fresh1.eq(fresh), fresh2.eq(fresh1), warm.eq(warm | fresh2)]
+        # busy = not IDLE, as a register of its own (set with the start, cleared with the
+        # return to IDLE): the host bus gates its writes with it, so no FSM decode is on that path
+        running = Signal()
+        m.d.comb += self.busy.eq(running)
 
         # -- the write-back unit: R accumulator reads, one per cycle, then writeback_latency
         # cycles for the last output. It works on a finished batch's bank while the next
@@ -206,7 +210,7 @@ class ControlUnit(wiring.Component):
             with m.If(~wb_free):
                 m.next = "WAIT"
             with m.Elif(~more_blocks & ~more_layers):
-                m.d.sync += [src_bank.eq(~src_bank), self.held_valid.eq(1), self.held_base.eq(local_base),
+                m.d.sync += [running.eq(0), src_bank.eq(~src_bank), self.held_valid.eq(1), self.held_base.eq(local_base),
                              self.held_rows.eq(rows_here),
                              self.done.eq(1), self.cycles.eq(counter + 1), self.runs.eq(self.runs + 1)]
                 m.next = "IDLE"
@@ -231,26 +235,22 @@ class ControlUnit(wiring.Component):
                 with m.If(self.release):
                     m.d.sync += self.held_valid.eq(0)
                 with m.If(self.start):
-                    m.d.sync += [counter.eq(0), self.done.eq(0), self.held_valid.eq(0)]
+                    m.d.sync += [running.eq(1), counter.eq(0), self.done.eq(0), self.held_valid.eq(0)]
                     begin_layer(0)
                     m.next = "BATCH"
             with m.State("BATCH"):
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += [fresh.eq(0), clear_dst.eq(0), bcast_on.eq(1), counter.eq(counter + 1)]
                 with m.If(warm & idle_seen):           # this is cycle `compute` + 2
                     m.d.sync += [wait.eq(tm.pipeline_latency - 4), bcast_on.eq(0)]
                     m.next = "DRAIN"
             with m.State("DRAIN"):             # pipeline_latency - 3 cycles
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += [counter.eq(counter + 1), wait.eq(wait - 1)]
                 with m.If(wait == 0):
                     after_drain()
             with m.State("WAIT"):              # the previous batch is still being written back
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += counter.eq(counter + 1)
                 after_drain()
             with m.State("LAYER_END"):         # the layer's last batch is being written back
-                m.d.comb += self.busy.eq(1)
                 m.d.sync += counter.eq(counter + 1)
                 with m.If(wb_free):
                     m.d.sync += src_bank.eq(~src_bank)            # outputs become the next inputs
