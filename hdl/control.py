@@ -176,6 +176,10 @@ class ControlUnit(wiring.Component):
             self.batch.wb_local_base.eq(wb_base),
         ]
 
+        def start_batch():
+            """Batch cycle 0 follows, in the other accumulator bank."""
+            m.d.sync += [fresh.eq(1), warm.eq(0), bcast_on.eq(0), acc_bank.eq(~acc_bank)]
+
         def begin_layer(index):
             d = descs[index]
             if p.max_layers > 1:
@@ -187,19 +191,19 @@ class ControlUnit(wiring.Component):
                          # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
                          more_layers.eq((nxt < self.n_layers) & (nxt < p.max_layers)),
                          last_row.eq(d.rows0 - 1), last_pes.eq(d.n_out - (d.rows0 - 1) * p.n_pe),
-                         fresh.eq(1), warm.eq(0), first_block.eq(1), clear_dst.eq(1), bcast_on.eq(0),
-                         acc_bank.eq(~acc_bank)]
+                         first_block.eq(1), clear_dst.eq(1)]
+            start_batch()
 
         def next_batch():
             left = rows_left - cur.block_rows
             m.d.sync += [base.eq(base + cur.n_in), local_base.eq(local_base + cur.block_rows),
                          rows_left.eq(left), more_blocks.eq(left > cur.block_rows),
-                         rows_here.eq(Mux(left < cur.block_rows, left, cur.block_rows)),
-                         fresh.eq(1), warm.eq(0), first_block.eq(0), bcast_on.eq(0), acc_bank.eq(~acc_bank)]
+                         rows_here.eq(Mux(left < cur.block_rows, left, cur.block_rows)), first_block.eq(0)]
+            start_batch()
 
         def launch_writeback():
             """This batch's write-back starts in the next cycle (the unit is free by then)."""
-            m.d.sync += [wb_on.eq(1), wb_tail.eq(0), wb_row.eq(0), wb_last.eq(rows_here <= 1), wb_rows.eq(rows_here),
+            m.d.sync += [wb_on.eq(1), wb_row.eq(0), wb_last.eq(rows_here <= 1), wb_rows.eq(rows_here),
                          wb_base.eq(local_base), wb_bank.eq(acc_bank)]
 
         def after_drain():
