@@ -104,7 +104,7 @@ def test_rows_longer_than_16_use_padding_aware_counts():
     idx = (rng.random((300, 20)) < 0.03) * rng.integers(1, 16, (300, 20))
     res = balance_rows(idx, 4, 128)
     assert_valid_perm(res.perm, 300, 4, 128)
-    from eie.golden_model.encoder import encode_indices
+    from eie.golden_model.csc import encode_indices
     from eie.golden_model.balance import pe_work
     from eie.golden_model.layout import rows_in_block
 
