@@ -15,16 +15,14 @@ import signal
 import sys
 from contextlib import contextmanager
 
+from eie.common import UserError
+
 __all__ = ["UserError", "Terminated", "signal_handlers", "run_command", "report"]
 
 EXIT_USAGE = 2
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGPIPE = 128 + getattr(signal, "SIGPIPE", 13)
-
-
-class UserError(Exception):
-    """A problem with the command's arguments or files; printed without a traceback."""
 
 
 class Terminated(BaseException):

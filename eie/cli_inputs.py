@@ -11,7 +11,7 @@ import argparse
 import re
 from pathlib import Path
 
-from eie.boundary import UserError
+from eie.common import UserError, output_problem
 
 __all__ = ["int_in", "check_output", "load_array", "load_weights", "load_codebooks", "load_calibration",
            "load_input"]
@@ -34,8 +34,6 @@ def int_in(lo: int, hi: int):
 
 def check_output(path, option: str, force: bool) -> None:
     """Refuse an output that cannot be written (or exists, without --force) before the work."""
-    from eie.golden_model.files import output_problem
-
     problem = output_problem(path, overwrite=force)
     if problem:
         raise UserError(f"{option} {path}: {problem}")

@@ -10,7 +10,6 @@ of process starts.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import Icarus, Verilator
 
+from eie.common import cache_key
 from eie.golden_model.errors import EIEError
 from eie.hdl.params import ArrayParams
 from eie.hdl.synth import ToolMissing
@@ -162,7 +162,7 @@ def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = No
                                   "use a .vcd file instead")
     text, desc = generate_verilog(params)
     flags = _flags(simulator, trace)
-    key = hashlib.sha1(json.dumps([simulator, params.as_dict(), flags, text]).encode()).hexdigest()[:10]
+    key = cache_key(simulator, params.as_dict(), flags, text, length=10)
     tag = simulator[0] + (f"_{trace}" if trace else "")
     d = (Path(root) / f"n{params.n_pe}_d{params.fifo_depth}_{tag}_{key}").resolve()
     d.mkdir(parents=True, exist_ok=True)

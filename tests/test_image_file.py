@@ -19,7 +19,8 @@ import pytest
 
 from eie.golden_model import EIEImage, ImageFormatError, decode_weights, encode_layer, encode_network
 from eie.golden_model import files, image_file
-from eie.golden_model.image_file import MAGIC, VERSION, atomic_write_bytes, load_image, save_image
+from eie.common import atomic_write_bytes
+from eie.golden_model.image_file import MAGIC, VERSION, load_image, save_image
 
 from .helpers import sparse_matrix
 

@@ -13,11 +13,12 @@ to the golden model, scipy and the paper's 64 PEs; eie/throughput.py).
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from eie.common import atomic_write_bytes, write_json
 
 from .layers import fc8_layer, synthetic_layer
 from .paper import PAPER_FIFO_DEPTH, PAPER_N_PE
@@ -150,14 +151,12 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
 
 def write_report(res: dict, out_dir) -> list[Path]:
     """bench.json, bench.md and the PNG plots; returns the paths written."""
-    from eie.golden_model.image_file import atomic_write_bytes
-
     from .markdown import bench_markdown
-    from .plots import write_plots
+    from .plots import write_plots  # matplotlib: deferred until a report is written
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [atomic_write_bytes(out_dir / "bench.json", [json.dumps(res, indent=2).encode()], overwrite=True)]
+    paths = [write_json(out_dir / "bench.json", res)]
     pngs = write_plots(res, out_dir)
     paths.append(atomic_write_bytes(out_dir / "bench.md", [bench_markdown(res, pngs).encode()], overwrite=True))
     return paths + [out_dir / p for p in pngs]
