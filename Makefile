@@ -49,7 +49,8 @@ sim: $(STAMP)
 # Long random regression on the RTL, N 1-64 x queue depth 1-16 (2,000 cases by default;
 # REGRESS_ARGS="--cases 10000"). Verilator: compiles take minutes (64 PEs), runs are fast.
 regress: $(STAMP)
-	$(BIN)/eie regress --simulator verilator -o reports/regress/summary.json $(REGRESS_ARGS)
+	@mkdir -p reports/regress
+	$(BIN)/eie regress --simulator verilator -o reports/regress/summary.json --force $(REGRESS_ARGS)
 
 clean:
 	rm -rf build reports .pytest_cache

@@ -140,11 +140,11 @@ def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(
 
     from eie.golden_model.config import EIEConfig
     from eie.golden_model.functional import quantize_input
-    from eie.pruning.finetune import FinetuneConfig, finetune, iterative_prune
-    from eie.pruning.magnitude import kept_fraction
+    from eie.pruning.iterative import FinetuneConfig, iterative_prune
+    from eie.pruning.masks import kept_fraction
     from eie.pruning.pipeline import Context, dense_for, evaluate_model, finalize
-    from eie.pruning.share import share_weights
-    from eie.pruning.train import TrainConfig
+    from eie.pruning.sharing import share_weights
+    from eie.pruning.train import TrainConfig, finetune
 
     from .demo_report import write_demo_report
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eie.golden_model.errors import EIEError, InputError
+from eie.cli_inputs import check_output
+from eie.common import UserError, emit_json, write_json
+from eie.golden_model.errors import InputError
 
 __all__ = ["add_subcommands", "cmd_sim", "cmd_regress", "DEFAULT_BUILDS"]
 
@@ -29,7 +31,9 @@ def _default_case():
     return image, x, "built-in 64-48-10 MLP, 4 PEs"
 
 
-def cmd_sim(args, UserError, emit_json) -> int:
+def cmd_sim(args) -> int:
+    if args.output:
+        check_output(args.output, "-o", args.force)
     from eie.golden_model.functional import check_int_input, quantize_input
     from eie.golden_model.image_file import load_image
     from eie.hdl.loader import params_for_image
@@ -106,22 +110,20 @@ def cmd_sim(args, UserError, emit_json) -> int:
     speed = (f"{run.clock_cycles:,} clock cycles simulated at {run.cycles_per_second:,.0f} cycles/s "
              f"({run.run_cycles_per_second:,.0f} cycles/s while computing); total {result['wall_seconds']:,.1f} s "
              f"(build {b.seconds:.1f} s)")
-    rc = _finish(args, result, params, speed, emit_json)
+    rc = _finish(args, result, params, speed)
     if run.waves and not args.json:
         print(f"waves: {run.waves} (open with `gtkwave {run.waves}`)")
     return rc
 
 
-def _finish(args, result: dict, params, speed: str, emit_json) -> int:
+def _finish(args, result: dict, params, speed: str) -> int:
     """Shared end of `eie sim` for both simulators: authors' cycles, JSON file, verdict."""
     if args.fc8:
         from eie.golden_model.fc8 import AUTHORS_CYCLES
 
         result["authors_cycles"] = AUTHORS_CYCLES.get(params.fifo_depth)
     if args.output:
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(args.output, [json.dumps(result, indent=2).encode()], overwrite=True)
+        write_json(args.output, result, overwrite=args.force)
     ok = result["bit_exact"] and result["cycle_exact"]
     if args.json:
         emit_json(result)
@@ -134,7 +136,7 @@ def _finish(args, result: dict, params, speed: str, emit_json) -> int:
     return 0 if ok else 1
 
 
-def _builds(text: str, UserError):
+def _builds(text: str):
     out = []
     for part in text.split(","):
         try:
@@ -157,7 +159,7 @@ def _save_failure(directory: Path, case, params, sim: str, results) -> Path:
     return d
 
 
-def _replay(args, UserError, emit_json) -> int:
+def _replay(args) -> int:
     from eie.hdl.params import ArrayParams
 
     from .cases import load_cases
@@ -187,24 +189,24 @@ def _write_summary(path, summary: dict, t0: float, cases_run: int, done: bool):
     """The summary so far (after every chunk, so a stopped regression still reports)."""
     summary |= {"complete": done, "cases_run": cases_run, "wall_seconds": round(time.perf_counter() - t0, 1),
                 "passed": cases_run - len(summary["failures"])}
-    if path:
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(path, [json.dumps(summary, indent=2).encode()], overwrite=True)
+    if path:  # rewritten after every chunk: the file is this run's own (checked with --force at the start)
+        write_json(path, summary, overwrite=True)
 
 
-def cmd_regress(args, UserError, emit_json) -> int:
+def cmd_regress(args) -> int:
     from tqdm import tqdm
 
     from .cases import random_case, sim_params
     from .runner import build, run_cases
     from .simulator import choose
 
+    if args.output:
+        check_output(args.output, "-o", args.force)
     if args.replay:
-        return _replay(args, UserError, emit_json)
+        return _replay(args)
     if args.cases < 1 or args.chunk < 1:
         raise UserError(f"--cases and --chunk must be positive, not {args.cases} and {args.chunk}")
-    builds = _builds(args.builds, UserError)
+    builds = _builds(args.builds)
     sim = choose(args.simulator)
     if sim == "verilator":                  # a missing tool is one line, before the progress bar
         from .verilator_env import require
@@ -281,7 +283,7 @@ def _add_simulator(p):
                    help=f"cocotb's simulator (default ${ENV_VAR}, else Icarus if installed, else Verilator)")
 
 
-def add_subcommands(sub, add_output, UserError, emit_json):
+def add_subcommands(sub):
     """Register `sim` and `regress` on the `eie` parser."""
     p = sub.add_parser("sim", help="run an image on the RTL under cocotb (Verilator or Icarus); bit- and cycle-exact check")
     p.add_argument("image", nargs="?", help="EIE image (default: a built-in two-layer MLP)")
@@ -295,8 +297,9 @@ def add_subcommands(sub, add_output, UserError, emit_json):
     p.add_argument("--waves", help="dump waves to this .vcd or .fst (open with GTKWave)")
     _add_simulator(p)
     p.add_argument("-o", "--output", help="also write the JSON result here")
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda a: cmd_sim(a, UserError, emit_json))
+    p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("regress", help="seeded random regression on the RTL under cocotb, pass/fail summary")
     p.add_argument("--cases", type=int, default=2000)
@@ -308,5 +311,6 @@ def add_subcommands(sub, add_output, UserError, emit_json):
     p.add_argument("--replay", metavar="DIR", help="rerun the cases saved in DIR (by a failing regression)")
     _add_simulator(p)
     p.add_argument("-o", "--output", help="also write the JSON summary here")
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda a: cmd_regress(a, UserError, emit_json))
+    p.set_defaults(func=cmd_regress)
