@@ -18,6 +18,7 @@ from eie.boundary import report, run_command, signal_handlers
 from eie.cli_inputs import (check_output, int_in, load_array, load_calibration, load_codebooks, load_input,
                             load_weights)
 from eie.common import UserError, atomic_write_bytes, emit_json, print_table, write_json
+from eie.fpga_boards import BOARDS
 from eie.pruning.cli import add_subcommands as add_prune_subcommands
 from eie.sim.cli import add_subcommands as add_sim_subcommands
 
@@ -535,8 +536,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p, "Verilog file to write (a .json with parameters and ports goes beside it)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verilog)
-
-    from eie.fpga import BOARDS
 
     p = sub.add_parser("fpga", help="build the array with a self-test for an FPGA board; resources, Fmax, largest N")
     p.add_argument("--board", required=True, choices=list(BOARDS), help="amaranth-boards platform (docs/fpga.md)")

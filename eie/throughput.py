@@ -265,7 +265,7 @@ def scaling_points(reports: list[dict]) -> dict[str, list[dict]]:
 
 def write_scaling_png(board: str, points: list[dict], path) -> Path:
     """Fmax (MHz) and LUTs (LCs on the iCE40) against N for one board, in one PNG."""
-    from eie.fpga import BOARDS
+    from eie.fpga_boards import BOARDS
     from eie.plotting import pyplot, save_figure
 
     if not points:
