@@ -73,16 +73,17 @@ def test_smallest_build_report(tmp_path, capsys):
     s = rep["synthesis"]
     assert 500 < s["lut4"] < 5280 and 300 < s["ff"] < 5280
     assert s["dsp"] == 1 and rep["multipliers"]["all_in_dsp"]
-    # matrix rows (4 EBRs), pointer banks, codebook, ROM
-    assert s["bram"] == 8
     mem = rep["memories"]["mapping"]
+    # every memory mapped to block RAM takes at least one EBR (how many: the Yosys version's choice)
+    in_bram = [m for m, how in mem.items() if how.startswith("block RAM")]
+    assert len(in_bram) <= s["bram"] <= fpga.BOARDS["icebreaker"].capacity["bram"]
     assert mem["selftest.array.pe0.spmat_read.sram"].startswith("block RAM")
     assert mem["selftest.array.pe0.ptr_read.even"].startswith("block RAM")
     assert "selftest.array.pe0.act_rw.acts" in rep["memories"]["not_in_block_ram"]
     p = rep["pnr"]
     assert p["ran"] and p["fits"] and rep["fits"]
     assert 0 < p["utilisation"]["lc"]["used"] < p["utilisation"]["lc"]["available"] == 5280
-    assert p["utilisation"]["bram"]["used"] == 8 and p["utilisation"]["dsp"]["used"] == 1
+    assert p["utilisation"]["bram"]["used"] == s["bram"] and p["utilisation"]["dsp"]["used"] == s["dsp"] == 1
     # nextpnr is asked for the board's target clock, not the 12 MHz oscillator
     assert rep["clock"] == {"board_mhz": 12.0, "target_mhz": fpga.BOARDS["icebreaker"].target_mhz}
     assert 5 < p["fmax_mhz"] < 200 and p["constraint_mhz"] == pytest.approx(rep["clock"]["target_mhz"], abs=0.1)
