@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from .data import Splits
-from .latency import EIELatency
+from .latency import EIELatency, LatencySettings
 from .masks import clone_model, get_mask, magnitude_order, refresh_weights, set_mask, sparsity_of, weight_of
 from .models import fc_layers, prunable_layers
 from .pipeline import progress_log
@@ -64,7 +64,7 @@ N_FEATURES = 11
 
 
 @dataclass(frozen=True)
-class AMCConfig:
+class AMCConfig(LatencySettings):
     constraint: str = "flops"       # "flops" or "cycles" (EIE cycles per inference, FC layers)
     layers: str = "all"             # flops: "all" (Linear + Conv2d) or "fc"; cycles: always the FC layers
     budget: float = 0.2             # <= 1: fraction of the dense value; > 1: absolute FLOPs / cycles
@@ -90,11 +90,7 @@ class AMCConfig:
     finetune_epochs: int = 30
     lr: float = 1e-3
     train_batch_size: int = 64
-    n_pe: int = 8
-    acc_depth: int = 64
-    fifo_depth: int = 8
     n_calibration: int = 16
-    sharing: str = "linear"
     seed: int = 0
 
     def __post_init__(self):
@@ -416,8 +412,7 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
     """
     t0 = time.time()
     say = log or (lambda *a: None)
-    est = EIELatency(splits.x_train[:cfg.n_calibration], n_pe=cfg.n_pe, acc_depth=cfg.acc_depth,
-                     fifo_depth=cfg.fifo_depth, sharing=cfg.sharing)
+    est = cfg.latency(splits.x_train[:cfg.n_calibration])
     env = AMCEnv(model, splits, cfg, est if cfg.constraint == "cycles" else None)
     agent = DDPG(N_FEATURES, cfg)
     rng = np.random.default_rng(cfg.seed)

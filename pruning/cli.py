@@ -96,10 +96,15 @@ def _run_method(method: Method, args) -> int:
         report = run_method(method, opts, _context(args), list(seeds), _out_dir(args))
     except ValueError as e:  # bad option values surface as ValueError from the library
         raise UserError(str(e)) from None
+    return _show(args, report, print_report)
+
+
+def _show(args, report: dict, printer) -> int:
+    """The report as JSON on stdout (--json) or as tables."""
     if args.json:
         emit_json(report)
     else:
-        print_report(report)
+        printer(report)
     return 0
 
 
@@ -121,11 +126,7 @@ def _run_compare(args) -> int:
         report = run_compare(_compare_settings(args), ctx, list(args.seeds or (0, 1, 2)), _out_dir(args), rows)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if args.json:
-        emit_json(report)
-    else:
-        print_compare(report)
-    return 0
+    return _show(args, report, print_compare)
 
 
 # -- human output ----------------------------------------------------------------------------

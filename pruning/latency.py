@@ -24,7 +24,7 @@ from eie.golden_model.functional import quantize_input, run_network
 from .masks import weight_of
 from .models import fc_layers
 
-__all__ = ["EIELatency", "WeightCount"]
+__all__ = ["EIELatency", "WeightCount", "LatencySettings"]
 
 
 def _linear_codebook(W: np.ndarray) -> np.ndarray:
@@ -135,3 +135,18 @@ class WeightCount:
     def report(self, model: nn.Module) -> dict:
         return {"weights": self(model),
                 "layers": {n: int(np.count_nonzero(W)) for (n, _), W in zip(fc_layers(model), self.weights(model))}}
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """The EIE a latency is measured on; NetAdaptConfig and AMCConfig extend it."""
+
+    n_pe: int = 8
+    acc_depth: int = 64
+    fifo_depth: int = 8
+    sharing: str = "linear"
+
+    def latency(self, calibration) -> EIELatency:
+        """The estimator of these settings on the `calibration` batch."""
+        return EIELatency(calibration, n_pe=self.n_pe, acc_depth=self.acc_depth, fifo_depth=self.fifo_depth,
+                          sharing=self.sharing)

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from .data import Splits
-from .latency import EIELatency, WeightCount
+from .latency import EIELatency, LatencySettings, WeightCount
 from .masks import clone_model, get_mask, magnitude_order, refresh_weights, set_mask, sparsity_of, weight_of
 from .models import fc_layers
 from .pipeline import progress_log
@@ -61,7 +61,7 @@ RESOURCES = {"cycles": "EIE cycles per inference (FC layers)", "weights": "non-z
 # --------------------------------------------------------------------------- NetAdapt
 
 @dataclass(frozen=True)
-class NetAdaptConfig:
+class NetAdaptConfig(LatencySettings):
     """NetAdapt settings.
 
     resource: "cycles" (EIE cycles per inference, the default) or "weights" (non-zero FC
@@ -84,11 +84,7 @@ class NetAdaptConfig:
     lr: float = 1e-3
     long_lr: float | None = None
     batch_size: int = 64
-    n_pe: int = 8
-    acc_depth: int = 64
-    fifo_depth: int = 8
     n_calibration: int = 32
-    sharing: str = "linear"
     min_density: float = 0.01   # a layer keeps at least this fraction of its weights
     adapt_delta: bool = False   # no layer alone can cut delta: cut as deep as one layer can instead of stopping
     enforce_final: bool = True  # after the long-term finetune, prune back to the last target if it moved up
@@ -221,8 +217,7 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
     t0 = time.time()
     say = log or (lambda *a: None)
     calib = splits.x_train[:cfg.n_calibration]
-    est = EIELatency(calib, n_pe=cfg.n_pe, acc_depth=cfg.acc_depth, fifo_depth=cfg.fifo_depth, sharing=cfg.sharing) \
-        if cfg.resource == "cycles" else WeightCount()
+    est = cfg.latency(calib) if cfg.resource == "cycles" else WeightCount()
     unit = "cycles" if cfg.resource == "cycles" else "weights"
     cur = clone_model(model)
     cur.eval()
