@@ -23,12 +23,11 @@ from pathlib import Path
 from eie.common import write_json
 from eie.golden_model.errors import ConfigError, EIEError
 from eie.hdl.register_stage import REPLICA_ATTR
-from eie.hdl.synth import ToolMissing
 
 from .fpga_boards import BOARDS, LARGE_DESIGN_PES, Board
 from .fpga_logs import fmax, memory_mapping, pnr_counts, synth_counts
 from .fpga_testbench import GATE_LEVEL_TB
-from .fpga_tools import INSTALL_HINT, find_tools
+from .fpga_tools import env_var, find_tools
 
 __all__ = ["build_board", "largest_fitting", "run_fpga", "gate_level_selftest",
            "board_params", "summary_row"]
@@ -156,7 +155,7 @@ def build_board(board: Board | str, n_pe: int = 4, *, build_dir="build/fpga", pn
     commands = [ln.strip() for ln in script.splitlines() if ln.strip().startswith('"$')]
     env = dict(os.environ)
     for tool, path in tools.items():
-        env[_env_var(tool)] = path
+        env[env_var(tool)] = path
     env.pop(platform._toolchain_env_var, None)
 
     result = {

