@@ -78,7 +78,7 @@ def _os_error_text(e: OSError) -> str:
 
 def run_command(command: str, fn) -> int:
     """fn() -> exit status, with every user-facing failure turned into one line."""
-    from eie.golden_model.errors import EIEError
+    from eie.golden_model.errors import EIEError  # NumPy: deferred, this module loads before the handlers
 
     try:
         return fn()

@@ -3,8 +3,8 @@ sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
 one-line message naming the file/field (exit 2), never a traceback (eie/boundary.py).
-Only the standard library is imported at module level, so that the signal handlers are
-in place before the heavy imports (NumPy, PyTorch, Amaranth) start.
+PyTorch and Amaranth are imported only by the commands that need them (`eie --help`,
+`run`, `encode`, `decode` and `info` load neither).
 """
 
 from __future__ import annotations
@@ -14,11 +14,26 @@ import io
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from eie.boundary import report, run_command, signal_handlers
-from eie.cli_inputs import (check_output, int_in, load_array, load_calibration, load_codebooks, load_input,
+from eie.cli_inputs import (check_output, int_in, load_calibration, load_codebooks, load_input,
                             load_weights)
 from eie.common import UserError, atomic_write_bytes, emit_json, print_table, write_json
 from eie.fpga_boards import BOARDS
+from eie.fpga_logs import summary_row
+from eie.golden_model import encode_network
+from eie.golden_model.balance import BalanceOptions, balance_image
+from eie.golden_model.config import DEFAULT_ACT_DEPTH, DEFAULT_FIFO_DEPTH, EIEConfig
+from eie.golden_model.csc import DEFAULT_ACC_DEPTH
+from eie.golden_model.decoder import decode_image
+from eie.golden_model.encoder import DEFAULT_ACT_FRAC
+from eie.golden_model.errors import InputError
+from eie.golden_model.fc8 import fc8_image, load_fc8
+from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
+from eie.golden_model.image_file import load_image, save_image
+from eie.golden_model.model import run_image
+from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
 from eie.pruning.cli import add_subcommands as add_prune_subcommands
 from eie.sim.cli import add_subcommands as add_sim_subcommands
 
@@ -36,8 +51,6 @@ def _add_output(p, help_text):
 
 def cmd_encode(args) -> int:
     check_output(args.output, "-o", args.force)  # before the (possibly long) encode
-    from eie.golden_model import encode_network
-    from eie.golden_model.image_file import save_image
 
     weights, names = load_weights(args.weights)
     codebooks = load_codebooks(args.codebook, len(weights)) if args.codebook else None
@@ -66,16 +79,9 @@ def cmd_encode(args) -> int:
 
 def cmd_balance(args) -> int:
     check_output(args.output, "-o", args.force)
-    import numpy as np
 
-    from eie.golden_model.errors import InputError
-    from eie.golden_model.balance import BalanceOptions, balance_image
-    from eie.golden_model.config import EIEConfig
-    from eie.golden_model.image_file import load_image, save_image
-    from eie.golden_model.model import run_image
 
     if args.fc8:
-        from eie.golden_model.fc8 import fc8_image, load_fc8
 
         ref = load_fc8(None if args.fc8 == "default" else args.fc8)
         image, what, x = fc8_image(ref), f"AlexNet FC8 ({ref.source})", ref.act[None, :]
@@ -115,10 +121,7 @@ def cmd_balance(args) -> int:
 
 def cmd_decode(args) -> int:
     check_output(args.output, "-o", args.force)
-    import numpy as np
 
-    from eie.golden_model.decoder import decode_image
-    from eie.golden_model.image_file import load_image
 
     image = load_image(args.image)
     mats = decode_image(image)
@@ -139,7 +142,6 @@ def cmd_decode(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from eie.golden_model.image_file import load_image
 
     image = load_image(args.image)
     fmt = image.file_format
@@ -155,7 +157,6 @@ def cmd_info(args) -> int:
 
 
 def _config(args, image):
-    from eie.golden_model.config import EIEConfig
 
     return EIEConfig.for_image(image, fifo_depth=args.fifo_depth, acc_bits=args.acc_bits,
                                act_depth=args.act_depth)
@@ -164,11 +165,7 @@ def _config(args, image):
 def cmd_run(args) -> int:
     if args.output:
         check_output(args.output, "--output", args.force)
-    import numpy as np
 
-    from eie.golden_model.errors import InputError
-    from eie.golden_model.image_file import load_image
-    from eie.golden_model.model import run_image
 
     image = load_image(args.image)
     x = load_input(args.input, args.int_input)
@@ -195,7 +192,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from eie.bench import BenchConfig, run_bench, write_report
+    from eie.bench import BenchConfig, run_bench, write_report  # the RTL speed figure needs Amaranth: deferred
 
     kw = {"balance": not args.no_balance, "rtl": args.rtl, "fc8_dir": args.fc8}
     if args.repeat is not None:
@@ -207,7 +204,7 @@ def cmd_bench(args) -> int:
     if args.fmax:
         kw["fmax"] = tuple(_parse_fmax(f) for f in args.fmax)
     if args.throughput_layer:
-        from eie.bench.paper import layer_by_name
+        from eie.bench.paper import layer_by_name  # with eie.bench, above
 
         try:
             kw["throughput_layer"] = layer_by_name(args.throughput_layer).name
@@ -236,7 +233,7 @@ def _parse_fmax(text: str) -> tuple[str, int, float]:
 
 
 def cmd_demo(args) -> int:
-    from eie.demo import DemoConfig, run_demo
+    from eie.demo import DemoConfig, run_demo  # PyTorch and Amaranth: deferred to the commands that need them
 
     kw = {k: getattr(args, k) for k in ("n_pe", "seed", "rtl", "rtl_samples") if getattr(args, k) is not None}
     if args.no_waves:
@@ -251,7 +248,7 @@ def cmd_demo(args) -> int:
 
 
 def _array_params(args):
-    from eie.hdl.params import ArrayParams
+    from eie.hdl.params import ArrayParams  # Amaranth: deferred (see cmd_demo)
 
     kw = {k: getattr(args, k) for k in ("n_pe", "fifo_depth", "acc_depth", "act_depth", "ptr_depth",
                                         "spmat_depth", "max_layers", "acc_bits")}
@@ -262,7 +259,7 @@ def cmd_verilog(args) -> int:
     check_output(args.output, "-o", args.force)
     if args.synth:
         check_output(Path(args.output).with_suffix(".synth.json"), "-o (the --synth report beside it)", args.force)
-    from eie.hdl.params import memory_bits
+    from eie.hdl.params import memory_bits  # Amaranth: deferred (see cmd_demo)
     from eie.hdl.synth import synthesize, verilator_lint
     from eie.hdl.verilog_out import write_verilog
 
@@ -321,7 +318,7 @@ def _gate_sim_text(g: dict) -> str:
 
 
 def cmd_fpga(args) -> int:
-    from eie.fpga import run_fpga, summary_row
+    from eie.fpga import run_fpga  # Amaranth: deferred (see cmd_demo)
 
     overrides = {k: getattr(args, k) for k in ("fifo_depth", "acc_depth", "act_depth", "ptr_depth",
                                                "spmat_depth", "max_layers", "acc_bits")}
@@ -425,11 +422,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eie.golden_model.config import DEFAULT_ACT_DEPTH, DEFAULT_FIFO_DEPTH
-    from eie.golden_model.csc import DEFAULT_ACC_DEPTH
-    from eie.golden_model.encoder import DEFAULT_ACT_FRAC
-    from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
-    from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
 
     n_pe, acc_depth = int_in(1, MAX_N_PE), int_in(1, MAX_ACC_DEPTH)
     depth, fifo, seed = int_in(1, DEPTH_MAX), int_in(1, FIFO_MAX), int_in(0, SEED_MAX)

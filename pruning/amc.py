@@ -366,7 +366,7 @@ class DDPG:
 
     def explore(self, s, sigma: float, rng: np.random.Generator, lo: float, hi: float) -> float:
         """mu(s) plus truncated-normal noise on [lo, hi]."""
-        from scipy.stats import truncnorm
+        from scipy.stats import truncnorm  # scipy.stats (slow to import): deferred to exploration
 
         m = min(max(self.mu(s), lo), hi)
         if sigma <= 0:

@@ -8,9 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
+from tqdm import tqdm
+
 from eie.cli_inputs import check_output
 from eie.common import UserError, emit_json, write_json
+from eie.golden_model import encode_network
 from eie.golden_model.errors import InputError
+from eie.golden_model.fc8 import AUTHORS_CYCLES, fc8_image, load_fc8
+from eie.golden_model.functional import check_int_input, quantize_input
+from eie.golden_model.image_file import load_image
+from eie.golden_model.model import run_image
+
+from .simulator import ENV_VAR, SIMULATORS, choose
+from .verilator_env import require
 
 __all__ = ["add_subcommands", "cmd_sim", "cmd_regress", "DEFAULT_BUILDS"]
 
@@ -20,7 +30,6 @@ DEFAULT_BUILDS = "1x1,2x16,3x8,4x2,8x1,16x16,64x8"
 
 def _default_case():
     """The built-in case of `eie sim` without an image: a seeded pruned 64-48-10 MLP."""
-    from eie.golden_model import encode_network
 
     rng = np.random.default_rng(2016)
     Ws = [rng.normal(0, 0.5, (48, 64)) * (rng.random((48, 64)) < 0.15),
@@ -34,16 +43,12 @@ def _default_case():
 def cmd_sim(args) -> int:
     if args.output:
         check_output(args.output, "-o", args.force)
-    from eie.golden_model.functional import check_int_input, quantize_input
-    from eie.golden_model.image_file import load_image
-    from eie.hdl.loader import params_for_image
+    from eie.hdl.loader import params_for_image  # Amaranth and cocotb: deferred until an RTL run
 
     from .cases import Case
     from .runner import build, run_cases
-    from .simulator import choose
 
     if args.fc8:
-        from eie.golden_model.fc8 import fc8_image, load_fc8
 
         ref = load_fc8(None if args.fc8 == "default" else args.fc8)
         image = fc8_image(ref)
@@ -87,7 +92,6 @@ def cmd_sim(args) -> int:
     if not args.json and b.seconds:
         print(f"  built in {b.seconds:.1f} s (cached under {b.directory})")
     run = run_cases([Case("cli", image, a)], params, waves=args.waves, on_result=progress, keep=True, simulator=sim)
-    from eie.golden_model.model import run_image
 
     gold = run_image(image, a, params.to_config(), int_input=True)
     result = {
@@ -119,7 +123,6 @@ def cmd_sim(args) -> int:
 def _finish(args, result: dict, params, speed: str) -> int:
     """Shared end of `eie sim` for both simulators: authors' cycles, JSON file, verdict."""
     if args.fc8:
-        from eie.golden_model.fc8 import AUTHORS_CYCLES
 
         result["authors_cycles"] = AUTHORS_CYCLES.get(params.fifo_depth)
     if args.output:
@@ -150,7 +153,7 @@ def _builds(text: str):
 def _save_failure(directory: Path, case, params, sim: str, results) -> Path:
     """One failing case as a directory `eie regress --replay` reruns: the case (image +
     inputs, sim/cases.py), the build's parameters and what went wrong."""
-    from .cases import save_cases
+    from .cases import save_cases  # Amaranth: deferred (see cmd_sim)
 
     d = directory / f"seed{case.seed}_{params.n_pe}x{params.fifo_depth}"
     save_cases([case], d)
@@ -160,11 +163,10 @@ def _save_failure(directory: Path, case, params, sim: str, results) -> Path:
 
 
 def _replay(args) -> int:
-    from eie.hdl.params import ArrayParams
+    from eie.hdl.params import ArrayParams  # Amaranth and cocotb: deferred (see cmd_sim)
 
     from .cases import load_cases
     from .runner import run_cases
-    from .simulator import choose
 
     d = Path(args.replay)
     if not (d / "manifest.json").exists() or not (d / "params.json").exists():
@@ -194,11 +196,9 @@ def _write_summary(path, summary: dict, t0: float, cases_run: int, done: bool):
 
 
 def cmd_regress(args) -> int:
-    from tqdm import tqdm
 
-    from .cases import random_case, sim_params
+    from .cases import random_case, sim_params  # Amaranth and cocotb: deferred (see cmd_sim)
     from .runner import build, run_cases
-    from .simulator import choose
 
     if args.output:
         check_output(args.output, "-o", args.force)
@@ -209,7 +209,6 @@ def cmd_regress(args) -> int:
     builds = _builds(args.builds)
     sim = choose(args.simulator)
     if sim == "verilator":                  # a missing tool is one line, before the progress bar
-        from .verilator_env import require
 
         require()
     plan = {b: [] for b in builds}
@@ -277,7 +276,6 @@ def cmd_regress(args) -> int:
 
 
 def _add_simulator(p):
-    from .simulator import ENV_VAR, SIMULATORS
 
     p.add_argument("--simulator", choices=SIMULATORS,
                    help=f"cocotb's simulator (default ${ENV_VAR}, else Icarus if installed, else Verilator)")
