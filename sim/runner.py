@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import Icarus, Verilator
 
@@ -224,6 +225,23 @@ class SimRun:
     @property
     def simulated_cycles(self) -> int:
         return sum(r["cycles_rtl"] for r in self.results)
+
+    @property
+    def cycle_exact(self) -> bool:
+        """Every sample's RTL cycles equal the cycle model's and the monitor's."""
+        return bool(self.results) and all(r["cycles_rtl"] == r["cycles_model"] == r["cycles_monitor"]
+                                          for r in self.results)
+
+    def logical_outputs(self, image) -> np.ndarray:
+        """The samples' outputs as the RTL returned them, (samples, n_out), put back in the
+        weights' row order (hardware row r holds logical output row_perm[r])."""
+        hw = np.array([r["outputs"] for r in self.results], dtype=np.int64).reshape(len(self.results), -1)
+        perm = image.layers[-1].row_perm
+        if perm is None:
+            return hw
+        out = np.empty_like(hw)
+        out[:, np.asarray(perm)] = hw
+        return out
 
 
 def run_cases(cases, params: ArrayParams, *, root: Path = SIM_ROOT, waves: str | None = None,
