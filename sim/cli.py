@@ -10,7 +10,7 @@ import numpy as np
 
 from tqdm import tqdm
 
-from eie.cli_inputs import check_output
+from eie.cli_inputs import check_output, load_input
 from eie.common import UserError, emit_json, write_json
 from eie.golden_model import encode_network
 from eie.golden_model.errors import InputError
@@ -61,10 +61,7 @@ def cmd_sim(args) -> int:
                             f"(re-encode it with `eie encode --n-pe {args.n_pe}`)")
         if not args.input:
             raise UserError("--input is required with an IMAGE")
-        try:
-            x = np.load(args.input, allow_pickle=False)
-        except Exception as e:  # numpy raises many kinds for a bad file
-            raise UserError(f"--input: {args.input}: not a readable .npy file ({e})") from None
+        x = load_input(args.input, args.int_input)
         try:
             a = check_int_input(x, image.layers[0].n_in) if args.int_input else quantize_input(image, x)
         except InputError as e:
