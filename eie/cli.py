@@ -3,31 +3,45 @@ sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
 one-line message naming the file/field (exit 2), never a traceback (eie/boundary.py).
-Only the standard library is imported at module level, so that the signal handlers are
-in place before the heavy imports (NumPy, PyTorch, Amaranth) start.
+PyTorch and Amaranth are imported only by the commands that need them (`eie --help`,
+`run`, `encode`, `decode` and `info` load neither).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import sys
 from pathlib import Path
 
-from eie.boundary import UserError, report, run_command, signal_handlers
-from eie.cli_inputs import (check_output, int_in, load_array, load_calibration, load_codebooks, load_input,
+import numpy as np
+
+from eie.boundary import report, run_command, signal_handlers
+from eie.cli_inputs import (check_output, int_in, load_calibration, load_codebooks, load_input,
                             load_weights)
+from eie.common import UserError, atomic_write_bytes, emit_json, print_table, write_json
+from eie.fpga_boards import BOARDS
+from eie.fpga_logs import summary_row
+from eie.golden_model import encode_network
+from eie.golden_model.balance import BalanceOptions, balance_image
+from eie.golden_model.config import DEFAULT_ACT_DEPTH, DEFAULT_FIFO_DEPTH, EIEConfig
+from eie.golden_model.csc import DEFAULT_ACC_DEPTH
+from eie.golden_model.decoder import decode_image
+from eie.golden_model.encoder import DEFAULT_ACT_FRAC
+from eie.golden_model.errors import InputError
+from eie.golden_model.fc8 import fc8_image, load_fc8
+from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
+from eie.golden_model.image_file import load_image, save_image
+from eie.golden_model.model import run_image
+from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
+from eie.pruning.cli import add_subcommands as add_prune_subcommands
+from eie.sim.cli import add_subcommands as add_sim_subcommands
 
 __all__ = ["main", "build_parser", "UserError"]
 
 SEED_MAX = (1 << 32) - 1       # k-means (scikit-learn) and the training seeds
 DEPTH_MAX = 1 << 24            # any memory depth option
 FIFO_MAX = 1 << 16
-
-
-def _emit_json(obj) -> None:
-    json.dump(obj, sys.stdout, indent=2)
-    sys.stdout.write("\n")
 
 
 def _add_output(p, help_text):
@@ -37,8 +51,6 @@ def _add_output(p, help_text):
 
 def cmd_encode(args) -> int:
     check_output(args.output, "-o", args.force)  # before the (possibly long) encode
-    from eie.golden_model import encode_network
-    from eie.golden_model.image_file import save_image
 
     weights, names = load_weights(args.weights)
     codebooks = load_codebooks(args.codebook, len(weights)) if args.codebook else None
@@ -56,7 +68,7 @@ def cmd_encode(args) -> int:
                              f"decode to 0 (below one step 2^-{q['w_frac']}, or a codebook entry of 0.0)", "warning")
     summary = image.summary() | {"quantisation": quant, "output": str(args.output)}
     if args.json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         _print_summary(summary, f"wrote {args.output}")
         for q in quant:
@@ -67,16 +79,9 @@ def cmd_encode(args) -> int:
 
 def cmd_balance(args) -> int:
     check_output(args.output, "-o", args.force)
-    import numpy as np
 
-    from eie.golden_model.errors import InputError
-    from eie.golden_model.balance import BalanceOptions, balance_image
-    from eie.golden_model.config import EIEConfig
-    from eie.golden_model.image_file import load_image, save_image
-    from eie.golden_model.model import run_image
 
     if args.fc8:
-        from eie.golden_model.fc8 import fc8_image, load_fc8
 
         ref = load_fc8(None if args.fc8 == "default" else args.fc8)
         image, what, x = fc8_image(ref), f"AlexNet FC8 ({ref.source})", ref.act[None, :]
@@ -101,7 +106,7 @@ def cmd_balance(args) -> int:
                  "busiest_pe_entries_after": after.report.busiest_pe_entries,
                  "outputs_identical": bool((before.outputs_int == after.outputs_int).all())}
     if args.json:
-        _emit_json(info)
+        emit_json(info)
     else:
         moved = sum(L.row_perm is not None for L in balanced.layers)
         print(f"wrote {args.output}: {what}, output rows permuted across {image.n_pe} PEs in {moved} of "
@@ -116,11 +121,7 @@ def cmd_balance(args) -> int:
 
 def cmd_decode(args) -> int:
     check_output(args.output, "-o", args.force)
-    import numpy as np
 
-    from eie.golden_model.decoder import decode_image
-    from eie.golden_model.image_file import atomic_write_bytes, load_image
-    import io
 
     image = load_image(args.image)
     mats = decode_image(image)
@@ -134,20 +135,19 @@ def cmd_decode(args) -> int:
     atomic_write_bytes(args.output, [buf.getvalue()], overwrite=args.force)
     info = {"output": args.output, "shapes": [list(m.shape) for m in mats]}
     if args.json:
-        _emit_json(info)
+        emit_json(info)
     else:
         print(f"wrote {args.output}: " + ", ".join("x".join(map(str, s)) for s in info["shapes"]))
     return 0
 
 
 def cmd_info(args) -> int:
-    from eie.golden_model.image_file import load_image
 
     image = load_image(args.image)
     fmt = image.file_format
     summary = image.summary() | {"file": fmt}
     if args.json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         _print_summary(summary, str(args.image))
         print(f"format {fmt['version']}: " + ("header and arrays protected by CRC-32" if fmt["header"] == "crc32"
@@ -157,7 +157,6 @@ def cmd_info(args) -> int:
 
 
 def _config(args, image):
-    from eie.golden_model.config import EIEConfig
 
     return EIEConfig.for_image(image, fifo_depth=args.fifo_depth, acc_bits=args.acc_bits,
                                act_depth=args.act_depth)
@@ -166,12 +165,7 @@ def _config(args, image):
 def cmd_run(args) -> int:
     if args.output:
         check_output(args.output, "--output", args.force)
-    import numpy as np
 
-    from eie.golden_model.errors import InputError
-    from eie.golden_model.image_file import atomic_write_bytes, load_image
-    from eie.golden_model.model import run_image
-    import io
 
     image = load_image(args.image)
     x = load_input(args.input, args.int_input)
@@ -188,7 +182,7 @@ def cmd_run(args) -> int:
     rep = result.report.as_dict()
     if args.json:
         outs_int = result.outputs_int[0] if squeeze else result.outputs_int
-        _emit_json({"outputs": outputs.tolist(), "outputs_int": outs_int.tolist(),
+        emit_json({"outputs": outputs.tolist(), "outputs_int": outs_int.tolist(),
                     "out_frac": image.layers[-1].out_frac, **rep})
     else:
         _print_report(rep, image)
@@ -198,7 +192,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from eie.bench import BenchConfig, run_bench, write_report
+    from eie.bench import BenchConfig, run_bench, write_report  # the RTL speed figure needs Amaranth: deferred
 
     kw = {"balance": not args.no_balance, "rtl": args.rtl, "fc8_dir": args.fc8}
     if args.repeat is not None:
@@ -210,7 +204,7 @@ def cmd_bench(args) -> int:
     if args.fmax:
         kw["fmax"] = tuple(_parse_fmax(f) for f in args.fmax)
     if args.throughput_layer:
-        from eie.bench.paper import layer_by_name
+        from eie.bench.paper import layer_by_name  # with eie.bench, above
 
         try:
             kw["throughput_layer"] = layer_by_name(args.throughput_layer).name
@@ -221,7 +215,7 @@ def cmd_bench(args) -> int:
     result = run_bench(cfg, progress=not args.json)
     paths = write_report(result, out)
     if args.json:
-        _emit_json(result)
+        emit_json(result)
     else:
         _print_bench(result)
         print("wrote " + ", ".join(str(p) for p in paths))
@@ -239,7 +233,7 @@ def _parse_fmax(text: str) -> tuple[str, int, float]:
 
 
 def cmd_demo(args) -> int:
-    from eie.demo import DemoConfig, run_demo
+    from eie.demo import DemoConfig, run_demo  # PyTorch and Amaranth: deferred to the commands that need them
 
     kw = {k: getattr(args, k) for k in ("n_pe", "seed", "rtl", "rtl_samples") if getattr(args, k) is not None}
     if args.no_waves:
@@ -249,12 +243,12 @@ def cmd_demo(args) -> int:
         raise UserError("demo: --n-pe and --rtl-samples must be positive integers")
     result = run_demo(out_dir=Path(args.out), cfg=cfg, progress=not args.json)
     if args.json:
-        _emit_json({k: v for k, v in result.items() if k != "pruning_history"})
+        emit_json({k: v for k, v in result.items() if k != "pruning_history"})
     return 0
 
 
 def _array_params(args):
-    from eie.hdl.params import ArrayParams
+    from eie.hdl.params import ArrayParams  # Amaranth: deferred (see cmd_demo)
 
     kw = {k: getattr(args, k) for k in ("n_pe", "fifo_depth", "acc_depth", "act_depth", "ptr_depth",
                                         "spmat_depth", "max_layers", "acc_bits")}
@@ -263,7 +257,9 @@ def _array_params(args):
 
 def cmd_verilog(args) -> int:
     check_output(args.output, "-o", args.force)
-    from eie.hdl.params import memory_bits
+    if args.synth:
+        check_output(Path(args.output).with_suffix(".synth.json"), "-o (the --synth report beside it)", args.force)
+    from eie.hdl.params import memory_bits  # Amaranth: deferred (see cmd_demo)
     from eie.hdl.synth import synthesize, verilator_lint
     from eie.hdl.verilog_out import write_verilog
 
@@ -278,11 +274,9 @@ def cmd_verilog(args) -> int:
             raise UserError(f"Verilator lint of {out} failed:\n{msg}")
     if args.synth:
         desc["synthesis"] = synthesize(out, args.top)
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(out.with_suffix(".synth.json"), [json.dumps(desc, indent=2).encode()], overwrite=True)
+        write_json(out.with_suffix(".synth.json"), desc, overwrite=args.force)
     if args.json:
-        _emit_json(desc)
+        emit_json(desc)
     else:
         p = desc["params"]
         print(f"wrote {out} ({desc['lines']:,} lines, top `{args.top}`): {p['n_pe']} PEs, queue depth "
@@ -324,7 +318,7 @@ def _gate_sim_text(g: dict) -> str:
 
 
 def cmd_fpga(args) -> int:
-    from eie.fpga import run_fpga, summary_row
+    from eie.fpga import run_fpga  # Amaranth: deferred (see cmd_demo)
 
     overrides = {k: getattr(args, k) for k in ("fifo_depth", "acc_depth", "act_depth", "ptr_depth",
                                                "spmat_depth", "max_layers", "acc_bits")}
@@ -342,10 +336,10 @@ def cmd_fpga(args) -> int:
                          pnr=not args.synth_only, max_n=args.max_n, progress=not args.json, log=log,
                          gate_sim=args.gate_sim, target_mhz=args.target_mhz, **overrides)
     if args.json:
-        _emit_json(res | {"report": str(path)})
+        emit_json(res | {"report": str(path)})
         return 0
     row = summary_row(res)
-    _table(f"{res['board']} ({res['device']}): {res['n_pe']} PEs", ["key", "value"], [
+    print_table(f"{res['board']} ({res['device']}): {res['n_pe']} PEs", ["key", "value"], [
         ["fits", "yes" if row["fits"] else f"no: {res['pnr'].get('reason', '')}"],
         ["LCs / LUTs", f"{row['lut_or_lc']:,}" + (f" of {row['lut_available']:,}" if row["lut_available"] else "")],
         ["flip-flops", row["ff"]], ["block RAMs", row["bram"]], ["DSP blocks", row["dsp"]],
@@ -365,23 +359,8 @@ def cmd_fpga(args) -> int:
 
 
 # -- human output -----------------------------------------------------------------------
-def _table(title, columns, rows):
-    import numpy as np
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title=title)
-    for c in columns:
-        t.add_column(c, justify="left" if c in ("name", "layer", "key", "in→out") else "right",
-                     no_wrap=True)
-    for r in rows:
-        t.add_row(*[f"{v:,}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                    else f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
-    Console().print(t)
-
-
 def _print_summary(s, title):
-    _table(f"{title}: {s['n_pe']} PEs, {s['acc_depth']} accumulators/PE",
+    print_table(f"{title}: {s['n_pe']} PEs, {s['acc_depth']} accumulators/PE",
            ["name", "in→out", "ReLU", "Q in/w/out", "blocks", "entries", "pad", "W %", "max/PE"],
            [[L["name"], f"{L['n_in']}→{L['n_out']}", "yes" if L["relu"] else "no",
              f"{L['formats']['in_frac']}/{L['formats']['w_frac']}/{L['formats']['out_frac']}",
@@ -393,23 +372,23 @@ def _print_summary(s, title):
 def _print_report(rep, image):
     keys = ["cycles", "useful_macs", "entries_processed", "padding_entries", "busiest_pe_entries",
             "balanced_bound", "load_balance_efficiency", "broadcasts", "broadcast_stall_cycles"]
-    _table(f"cycle model: {rep['config']['n_pe']} PEs, queue depth {rep['config']['fifo_depth']}",
+    print_table(f"cycle model: {rep['config']['n_pe']} PEs, queue depth {rep['config']['fifo_depth']}",
            ["key", "value"], [[k, rep[k]] for k in keys])
-    _table("per layer", ["layer", "cycles", "batches", "broadcasts", "entries"],
+    print_table("per layer", ["layer", "cycles", "batches", "broadcasts", "entries"],
            [[L["name"], L["cycles"], L["batches"], L["broadcasts"], L["entries_processed"]] for L in rep["layers"]])
 
 
 def _print_bench(res):
     rows = res["table_iv"]
     if rows:
-        _table(f"Table IV on {res['config']['n_pe']} PEs, queue depth {res['config']['fifo_depth']} (µs at 800 MHz)",
+        print_table(f"Table IV on {res['config']['n_pe']} PEs, queue depth {res['config']['fifo_depth']} (µs at 800 MHz)",
                ["layer", "cycles", "µs", "paper µs", "diff %", "balanced µs"],
                [[r["layer"], r["cycles"], f"{r['us_at_800MHz']:.2f}", r["paper_measured_us"],
                  f"{r['diff_vs_measured_percent']:+.1f}",
                  f"{r['balanced']['us_at_800MHz']:.2f}" if "balanced" in r else "-"] for r in rows])
     f = res.get("fc8")
     if f:
-        _table("AlexNet FC8 (authors' data)", ["cycles", "authors", "diff %", "ideal", "balanced",
+        print_table("AlexNet FC8 (authors' data)", ["cycles", "authors", "diff %", "ideal", "balanced",
                                                "balanced, calibrated"],
                [[f["cycles"], f["authors_cycles"], f"{f['diff_vs_authors_percent']:+.2f}", f["ideal_cycles"],
                  f["balanced"]["cycles"] if "balanced" in f else "-",
@@ -419,7 +398,7 @@ def _print_bench(res):
         def m(x):
             return f"{x / 1e6:.4g}"
 
-        _table("M useful MAC/s: FPGA projection (routed Fmax x exact cycles), this machine",
+        print_table("M useful MAC/s: FPGA projection (routed Fmax x exact cycles), this machine",
                ["build", "in→out", "cycles", "MHz", "FPGA", "golden", "CSR", "CSC"],
                [[f"{b['board']} {b['n_pe']} PE", "→".join(map(str, b["layer"]["shape"])), b["cycles"],
                  f"{b['fmax_mhz']:g}", m(b["fpga_useful_macs_per_s"]),
@@ -430,7 +409,7 @@ def _print_bench(res):
         p = tp["paper"]
         print(f"paper ({p['n_pe']} PEs, {p['clock_mhz']:g} MHz): {p['layer']['layer']} "
               f"{p['layer']['useful_macs_per_s']:.3g} useful MAC/s, peak {p['peak_useful_macs_per_s']:.3g}")
-    _table("summary", ["key", "value"], [[k, v] for k, v in res["summary"].items()
+    print_table("summary", ["key", "value"], [[k, v] for k, v in res["summary"].items()
                                          if k != "fpga_useful_macs_per_s"])
 
 
@@ -443,10 +422,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eie.golden_model.config import DEFAULT_ACT_DEPTH, DEFAULT_FIFO_DEPTH
-    from eie.golden_model.encoder import DEFAULT_ACC_DEPTH, DEFAULT_ACT_FRAC
-    from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
-    from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
 
     n_pe, acc_depth = int_in(1, MAX_N_PE), int_in(1, MAX_ACC_DEPTH)
     depth, fifo, seed = int_in(1, DEPTH_MAX), int_in(1, FIFO_MAX), int_in(0, SEED_MAX)
@@ -554,8 +529,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_verilog)
 
-    from eie.fpga import BOARDS
-
     p = sub.add_parser("fpga", help="build the array with a self-test for an FPGA board; resources, Fmax, largest N")
     p.add_argument("--board", required=True, choices=list(BOARDS), help="amaranth-boards platform (docs/fpga.md)")
     p.add_argument("--n-pe", type=int, default=4, help="processing elements (default 4)")
@@ -580,11 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fpga)
 
-    from eie.pruning.cli import add_subcommands as add_prune_subcommands
-    add_prune_subcommands(sub, _add_output, UserError, _emit_json)
-    from eie.sim.cli import add_subcommands as add_sim_subcommands
-
-    add_sim_subcommands(sub, _add_output, UserError, _emit_json)
+    add_prune_subcommands(sub)
+    add_sim_subcommands(sub)
     return ap
 
 

@@ -11,7 +11,13 @@ import argparse
 import re
 from pathlib import Path
 
-from eie.boundary import UserError
+import numpy as np
+
+from eie.common import UserError, output_problem
+from eie.golden_model.codebook import check_codebook
+from eie.golden_model.errors import InputError
+from eie.golden_model.numerics import ACT_BITS, CODEBOOK_SIZE, int_range
+from eie.golden_model.user_arrays import load_array_file, real_array
 
 __all__ = ["int_in", "check_output", "load_array", "load_weights", "load_codebooks", "load_calibration",
            "load_input"]
@@ -34,8 +40,6 @@ def int_in(lo: int, hi: int):
 
 def check_output(path, option: str, force: bool) -> None:
     """Refuse an output that cannot be written (or exists, without --force) before the work."""
-    from eie.golden_model.files import output_problem
-
     problem = output_problem(path, overwrite=force)
     if problem:
         raise UserError(f"{option} {path}: {problem}")
@@ -43,8 +47,6 @@ def check_output(path, option: str, force: bool) -> None:
 
 def load_array(path: str, what: str, *, archive: bool = False):
     """One .npy array (or, with `archive`, also a .npz as {name: array}) named `what` in errors."""
-    from eie.golden_model.errors import InputError
-    from eie.golden_model.user_arrays import load_array_file
 
     try:
         obj = load_array_file(path, what)
@@ -56,8 +58,6 @@ def load_array(path: str, what: str, *, archive: bool = False):
 
 
 def _real(a, what: str):
-    from eie.golden_model.errors import InputError
-    from eie.golden_model.user_arrays import real_array
 
     try:
         return real_array(a, what)
@@ -86,11 +86,7 @@ def _natural(name: str):
 
 def load_codebooks(path: str, n_layers: int) -> list:
     """--codebook: 16 floats (entry 0 = 0) for every layer, or one row of 16 per layer."""
-    import numpy as np
 
-    from eie.golden_model.codebook import check_codebook
-    from eie.golden_model.errors import InputError
-    from eie.golden_model.numerics import CODEBOOK_SIZE
 
     what = f"--codebook {path}"
     cb = _real(load_array(path, "--codebook"), what).astype(np.float64)
@@ -113,9 +109,7 @@ def load_calibration(path: str):
 def load_input(path: str, int_input: bool):
     """--input: real numbers; with --int-input, integers that fit 16 bits (checked in their own
     dtype, so that uint64 2**64 - 1 is not read as -1)."""
-    import numpy as np
 
-    from eie.golden_model.numerics import ACT_BITS, int_range
 
     x = _real(load_array(path, "--input"), f"--input {path}")
     if int_input:

@@ -12,10 +12,32 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
+import torch
+from rich.console import Console
+from tqdm import tqdm
+
+from eie.demo_report import write_demo_report
+from eie.golden_model.balance import balance_image
+from eie.golden_model.config import EIEConfig
+from eie.golden_model.functional import quantize_input
+from eie.golden_model.image_file import load_image, save_image
+from eie.golden_model.model import run_image
+from eie.golden_model.reference import error_bound, float_reference, saturated_outputs
+from eie.hdl.loader import params_for_image
+from eie.pruning.export import float_outputs
+from eie.pruning.iterative import FinetuneConfig, iterative_prune
+from eie.pruning.masks import kept_fraction
+from eie.pruning.pipeline import Context, dense_for, evaluate_model, finalize
+from eie.pruning.sharing import share_weights
+from eie.pruning.train import TrainConfig, finetune
+from eie.sim.cases import Case
+from eie.sim.runner import build, run_cases
+from eie.sim.simulator import choose
+from eie.sim.verilator_env import fst_supported
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -48,8 +70,6 @@ def _step(con, i: int, text: str):
 
 def _golden(image, x, y, float_logits, config):
     """Golden model on the whole set: accuracy, agreement with float, error bound, cycles."""
-    from eie.golden_model.model import run_image
-    from eie.golden_model.reference import error_bound, float_reference, saturated_outputs
 
     res = run_image(image, x, config)
     ref = float_reference(image, x)[-1]
@@ -74,8 +94,6 @@ def _golden(image, x, y, float_logits, config):
 def _balance(image, splits, gres, config) -> dict:
     """Re-encode with output rows permuted across PEs (golden_model/balance.py), tuned on
     training inputs, measured on the test set: same outputs (original order), fewer cycles?"""
-    from eie.golden_model.balance import balance_image
-    from eie.golden_model.model import run_image
 
     bal = balance_image(image, calibration=splits.x_train[:256])
     res = run_image(bal, splits.x_test, config)
@@ -93,14 +111,8 @@ def _rtl(cases, cfg: DemoConfig, out_dir: Path, con) -> dict:
     model cycles) case; the scoreboard checks every output word and every input's cycles."""
     if cfg.rtl == "none":
         return {"skipped": "--rtl none"}
-    from dataclasses import fields
 
-    from tqdm import tqdm
 
-    from eie.hdl.loader import params_for_image
-    from eie.sim.cases import Case
-    from eie.sim.runner import build, run_cases
-    from eie.sim.simulator import choose
 
     sim = choose(None if cfg.rtl == "auto" else cfg.rtl)
     each = [params_for_image(im, fifo_depth=cfg.fifo_depth) for _, im, _, _ in cases]
@@ -108,7 +120,6 @@ def _rtl(cases, cfg: DemoConfig, out_dir: Path, con) -> dict:
                                  if isinstance(getattr(each[0], f.name), int)})
     waves = None
     if cfg.waves:                # FST where it can be written (Verilator: lz4 headers), else VCD
-        from eie.sim.verilator_env import fst_supported
 
         waves = str(out_dir / ("demo_rtl.fst" if sim == "icarus" or fst_supported() else "demo_rtl.vcd"))
     t0 = time.perf_counter()
@@ -135,18 +146,8 @@ def _rtl(cases, cfg: DemoConfig, out_dir: Path, con) -> dict:
 
 
 def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(), progress: bool = True) -> dict:
-    import torch
-    from rich.console import Console
 
-    from eie.golden_model.config import EIEConfig
-    from eie.golden_model.functional import quantize_input
-    from eie.pruning.finetune import FinetuneConfig, finetune, iterative_prune
-    from eie.pruning.magnitude import kept_fraction
-    from eie.pruning.pipeline import Context, dense_for, evaluate_model, finalize
-    from eie.pruning.share import share_weights
-    from eie.pruning.train import TrainConfig
 
-    from .demo_report import write_demo_report
 
     t_start = time.perf_counter()
     torch.set_num_threads(1)
@@ -186,7 +187,6 @@ def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(
     _step(con, 4, f"export to the EIE image for {cfg.n_pe} PEs (per-PE interleaved CSC, decode check)")
     t0 = time.perf_counter()
     fin = finalize(model, splits, ctx, out_dir, "demo", cfg.seed, meta={"demo": True})
-    from eie.golden_model.image_file import load_image
 
     image = load_image(fin["image"]["path"])     # from the file: what runs below is what was written
     times["export"] = time.perf_counter() - t0
@@ -196,7 +196,6 @@ def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(
 
     _step(con, 5, f"whole test set ({len(splits.y_test)} inputs) through the golden model and the cycle model")
     t0 = time.perf_counter()
-    from eie.pruning.export import float_outputs
 
     config = EIEConfig.for_image(image, fifo_depth=cfg.fifo_depth)
     golden, gres = _golden(image, splits.x_test, splits.y_test, float_outputs(model, splits.x_test), config)
@@ -209,7 +208,6 @@ def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(
 
     t0 = time.perf_counter()
     bal_image, bres, balance = _balance(image, splits, gres, config)
-    from eie.golden_model.image_file import save_image
 
     balance["image"] = str(save_image(bal_image, out_dir / f"demo-seed{cfg.seed}-balanced.eie", overwrite=True))
     times["balance"] = time.perf_counter() - t0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eie.common import atomic_write_bytes, write_json
 from eie.plotting import pyplot, save_figure
+from eie.pruning.plots import plot_compression
 
 __all__ = ["write_demo_report"]
 
@@ -97,9 +99,6 @@ def _markdown(s: dict, pngs: list[str]) -> str:
 
 
 def write_demo_report(summary: dict, out_dir: Path) -> list[str]:
-    from eie.golden_model.image_file import atomic_write_bytes
-    from eie.pruning.pipeline import plot_compression, write_json
-
     out_dir = Path(out_dir)
     pngs = ["accuracy.png", "pruning.png", "per_pe.png", "compression.png"]
     _accuracy_plot(summary, out_dir / pngs[0])

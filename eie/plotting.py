@@ -7,7 +7,7 @@ __all__ = ["pyplot", "save_figure"]
 
 def pyplot():
     """matplotlib.pyplot on the non-interactive Agg backend."""
-    import matplotlib
+    import matplotlib  # matplotlib: deferred until a plot is made
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -26,7 +26,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from eie.bench.layers import synthetic_layer
+from eie.bench.paper import CLOCK_MHZ, PAPER_N_PE, TABLE_III, layer_by_name
+from eie.bench.speed import model_speed
+from eie.fpga_boards import BOARDS
+from eie.fpga_logs import summary_row
 from eie.golden_model.errors import ConfigError, InputError
+from eie.golden_model.model import run_image
+from eie.hdl.loader import place_image
+from eie.hdl.params import ArrayParams
+from eie.plotting import pyplot, save_figure
 
 __all__ = ["PROJECTION_NOTE", "DEFAULT_LAYER", "DEFAULT_SEED", "FittingLayer", "fitting_layer", "effective_macs_per_s",
            "paper_throughput", "build_throughput", "report_throughput", "load_fpga_report",
@@ -69,8 +78,6 @@ class FittingLayer:
 def _encode_if_fits(params, P, t: int, seed: int):
     """(layer, image, seed) for size t, or (None, reason). The first seed from `seed` whose
     layer has a useful MAC (a non-zero weight in a column with a non-zero input) is used."""
-    from eie.bench.layers import synthetic_layer
-    from eie.hdl.loader import place_image
 
     n_in, n_out = _shape(P, t, params.n_pe * params.act_depth)
     for s in range(seed, seed + SEED_TRIES):
@@ -93,7 +100,6 @@ def fitting_layer(params, layer: str = DEFAULT_LAYER, seed: int = DEFAULT_SEED) 
     The larger side t grows (bisection) while `hdl.loader.place_image` accepts the encoded
     image; each side is capped at n_pe x act_depth. The result is checked with the same
     call, so it always loads."""
-    from eie.bench.paper import layer_by_name
 
     P = layer_by_name(layer)
     cap = params.n_pe * params.act_depth
@@ -129,7 +135,6 @@ def paper_throughput(layer: str | None = DEFAULT_LAYER) -> dict:
     Useful MACs of a layer are Table IV's theoretical time x 800 MHz x 64 PEs (the
     theoretical time is the useful work over the PEs, 1 MAC per PE per cycle); the
     measured useful MAC/s are those MACs over Table IV's measured time."""
-    from eie.bench.paper import CLOCK_MHZ, PAPER_N_PE, TABLE_III, layer_by_name
 
     peak = PAPER_N_PE * CLOCK_MHZ * 1e6
 
@@ -153,8 +158,6 @@ def build_throughput(params, fmax_mhz: float | None, *, layer: str = DEFAULT_LAY
                      repeat: int = 5) -> dict:
     """The throughput section for one build (see the module docstring). Without `fmax_mhz`
     the cycles, the golden model and the baselines are still reported, the FPGA figure not."""
-    from eie.bench.speed import model_speed
-    from eie.golden_model.model import run_image
 
     fit = fitting_layer(params, layer, seed)
     L, image = fit.layer, fit.image
@@ -209,7 +212,6 @@ def report_throughput(report: dict, *, layer: str = DEFAULT_LAYER, seed: int = D
                       repeat: int = 5, source: str = "report") -> dict:
     """build_throughput for an `eie fpga` report (its params and nextpnr's Fmax).
     ConfigError when the report has no routed Fmax."""
-    from eie.hdl.params import ArrayParams
 
     fmax = (report.get("pnr") or {}).get("fmax_mhz")
     if not fmax:
@@ -243,8 +245,6 @@ def scaling_points(reports: list[dict]) -> dict[str, list[dict]]:
     """board -> points sorted by N, {n_pe, lut_or_lc, fmax_mhz, fits, by}, from reports'
     own builds and their largest-N trials (`largest_n.tried`). Per board and N, a place
     and route figure wins over a synthesis estimate."""
-    from eie.fpga import summary_row
-
     rank = {"place-and-route": 2, "synthesis": 1}
     boards: dict[str, dict[int, dict]] = {}
     for rep in reports:
@@ -265,9 +265,6 @@ def scaling_points(reports: list[dict]) -> dict[str, list[dict]]:
 
 def write_scaling_png(board: str, points: list[dict], path) -> Path:
     """Fmax (MHz) and LUTs (LCs on the iCE40) against N for one board, in one PNG."""
-    from eie.fpga import BOARDS
-    from eie.plotting import pyplot, save_figure
-
     if not points:
         raise ValueError(f"{board}: no build with a LUT count to plot")
     b = BOARDS.get(board)

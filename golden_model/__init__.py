@@ -3,7 +3,8 @@ cycle models. The RTL and every testbench are checked against this package."""
 
 from .errors import ConfigError, EIEError, ImageFormatError, InputError
 from .image import EIEImage, EncodedLayer
-from .encoder import encode_indices, encode_layer, encode_network
+from .csc import encode_indices
+from .encoder import encode_layer, encode_network
 from .decoder import decode_image, decode_indices, decode_int_weights, decode_weights
 from .balance import balance_image
 

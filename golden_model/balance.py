@@ -43,7 +43,7 @@ import scipy.sparse as sp
 from .config import DEFAULT_FIFO_DEPTH, Timing
 from .cycle_model import batch_lengths, simulate_batch
 from .decoder import decode_indices
-from .encoder import MAX_RUN, encode_indices
+from .csc import MAX_RUN, encode_indices
 from .errors import InputError
 from .functional import check_int_input, logical_outputs, quantize_input, run_network
 from .image import EIEImage, is_identity_permutation, permutation_problem
@@ -296,7 +296,7 @@ def _single_threaded_blas():
     """The refinement multiplies small matrices thousands of times: BLAS threads only add
     contention (5-10x slower on a busy 2-core machine), so they are limited to one."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional dependency: only if installed
     except ImportError:  # pragma: no cover - scikit-learn brings it
         import contextlib
 

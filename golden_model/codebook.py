@@ -32,7 +32,7 @@ def kmeans_codebook(weights, seed: int = 0, max_iter: int = 300) -> np.ndarray:
     if uniq.size <= N_CENTROIDS:
         cents = uniq
     else:
-        from sklearn.cluster import KMeans
+        from sklearn.cluster import KMeans  # scikit-learn (slow to import): deferred to k-means
 
         init = np.linspace(nz.min(), nz.max(), N_CENTROIDS).reshape(-1, 1)
         km = KMeans(n_clusters=N_CENTROIDS, init=init, n_init=1, max_iter=max_iter,

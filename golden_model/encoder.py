@@ -6,7 +6,7 @@ z = zeros before the entry in that column (per-column counting, reset at each co
 start). A gap of g zeros needs g // 16 padding entries (v = 0, z = 15), then the real
 entry with z = g % 16 (EIE paper, Fig. 2 and Section III).
 
-Load balancing (golden_model/balance.py) only changes which logical row each hardware
+The packing itself is csc.py's. Load balancing (golden_model/balance.py) only changes which logical row each hardware
 row holds: `encode_layer(..., row_perm=, col_perm=)` stores W[row_perm][:, col_perm],
 and `encode_network(..., balance=True)` chooses the permutations.
 """
@@ -18,26 +18,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import numerics as nm
+from .balance import BalanceOptions, balance_image
 from .codebook import assign_indices, check_codebook, fixed_point_codebook, kmeans_codebook
+from .csc import DEFAULT_ACC_DEPTH, check_pe_args, encode_indices
 from .errors import InputError
+from .image import EIEImage, EncodedLayer, permutation_problem
 from .user_arrays import real_array
-from .image import MAX_ACC_DEPTH, MAX_N_PE, EIEImage, EncodedLayer, permutation_problem
-from .layout import n_blocks
 
-__all__ = ["check_weights", "check_permutation", "encode_indices", "encode_layer", "encode_network",
-           "quantisation_report", "DEFAULT_ACT_FRAC", "DEFAULT_ACC_DEPTH", "MAX_WEIGHT"]
+__all__ = ["check_weights", "check_permutation", "encode_layer", "encode_network", "quantisation_report",
+           "DEFAULT_ACT_FRAC", "MAX_WEIGHT"]
 
 DEFAULT_ACT_FRAC = 8   # Q7.8 when no calibration input is given
-DEFAULT_ACC_DEPTH = 64  # accumulator register file per PE (EIE paper: 64 entries)
-MAX_RUN = (1 << nm.ZRUN_BITS) - 1
 MAX_WEIGHT = nm.int_range(nm.WEIGHT_BITS)[1] + 0.5  # |w| below this fits the widest format (w_frac 0)
-
-
-def _check_pe_args(n_pe, acc_depth):
-    if not isinstance(n_pe, (int, np.integer)) or not 1 <= n_pe <= MAX_N_PE:
-        raise InputError(f"n_pe must be an integer in 1..{MAX_N_PE}, not {n_pe!r}")
-    if not isinstance(acc_depth, (int, np.integer)) or not 1 <= acc_depth <= MAX_ACC_DEPTH:
-        raise InputError(f"acc_depth must be an integer in 1..{MAX_ACC_DEPTH}, not {acc_depth!r}")
 
 
 MAX_SEED = (1 << 32) - 1  # k-means (scikit-learn) takes seeds 0 .. 2**32 - 1
@@ -47,46 +39,6 @@ def check_seed(seed) -> int:
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
         raise InputError(f"seed must be an integer in 0..{MAX_SEED}, not {seed!r}")
     return int(seed)
-
-
-def encode_indices(idx, n_pe: int, acc_depth: int = DEFAULT_ACC_DEPTH):
-    """Codebook-index matrix (n_out, n_in), 0 = zero -> (ptr, v, z) for all PEs."""
-    _check_pe_args(n_pe, acc_depth)
-    idx = np.asarray(idx)
-    if idx.ndim != 2:
-        raise InputError(f"index matrix must be 2-D (n_out, n_in), got shape {idx.shape}")
-    if idx.size and (idx.min() < 0 or idx.max() > MAX_RUN):
-        raise InputError("codebook indices must be in 0..15")
-    n_out, n_in = idx.shape
-    nb = n_blocks(n_out, n_pe, acc_depth)
-    n_keys = nb * n_in
-    r, c = np.nonzero(idx)
-    vals = idx[r, c].astype(np.uint8)
-    pe = r % n_pe
-    local = r // n_pe
-    blk = local // acc_depth
-    lrow = local % acc_depth
-    key = blk * n_in + c
-    order = np.lexsort((lrow, key, pe))
-    pe, key, lrow, vals = pe[order], key[order], lrow[order], vals[order]
-    group = pe * n_keys + key
-    new_group = np.ones(len(group), dtype=bool)
-    new_group[1:] = group[1:] != group[:-1]
-    prev = np.where(new_group, -1, np.concatenate([[-1], lrow[:-1]]))
-    gap = lrow - prev - 1
-    count = gap // (MAX_RUN + 1) + 1          # padding entries + the real one
-    ends = np.cumsum(count)
-    total = int(ends[-1]) if len(ends) else 0
-    v = np.zeros(total, dtype=np.uint8)
-    z = np.full(total, MAX_RUN, dtype=np.uint8)
-    v[ends - 1] = vals
-    z[ends - 1] = gap % (MAX_RUN + 1)
-    per_key = np.bincount(group, weights=count, minlength=n_pe * n_keys).astype(np.int64)
-    ptr = np.zeros((n_pe, n_keys + 1), dtype=np.int64)
-    ptr[:, 1:] = np.cumsum(per_key.reshape(n_pe, n_keys), axis=1)
-    if ptr.size and ptr[:, -1].max() >= 1 << 32:
-        raise InputError("a PE would hold 2**32 or more entries; use more PEs")
-    return ptr.astype(np.uint32), v, z
 
 
 def check_weights(W, what: str) -> np.ndarray:
@@ -216,8 +168,7 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
     `source` (e.g. the weights file) prefixes every error about a weight matrix. The
     image's meta gets "quantisation": each layer's quantisation_report.
     """
-    _check_pe_args(n_pe, acc_depth)
-    from .balance import BalanceOptions, balance_image  # local: balance imports this module
+    check_pe_args(n_pe, acc_depth)
 
     if balance is True:
         balance = BalanceOptions()

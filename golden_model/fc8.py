@@ -22,7 +22,7 @@ __all__ = ["FC8_N_IN", "FC8_N_OUT", "FC8_N_PE", "AUTHORS_CYCLES", "AUTHORS_CYCLE
            "load_fc8", "fc8_image"]
 
 FC8_N_IN, FC8_N_OUT, FC8_N_PE = 4096, 1000, 64
-# The authors' cycle simulator on this layer, by activation-queue depth (brief / data README):
+# The authors' cycle simulator on this layer, by activation-queue depth (the data README):
 # their published figures include a 4,097th column, the bias (about 16 entries per PE).
 AUTHORS_CYCLES_WITH_BIAS = {1: 10194, 2: 8827, 4: 8160, 8: 7896, 16: 7794}
 # The same simulator on the 4,096 columns this project encodes (bias column left out),

@@ -1,22 +1,19 @@
-"""Reading and writing user files safely: the one place that opens them.
+"""Reading user files safely: the one place that opens them.
 
 Reading: only regular files are opened (a FIFO, /dev/zero or a directory would block or
 never end), without blocking, and every OS error becomes an error naming the file.
-Writing: a temporary file beside the target, fsync, os.replace; the temporary file is
-removed on every exit path (exceptions, Ctrl-C, SIGTERM once the CLI turns it into an
-exception), so nothing is ever half-written.
+Writing is eie.common.atomic_write_bytes (a temporary file beside the target, fsync,
+os.replace), shared with every other layer.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import tempfile
-from pathlib import Path
 
 from .errors import EIEError
 
-__all__ = ["FileAccessError", "open_regular_file", "read_exact", "atomic_write_bytes", "output_problem"]
+__all__ = ["FileAccessError", "open_regular_file", "read_exact"]
 
 
 class FileAccessError(EIEError):
@@ -66,71 +63,6 @@ def read_exact(f, offset: int, n: int, src: str, where: str) -> bytearray:
     except OSError as e:
         raise FileAccessError(f"{src}: {where}: read error: {e.strerror or e}") from None
     return buf
-
-
-def output_problem(path, overwrite: bool) -> str | None:
-    """None if `path` can be written as a new file (or replaced, with `overwrite`), else why not.
-
-    Checked before any work starts; the parent directory must already exist.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return "is a directory; expected a file name"
-    parent = path.parent
-    if not parent.exists():
-        # a component that is a regular file is reported as such, not as "File exists"
-        for p in [parent, *parent.parents]:
-            if p.exists() and not p.is_dir():
-                return f"{p} is not a directory"
-        return f"directory {parent} does not exist (create it first)"
-    if not parent.is_dir():
-        return f"{parent} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"directory {parent} is not writable"
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        return "exists; refusing to overwrite it (pass --force to replace it)"
-    return None
-
-
-def atomic_write_bytes(path, chunks, overwrite: bool = False) -> Path:
-    """Write `chunks` to `path` via a temporary file and os.replace.
-
-    Nothing is left half-written on an error or an interrupt; an existing file is kept
-    unless `overwrite` is set. Missing parent directories are created (library callers
-    writing report trees rely on it; the CLI refuses missing ones up front, output_problem).
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(21, "is a directory; expected a file name", str(path))
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite it (pass --force to replace it)")
-    for p in path.parents:
-        if p.exists():
-            if not p.is_dir():
-                raise NotADirectoryError(20, f"{p} is not a directory", str(path))
-            break
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _article(noun: str) -> str:

@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from eie.common import atomic_write_bytes
+
 from .errors import ImageFormatError
-from .files import FileAccessError, atomic_write_bytes, open_regular_file, read_exact
+from .files import FileAccessError, open_regular_file, read_exact
 from .image import EIEImage, EncodedLayer, MAX_DIM, MAX_N_PE, MAX_ACC_DEPTH
 from . import numerics as nm
 
-__all__ = ["MAGIC", "VERSION", "MAX_HEADER_BYTES", "save_image", "load_image", "atomic_write_bytes"]
+__all__ = ["MAGIC", "VERSION", "MAX_HEADER_BYTES", "save_image", "load_image"]
 
 MAGIC = b"EIEIMAGE"
 VERSION = (1, 2)            # what this code writes

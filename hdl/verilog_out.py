@@ -8,7 +8,7 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib.wiring import In
 
-from eie.golden_model.image_file import atomic_write_bytes
+from eie.common import atomic_write_bytes
 
 from .eie import EIEArray
 from .params import ArrayParams

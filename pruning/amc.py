@@ -19,7 +19,7 @@ Resource constraint by limiting actions (AMC, Sec. 3.3 and Algorithm 1): each ac
 raised just enough that the budget can still be met if all later layers are pruned at
 their a_max. For FLOPs
 (2 x non-zero weights, x output positions for a conv layer) this is exact integer
-arithmetic; for EIE cycles (golden cycle model, `netadapt.EIELatency`) the clipped
+arithmetic; for EIE cycles (golden cycle model, `latency.EIELatency`) the clipped
 action is found by bisection between the agent's action and the pruning that the
 previous step verified, so every layer's choice keeps a *measured* feasible completion
 and the finished network meets the budget.
@@ -50,20 +50,21 @@ import torch
 from torch import nn
 
 from .data import Splits
+from .latency import EIELatency, LatencySettings
+from .masks import clone_model, get_mask, magnitude_order, refresh_weights, set_mask, sparsity_of, weight_of
 from .models import fc_layers, prunable_layers
-from .netadapt import (EIELatency, _refresh, clone_model, effective_weight, get_mask, magnitude_order, set_mask,
-                       sparsity_of)
-from .pipeline import pyplot, save_figure, write_result
-from .train import TrainConfig, accuracy, evaluate, train
+from .pipeline import progress_log
+from .plots import plot_per_seed, pyplot, save_figure, write_result
+from .train import TrainConfig, accuracy, evaluate, finetune_budget, train
 
-__all__ = ["AMCConfig", "AMCEnv", "DDPG", "ReplayBuffer", "run_amc", "plot_amc", "add_parser", "compare_entry",
-           "compare_note", "add_compare_options", "COMPARE_NAME", "N_FEATURES"]
+__all__ = ["AMCConfig", "AMCEnv", "DDPG", "ReplayBuffer", "run_amc", "plot_amc", "run", "plots", "compare",
+           "compare_note", "N_FEATURES"]
 
 N_FEATURES = 11
 
 
 @dataclass(frozen=True)
-class AMCConfig:
+class AMCConfig(LatencySettings):
     constraint: str = "flops"       # "flops" or "cycles" (EIE cycles per inference, FC layers)
     layers: str = "all"             # flops: "all" (Linear + Conv2d) or "fc"; cycles: always the FC layers
     budget: float = 0.2             # <= 1: fraction of the dense value; > 1: absolute FLOPs / cycles
@@ -89,11 +90,7 @@ class AMCConfig:
     finetune_epochs: int = 30
     lr: float = 1e-3
     train_batch_size: int = 64
-    n_pe: int = 8
-    acc_depth: int = 64
-    fifo_depth: int = 8
     n_calibration: int = 16
-    sharing: str = "linear"
     seed: int = 0
 
     def __post_init__(self):
@@ -146,7 +143,7 @@ class AMCEnv:
         self.est = est
         self.names = [n for n, _ in self.layers]
         self.T = len(self.layers)
-        self.w = [effective_weight(m) for _, m in self.layers]
+        self.w = [weight_of(m) for _, m in self.layers]
         self.mask0 = [get_mask(m) for _, m in self.layers]
         self.order = [magnitude_order(w, m0) for w, m0 in zip(self.w, self.mask0)]
         self.alive = [len(o) for o in self.order]
@@ -369,7 +366,7 @@ class DDPG:
 
     def explore(self, s, sigma: float, rng: np.random.Generator, lo: float, hi: float) -> float:
         """mu(s) plus truncated-normal noise on [lo, hi]."""
-        from scipy.stats import truncnorm
+        from scipy.stats import truncnorm  # scipy.stats (slow to import): deferred to exploration
 
         m = min(max(self.mu(s), lo), hi)
         if sigma <= 0:
@@ -415,8 +412,7 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
     """
     t0 = time.time()
     say = log or (lambda *a: None)
-    est = EIELatency(splits.x_train[:cfg.n_calibration], n_pe=cfg.n_pe, acc_depth=cfg.acc_depth,
-                     fifo_depth=cfg.fifo_depth, sharing=cfg.sharing)
+    est = cfg.latency(splits.x_train[:cfg.n_calibration])
     env = AMCEnv(model, splits, cfg, est if cfg.constraint == "cycles" else None)
     agent = DDPG(N_FEATURES, cfg)
     rng = np.random.default_rng(cfg.seed)
@@ -459,12 +455,12 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
 
     # finetune the best policy
     ft = env.apply(best["kept"], clone_model(env.work))
-    _refresh(ft)
+    refresh_weights(ft)
     if cfg.finetune_epochs > 0:
         train(ft, splits, TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, batch_size=cfg.train_batch_size,
                                       seed=cfg.seed))
     ft.eval()
-    _refresh(ft)
+    refresh_weights(ft)
     ft_layers = [(n, dict(prunable_layers(ft))[n]) for n in env.names]
     fc_only = [n for n, _ in fc_layers(ft)] == [n for n, _ in prunable_layers(ft)]
     final = {"repruned_after_finetune": False}
@@ -505,7 +501,7 @@ def _reenforce_cycles(ft: nn.Module, env: AMCEnv, est: EIELatency) -> dict:
     share s of each layer's prunable surplus (kept - kept_min), s by bisection on the
     finetuned weights, the smallest measured s that meets the budget."""
     layers = dict(prunable_layers(ft))
-    ws = [effective_weight(layers[n]) for n in env.names]
+    ws = [weight_of(layers[n]) for n in env.names]
     orders = [magnitude_order(w, get_mask(layers[n])) for w, n in zip(ws, env.names)]
     fc_in = est.fc_input(ft)
 
@@ -561,103 +557,44 @@ def plot_amc(result: dict, path) -> None:
     save_figure(fig, path)
 
 
-# --------------------------------------------------------------------------- CLI and compare
+# --------------------------------------------------------------------------- `eie prune amc`
 
-def _method(model, splits, ctx, seed, args):
-    """`eie prune amc` for one seed (CommonOptions.run): the finetuned best policy and the result."""
-    from .pipeline import progress_log
-
-    cfg = AMCConfig(constraint=args.constraint, layers=ctx.layers, budget=args.budget, reward=args.reward,
-                    episodes=args.episodes, warmup=min(args.warmup, args.episodes), a_max=args.a_max,
-                    a_max_last=args.a_max_last, reward_batches=args.reward_batches, reward_lr=args.reward_lr,
-                    finetune_epochs=args.finetune_epochs, lr=ctx.dense.lr, train_batch_size=ctx.dense.batch_size,
-                    n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=args.latency_samples,
-                    val_samples=args.val_samples, seed=seed)
+def run(model, splits, ctx, seed, opts):
+    """One seed (pruning/registry.py): the finetuned best policy and the result."""
+    cfg = AMCConfig(constraint=opts.constraint, layers=ctx.layers, budget=opts.budget, reward=opts.reward,
+                    episodes=opts.episodes, warmup=min(opts.warmup, opts.episodes), a_max=opts.a_max,
+                    a_max_last=opts.a_max_last, reward_batches=opts.reward_batches, reward_lr=opts.reward_lr,
+                    finetune_epochs=opts.finetune_epochs, lr=ctx.dense.lr, train_batch_size=ctx.dense.batch_size,
+                    n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=opts.latency_samples,
+                    val_samples=opts.val_samples, seed=seed)
     res = run_amc(model, splits, cfg, log=progress_log(ctx))
     return res.pop("model"), {"amc": res}
 
 
-def _a_max_arg(text: str):
-    """--a-max: one value, or comma-separated values, one per pruned layer."""
-    import argparse
-
-    try:
-        vals = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or a comma-separated list: {text!r}") from None
-    if not all(0 < v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"every value must be in (0, 1): {text!r}")
-    return vals[0] if len(vals) == 1 else vals
+def plots(report, out):
+    return plot_per_seed(report, out, "amc", plot_amc)
 
 
-def add_parser(prune_sub, common):
-    """Register `eie prune amc` on the sub-parsers object of `eie prune`."""
-    from .pipeline import plot_per_seed
-
-    d = AMCConfig()
-    g = common.add_method(prune_sub, "amc", _method, lambda rep, out: plot_per_seed(rep, out, "amc", plot_amc),
-                          help="AMC (He et al. 2018): DDPG agent picks per-layer pruning ratios",
-                          description=__doc__.split("\n\n")[0])
-    g.add_argument("--constraint", default="flops", choices=["flops", "cycles"],
-                   help="resource: FLOPs or EIE cycles per inference (default flops)")
-    g.add_argument("--budget", type=float, default=0.2,
-                   help="<= 1: fraction of dense, else absolute FLOPs / cycles (default 0.2)")
-    g.add_argument("--reward", default="error", choices=["error", "error_log"],
-                   help="-Error or -Error * log(resource) (default error)")
-    g.add_argument("--episodes", type=int, default=300, help="search episodes (default 300)")
-    g.add_argument("--warmup", type=int, default=100, help="episodes of uniform random actions first (default 100)")
-    g.add_argument("--a-max", type=_a_max_arg, default=d.a_max,
-                   help=f"largest pruning ratio of a layer (AMC's action_max) for every layer but the output layer, "
-                        f"or comma-separated, one per layer (default {d.a_max})")
-    g.add_argument("--a-max-last", type=float, default=d.a_max_last,
-                   help=f"largest pruning ratio of the output layer when --a-max is one value (default "
-                        f"{d.a_max_last}: it keeps at least {100 * (1 - d.a_max_last):.0f} %% of its weights)")
-    g.add_argument("--reward-batches", type=int, default=d.reward_batches,
-                   help=f"finetuning batches before the reward's accuracy is measured (default {d.reward_batches}; "
-                        f"0: accuracy without finetuning, as in AMC)")
-    g.add_argument("--reward-lr", type=float, default=d.reward_lr,
-                   help=f"learning rate (Adam) of those batches (default {d.reward_lr:g})")
-    g.add_argument("--finetune-epochs", type=int, default=30, help="finetuning of the best policy (default 30)")
-    g.add_argument("--latency-samples", type=int, default=16, help="training samples the cycle model runs (default 16)")
-    g.add_argument("--val-samples", type=int, default=0, help="validation samples per search episode (0: all)")
+def _budget(settings) -> int:
+    return finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs)
 
 
-COMPARE_NAME = "AMC (DDPG, FLOPs budget)"
-
-
-def add_compare_options(group) -> None:
-    d = AMCConfig()
-    group.add_argument("--amc-episodes", type=int, default=300, help="AMC: search episodes (default 300)")
-    group.add_argument("--amc-warmup", type=int, default=100, help="AMC: random warm-up episodes (default 100)")
-    group.add_argument("--amc-a-max-last", type=float, default=d.a_max_last,
-                       help=f"AMC: largest pruning ratio of the output layer (default {d.a_max_last}; the hidden "
-                            f"layers' is {d.a_max})")
-    group.add_argument("--amc-reward-batches", type=int, default=d.reward_batches,
-                       help=f"AMC: finetuning batches before each episode's reward is measured "
-                            f"(default {d.reward_batches}; 0: accuracy without finetuning)")
-
-
-def compare_note(sparsity, args) -> str:
-    from .cli import finetune_budget
-
-    reward = (f"reward after {args.amc_reward_batches} finetuning batches" if args.amc_reward_batches
+def compare_note(settings) -> str:
+    kept = 100 * (1 - settings.sparsity)
+    reward = (f"reward after {settings.amc_reward_batches} finetuning batches" if settings.amc_reward_batches
               else "reward without finetuning")
-    return (f"FLOPs budget {100 * (1 - sparsity):g} % of dense on the FC layers (2 FLOPs per non-zero weight: "
-            f"at most {100 * (1 - sparsity):g} % of the weights kept; the search may keep fewer), "
-            f"{args.amc_episodes} episodes ({args.amc_warmup} warm-up), a_max {AMCConfig.a_max} "
-            f"(output layer {args.amc_a_max_last}), {reward}, best policy finetuned "
-            f"{finetune_budget(args)} epochs at lr x {args.lr_scale:g}")
+    return (f"FLOPs budget {kept:g} % of dense on the FC layers (2 FLOPs per non-zero weight: at most {kept:g} % of "
+            f"the weights kept; the search may keep fewer), {settings.amc_episodes} episodes ({settings.amc_warmup} "
+            f"warm-up), a_max {AMCConfig.a_max} (output layer {settings.amc_a_max_last}), {reward}, best policy "
+            f"finetuned {_budget(settings)} epochs at lr x {settings.lr_scale:g}")
 
 
-def compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module:
+def compare(model, splits, ctx, seed, settings) -> nn.Module:
     """AMC in `eie prune compare`: a FLOPs budget of `1 - sparsity` on the FC layers, i.e.
     at most that fraction of the weights (see `compare_note`)."""
-    from .cli import finetune_budget
-    from .pipeline import progress_log
-
-    cfg = AMCConfig(constraint="flops", layers="fc", budget=1 - sparsity, episodes=args.amc_episodes,
-                    warmup=min(args.amc_warmup, args.amc_episodes), a_max_last=args.amc_a_max_last,
-                    reward_batches=args.amc_reward_batches, finetune_epochs=finetune_budget(args),
-                    lr=ctx.dense.lr * args.lr_scale, train_batch_size=ctx.dense.batch_size, n_pe=ctx.n_pe,
+    cfg = AMCConfig(constraint="flops", layers="fc", budget=1 - settings.sparsity, episodes=settings.amc_episodes,
+                    warmup=min(settings.amc_warmup, settings.amc_episodes), a_max_last=settings.amc_a_max_last,
+                    reward_batches=settings.amc_reward_batches, finetune_epochs=_budget(settings),
+                    lr=ctx.dense.lr * settings.lr_scale, train_batch_size=ctx.dense.batch_size, n_pe=ctx.n_pe,
                     acc_depth=ctx.acc_depth, seed=seed)
     return run_amc(model, splits, cfg, log=progress_log(ctx))["model"]

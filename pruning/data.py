@@ -42,7 +42,7 @@ class Splits:
 
 
 def _split(name, x, y, seed, image_shape, val=0.2, test=0.2) -> Splits:
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # scikit-learn: deferred (slow to import)
 
     x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
@@ -54,7 +54,7 @@ def _split(name, x, y, seed, image_shape, val=0.2, test=0.2) -> Splits:
 
 def load_digits_splits(seed: int = 0) -> Splits:
     """scikit-learn's 1,797 8x8 digits (shipped in its wheel), pixels / 16, 60/20/20 split."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn: deferred (slow to import)
 
     d = load_digits()
     return _split("digits", d.data / 16.0, d.target, seed, (8, 8))
@@ -85,7 +85,7 @@ def load_mnist_idx(directory, seed: int = 0) -> Splits:
 
     The official test set stays the test set; 1/6 of the training set becomes validation.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # scikit-learn: deferred (slow to import)
 
     d = Path(directory)
 
@@ -108,7 +108,7 @@ def load_mnist_idx(directory, seed: int = 0) -> Splits:
 
 def load_mnist1d(seed: int = 0) -> Splits:
     """MNIST-1D (Greydanus 2020), generated offline by the `mnist1d` package: 40 features."""
-    from mnist1d.data import get_dataset_args, make_dataset
+    from mnist1d.data import get_dataset_args, make_dataset  # only for --dataset mnist1d
 
     args = get_dataset_args()
     args.seed = 42 + seed

@@ -32,9 +32,9 @@ from eie.golden_model.codebook import assign_indices, kmeans_codebook
 from eie.golden_model.image import EIEImage
 from eie.golden_model.model import run_image
 
-from .magnitude import weight_of
+from .masks import weight_of
 from .models import MLP, fc_layers
-from .share import codebook_of, is_shared
+from .sharing import codebook_of, is_shared
 
 __all__ = ["layer_codes", "export_image", "check_image", "compression", "image_accuracy", "DENSE_BITS",
            "INDEX_BITS", "PTR_BITS", "CODEBOOK_BITS"]

@@ -35,14 +35,15 @@ import torch
 from torch import nn
 
 from .data import Splits
+from .masks import get_mask, set_mask, weight_of
 from .models import build_model, fc_layers, prunable_layers
-from .netadapt import effective_weight, get_mask, set_mask
-from .pipeline import pyplot, save_figure, write_result
+from .pipeline import progress_log
+from .plots import plot_per_seed, pyplot, save_figure, write_result
 from .train import TrainConfig, accuracy, set_seed, train
 
 __all__ = ["LotteryConfig", "train_with_snapshots", "next_masks", "make_ticket", "expected_remaining",
-           "run_lottery", "summarize_seeds", "plot_lottery", "add_parser", "compare_entry", "compare_note",
-           "compare_schedule", "add_compare_options", "COMPARE_NAME", "MODES"]
+           "run_lottery", "summarize_seeds", "plot_lottery", "run", "plots", "compare", "compare_note",
+           "compare_schedule", "MODES"]
 
 MODES = ("reset", "rewind", "random")
 
@@ -155,7 +156,7 @@ def next_masks(model: nn.Module, masks: dict, cfg: LotteryConfig) -> dict:
     if cfg.scope == "layer":
         rates = _layer_rates(cfg, names)
         for n in names:
-            w = effective_weight(layers[n]).abs().ravel().numpy()
+            w = weight_of(layers[n]).abs().ravel().numpy()
             alive = np.flatnonzero(masks[n].ravel().numpy() > 0)
             k = int(round(rates[n] * len(alive)))
             drop = alive[np.argsort(w[alive], kind="stable")[:k]]
@@ -164,7 +165,7 @@ def next_masks(model: nn.Module, masks: dict, cfg: LotteryConfig) -> dict:
     else:
         mags, owners, idx = [], [], []
         for j, n in enumerate(names):
-            w = effective_weight(layers[n]).abs().ravel().numpy()
+            w = weight_of(layers[n]).abs().ravel().numpy()
             alive = np.flatnonzero(masks[n].ravel().numpy() > 0)
             mags.append(w[alive])
             owners.append(np.full(len(alive), j))
@@ -324,60 +325,30 @@ def plot_lottery(result: dict, path) -> None:
     save_figure(fig, path)
 
 
-# --------------------------------------------------------------------------- CLI and compare
+# --------------------------------------------------------------------------- `eie prune lottery`
 
-def _method(model, splits, ctx, seed, args):
-    """`eie prune lottery` for one seed (CommonOptions.run). The dense run is redone from
-    W(0) (the seeded initialisation of the cached dense `model`) to record W(k); the
-    exported network is the last round's ticket of `--export`."""
-    from .pipeline import progress_log
-
-    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-    export = args.export or ("rewind" if "rewind" in modes else modes[0])
+def run(model, splits, ctx, seed, opts):
+    """One seed (pruning/registry.py). The dense run is redone from W(0) (the seeded
+    initialisation of the cached dense `model`) to record W(k); the exported network is
+    the last round's ticket of `opts.export`."""
+    modes = tuple(m.strip() for m in opts.modes.split(",") if m.strip())
+    export = opts.export or ("rewind" if "rewind" in modes else modes[0])
     if export not in modes:
         raise ValueError(f"--export {export}: not among --modes {','.join(modes)}")
-    cfg = LotteryConfig(rounds=args.rounds, rate=args.rate, scope=args.scope,
-                        output_rate_factor=args.output_rate_factor, rewind=args.rewind,
-                        rewind_unit=args.rewind_unit, modes=modes, model=ctx.model,
-                        layers=ctx.layers, bias=ctx.bias,
-                        train=ctx.dense.with_(seed=seed))
+    cfg = LotteryConfig(rounds=opts.rounds, rate=opts.rate, scope=opts.scope,
+                        output_rate_factor=opts.output_rate_factor, rewind=opts.rewind,
+                        rewind_unit=opts.rewind_unit, modes=modes, model=ctx.model,
+                        layers=ctx.layers, bias=ctx.bias, train=ctx.dense.with_(seed=seed))
     res = run_lottery(splits, cfg, progress=ctx.progress, log=progress_log(ctx))
     return res.pop("tickets")[export], {"lottery": res, "exported_ticket": export}
 
 
-def _plots(report, out) -> list[str]:
-    from .pipeline import plot_per_seed
-
+def plots(report, out) -> list[str]:
     files = plot_per_seed(report, out, "lottery", plot_lottery)
     if len(report["runs"]) > 1:
         summarize_seeds([r["lottery"] for r in report["runs"]], out)
         files.append("lottery_mean.png")
     return files
-
-
-def add_parser(prune_sub, common):
-    """Register `eie prune lottery` on the sub-parsers object of `eie prune`."""
-    g = common.add_method(prune_sub, "lottery", _method, _plots,
-                          help="lottery tickets: IMP with reset / rewind / random re-init",
-                          description=__doc__.split("\n\n")[0])
-    g.add_argument("--rounds", type=int, default=10, help="pruning rounds R")
-    g.add_argument("--rate", type=float, default=0.2, help="fraction of the remaining weights pruned per round")
-    g.add_argument("--scope", default="layer", choices=["layer", "global"])
-    g.add_argument("--output-rate-factor", type=float, default=0.5, help="per-layer scope: output layer rate factor")
-    g.add_argument("--rewind", type=int, default=1, help="k of W(k)")
-    g.add_argument("--rewind-unit", default="epoch", choices=["epoch", "iter"])
-    g.add_argument("--modes", default="reset,rewind,random", help="comma-separated subset of reset,rewind,random")
-    g.add_argument("--export", choices=list(MODES), default=None,
-                   help="whose last-round ticket is exported (default: rewind if run, else the first mode)")
-
-
-COMPARE_NAME = "lottery ticket (global IMP, rewind)"
-
-
-def add_compare_options(group) -> None:
-    group.add_argument("--lottery-rate", type=float, default=0.2,
-                       help="lottery: about this fraction of the remaining weights per round (default 0.2)")
-    group.add_argument("--lottery-rewind", type=int, default=1, help="lottery: rewind to W(k), k epochs (default 1)")
 
 
 def compare_schedule(kept: float, rate: float) -> tuple[int, float]:
@@ -391,22 +362,19 @@ def compare_schedule(kept: float, rate: float) -> tuple[int, float]:
     return rounds, 1 - kept ** (1 / rounds)
 
 
-def compare_note(sparsity, args) -> str:
-    rounds, rate = compare_schedule(1 - sparsity, args.lottery_rate)
+def compare_note(settings) -> str:
+    rounds, rate = compare_schedule(1 - settings.sparsity, settings.lottery_rate)
     return (f"{rounds} rounds of global IMP at {100 * rate:.1f} % of the remaining weights (lands on "
-            f"{100 * (1 - sparsity):g} % up to rounding), survivors rewound to W({args.lottery_rewind} epoch), "
-            f"each round retrains the dense schedule (no finetuning budget)")
+            f"{100 * (1 - settings.sparsity):g} % up to rounding), survivors rewound to W({settings.lottery_rewind} "
+            f"epoch), each round retrains the dense schedule (no finetuning budget)")
 
 
-def compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module:
-    """The rewound ticket after global IMP to `sparsity` (see `compare_note`); `model`
-    (the dense network of `seed`) is reproduced from W(0) to record W(k)."""
-    from .pipeline import progress_log
-
-    rounds, rate = compare_schedule(1 - sparsity, args.lottery_rate)
+def compare(model, splits, ctx, seed, settings) -> nn.Module:
+    """The rewound ticket after global IMP to the compared sparsity (see `compare_note`);
+    `model` (the dense network of `seed`) is reproduced from W(0) to record W(k)."""
+    rounds, rate = compare_schedule(1 - settings.sparsity, settings.lottery_rate)
     if rounds == 0:
         return model
-    cfg = LotteryConfig(rounds=rounds, rate=rate, scope="global", rewind=args.lottery_rewind, modes=("rewind",),
-                        model=ctx.model, layers=ctx.layers, bias=ctx.bias,
-                        train=ctx.dense.with_(seed=seed))
+    cfg = LotteryConfig(rounds=rounds, rate=rate, scope="global", rewind=settings.lottery_rewind, modes=("rewind",),
+                        model=ctx.model, layers=ctx.layers, bias=ctx.bias, train=ctx.dense.with_(seed=seed))
     return run_lottery(splits, cfg, progress=ctx.progress, log=progress_log(ctx))["tickets"]["rewind"]

@@ -1,10 +1,5 @@
-"""Method 1: fine-grained magnitude pruning on `torch.nn.utils.prune`, per layer or global.
-
-Masks live where `torch.nn.utils.prune` puts them: `weight_orig` (a Parameter) and
-`weight_mask` (a buffer), with a forward pre-hook that sets `weight = weight_orig *
-weight_mask`. Finetuning therefore keeps every pruned weight at exactly zero without
-any extra step. `remove_pruning` calls `prune.remove` once per pruned (module, name)
-and leaves plain `weight` Parameters (zeros baked in) for export.
+"""Method 1: fine-grained magnitude pruning on `torch.nn.utils.prune`, per layer or global
+(the masks and model copies are masks.py's).
 
 Pitfalls this module handles (each one has a test in tests/test_pruning_magnitude.py):
 
@@ -13,75 +8,24 @@ Pitfalls this module handles (each one has a test in tests/test_pruning_magnitud
   for a target sparsity and converts it to the integer number of extra weights.
 - `global_unstructured` ranks raw |w| across layers; already pruned weights are
   excluded by their mask, so repeated global steps reach the requested overall sparsity.
-- `copy.deepcopy` of a pruned model fails ("Only Tensors created explicitly by the
-  user ... support the deepcopy protocol": `module.weight` is a non-leaf tensor); use
-  `clone_model`.
-- The state dict of a pruned model has `weight_orig`/`weight_mask` keys that a fresh
-  model cannot load; `plain_state_dict` removes the reparametrisation on a copy and
-  `apply_masks_from_zeros` restores masks from the zeros of a plain checkpoint.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
-import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from .models import fc_layers, prunable_layers
+from .data import Splits
+from .masks import clone_model, is_pruned, kept_fraction, sparsity_report
+from .models import target_layers
+from .plots import plot_history, plot_layer_ratios
+from .train import TrainConfig, accuracy, finetune, finetune_budget
 
-__all__ = ["SCOPES", "target_layers", "is_pruned", "weight_of", "layer_sparsity", "sparsity_report",
-           "overall_sparsity", "kept_fraction", "prune_to", "remove_pruning", "clone_model",
-           "plain_state_dict", "apply_masks_from_zeros", "masks"]
+__all__ = ["SCOPES", "prune_to", "one_shot_prune", "step_record", "no_finetune_sweep", "run", "plots", "compare"]
 
 SCOPES = ("layer", "global")
-
-
-def target_layers(model: nn.Module, which: str = "fc") -> list[tuple[str, nn.Module]]:
-    """Layers a method prunes: `fc` (the Linear layers, what EIE runs) or `all` (also convs)."""
-    if which == "fc":
-        return fc_layers(model)
-    if which == "all":
-        return prunable_layers(model)
-    raise ValueError(f"layers must be 'fc' or 'all', not {which!r}")
-
-
-def is_pruned(module: nn.Module, name: str = "weight") -> bool:
-    return hasattr(module, f"{name}_mask") and hasattr(module, f"{name}_orig")
-
-
-def weight_of(module: nn.Module, name: str = "weight") -> torch.Tensor:
-    """The effective weight (mask applied), detached."""
-    with torch.no_grad():
-        if is_pruned(module, name):
-            return (getattr(module, f"{name}_orig") * getattr(module, f"{name}_mask")).detach()
-        return getattr(module, name).detach()
-
-
-def layer_sparsity(module: nn.Module, name: str = "weight") -> float:
-    w = weight_of(module, name)
-    return float((w == 0).sum()) / w.numel()
-
-
-def sparsity_report(model: nn.Module, layers: str = "fc") -> dict:
-    """{layer: {params, zeros, sparsity}} over the effective weights."""
-    out = {}
-    for n, m in target_layers(model, layers):
-        w = weight_of(m)
-        z = int((w == 0).sum())
-        out[n] = {"params": w.numel(), "zeros": z, "sparsity": z / w.numel()}
-    return out
-
-
-def overall_sparsity(model: nn.Module, layers: str = "fc") -> float:
-    rep = sparsity_report(model, layers)
-    return sum(r["zeros"] for r in rep.values()) / max(1, sum(r["params"] for r in rep.values()))
-
-
-def kept_fraction(model: nn.Module, layers: str = "fc") -> float:
-    return 1.0 - overall_sparsity(model, layers)
 
 
 def _check_fraction(x, what):
@@ -134,66 +78,62 @@ def prune_to(model: nn.Module, sparsity: float | Mapping[str, float], *, scope: 
     return sparsity_report(model, layers)
 
 
-def masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """{module name: weight_mask} of every pruned module (copies)."""
-    return {n: m.weight_mask.detach().clone() for n, m in model.named_modules() if is_pruned(m)}
+def step_record(model, splits, step, sparsity, layers) -> dict:
+    """Validation accuracy, kept fraction and per-layer sparsity after a pruning step."""
+    return {"step": step, "target": sparsity, "kept": kept_fraction(model, layers),
+            "val_acc": accuracy(model, splits, "val"),
+            "layers": {n: r["sparsity"] for n, r in sparsity_report(model, layers).items()}}
 
 
-def remove_pruning(model: nn.Module) -> nn.Module:
-    """`prune.remove` once per pruned (module, name): plain Parameters, zeros baked in."""
-    for _, m in model.named_modules():
-        for hook in list(m._forward_pre_hooks.values()):
-            if isinstance(hook, prune.BasePruningMethod):
-                prune.remove(m, hook._tensor_name)
-    return model
+def one_shot_prune(model: nn.Module, splits: Splits, target, cfg: TrainConfig, *, epochs: int,
+                   lr_scale: float = 0.1, scope: str = "global", layers: str = "fc",
+                   progress: bool = False) -> list[dict]:
+    """Prune to `target` at once, then finetune `epochs` (give it the iterative total)."""
+    history = [step_record(model, splits, 0, 0.0, layers)]
+    prune_to(model, target, scope=scope, layers=layers)
+    history.append(step_record(model, splits, 1, target, layers) | {"finetuned": False})
+    finetune(model, splits, cfg, epochs, lr_scale, progress=progress, desc="finetune (one-shot)", seed_offset=1)
+    history.append(step_record(model, splits, 2, target, layers) | {"finetuned": True})
+    return history
 
 
-def _pruned_attrs(model) -> Iterable[tuple[nn.Module, str]]:
-    for _, m in model.named_modules():
-        for hook in m._forward_pre_hooks.values():
-            if isinstance(hook, prune.BasePruningMethod):
-                yield m, hook._tensor_name
-
-
-def clone_model(model: nn.Module) -> nn.Module:
-    """deepcopy that also works for pruned and parametrised (weight-shared) models.
-
-    - Pruned: `module.weight` is a non-leaf tensor, which deepcopy refuses; it is
-      detached for the copy (the forward pre-hook recomputes it anyway).
-    - Parametrised: torch's deepcopy gives the copy the *same* dynamically created
-      `Parametrized<Cls>` class, so `remove_parametrizations` on the copy would delete
-      the property from the original's class too. Each copied module gets its own class.
-    """
-    from torch.nn.utils import parametrize
-
-    saved = []
-    for m, name in _pruned_attrs(model):
-        saved.append((m, name, getattr(m, name)))
-        setattr(m, name, getattr(m, name).detach())
-    try:
-        out = copy.deepcopy(model)
-    finally:
-        for m, name, t in saved:
-            setattr(m, name, t)
-    for m in out.modules():
-        if parametrize.is_parametrized(m):
-            cls = m.__class__
-            ns = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
-            m.__class__ = type(cls.__name__, cls.__bases__, ns)
+# -- `eie prune magnitude` (pruning/registry.py) ------------------------------------------------
+def no_finetune_sweep(model: nn.Module, splits, sparsities, scope: str, layers: str) -> list[dict]:
+    """Validation accuracy of copies of `model` pruned to each sparsity, without finetuning."""
+    out = []
+    for s in sparsities:
+        m = clone_model(model)
+        prune_to(m, s, scope=scope, layers=layers)
+        out.append({"sparsity": s, "kept": kept_fraction(m, layers), "val_acc": accuracy(m, splits, "val")})
     return out
 
 
-def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """State dict without weight_orig/weight_mask (pruning removed on a copy)."""
-    return remove_pruning(clone_model(model)).state_dict()
+def run(model, splits, ctx, seed, opts):
+    """One-shot pruning to `opts.sparsity` and finetuning, plus the no-finetune sweep of both scopes."""
+    grid = sorted(set(opts.sweep) | {opts.sparsity})
+    sweep = {scope: no_finetune_sweep(model, splits, grid, scope, ctx.layers) for scope in SCOPES}
+    prune_to(model, opts.sparsity, scope=opts.scope, layers=ctx.layers)
+    before = accuracy(model, splits, "val")
+    finetune(model, splits, ctx.dense.with_(seed=seed), opts.ft_epochs, opts.lr_scale, progress=ctx.progress)
+    return model, {"sweep_no_finetune": sweep, "before_finetune": {"val_acc": before}}
 
 
-def apply_masks_from_zeros(model: nn.Module, layers: str = "fc") -> nn.Module:
-    """Re-attach masks (custom_from_mask) at the zeros of a plain pruned model, e.g. a
-    loaded checkpoint, so that finetuning keeps them."""
-    for _, m in target_layers(model, layers):
-        if not is_pruned(m):
-            w = m.weight.detach()
-            if bool((w == 0).any()):
-                prune.custom_from_mask(m, "weight", mask=(w != 0).to(w.dtype))
+def plots(report, out):
+    r0 = report["runs"][0]
+    curves = {f"{s}, no finetune": [(p["kept"], p["val_acc"]) for p in pts]
+              for s, pts in r0["sweep_no_finetune"].items()}
+    curves[f"{report['options']['scope']} + finetune"] = [(r0["final"]["pruned"]["kept"],
+                                                           r0["final"]["pruned"]["val_acc"])]
+    plot_history(curves, out / "accuracy_vs_sparsity.png", "magnitude pruning: per layer vs global",
+                 r0["dense"]["val_acc"])
+    plot_layer_ratios({f"seed {r['seed']}": {n: 1 - v["sparsity"] for n, v in r["final"]["pruned"]["layers"].items()}
+                       for r in report["runs"]}, out / "layer_ratios.png")
+    return ["accuracy_vs_sparsity.png", "layer_ratios.png"]
+
+
+def compare(model, splits, ctx, seed, settings, scope):
+    """One-shot pruning to the compared sparsity, finetuned for the iterative budget."""
+    one_shot_prune(model, splits, settings.sparsity, ctx.dense.with_(seed=seed),
+                   epochs=finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs),
+                   lr_scale=settings.lr_scale, scope=scope, layers=ctx.layers, progress=ctx.progress)
     return model

@@ -88,3 +88,12 @@ def prunable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def fc_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
     """The fully connected layers: the part of the network EIE executes."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def target_layers(model: nn.Module, which: str = "fc") -> list[tuple[str, nn.Module]]:
+    """Layers a method prunes: `fc` (the Linear layers, what EIE runs) or `all` (also convs)."""
+    if which == "fc":
+        return fc_layers(model)
+    if which == "all":
+        return prunable_layers(model)
+    raise ValueError(f"layers must be 'fc' or 'all', not {which!r}")

@@ -12,7 +12,7 @@ Here the platform is EIE: the latency of a network is the number of cycles per
 inference of its fully connected layers, from the golden cycle model
 (`eie.golden_model.cycle_model.cycle_report`) run on a fixed calibration batch, after
 encoding the current pruned weights with `encode_network` for a chosen number of PEs
-(`EIELatency` below, used as the look-up / estimator). Pruning is fine-grained (EIE
+(`latency.EIELatency`, used as the look-up / estimator). Pruning is fine-grained (EIE
 skips zero weights): a candidate of layer k removes the smallest-magnitude surviving
 weights of that layer, through `torch.nn.utils.prune.custom_from_mask`. The number of
 weights to remove is found by bisection on the cycle model; the chosen count is always
@@ -37,208 +37,31 @@ matched number of weights, and the last iteration's target is clamped to it.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import prune
 
 from .data import Splits
+from .latency import EIELatency, LatencySettings, WeightCount
+from .masks import clone_model, get_mask, magnitude_order, refresh_weights, set_mask, sparsity_of, weight_of
 from .models import fc_layers
-from .pipeline import pyplot, save_figure, write_result
-from .train import TrainConfig, accuracy, train
+from .pipeline import progress_log
+from .plots import plot_per_seed, pyplot, save_figure, write_result
+from .train import TrainConfig, accuracy, finetune_budget, train
 
-__all__ = ["EIELatency", "WeightCount", "NetAdaptConfig", "run_netadapt", "plot_netadapt", "add_parser",
-           "compare_entry", "compare_note", "add_compare_options", "COMPARE_NAME", "RESOURCES",
-           "effective_weight", "get_mask", "set_mask", "clone_model", "magnitude_order", "sparsity_of"]
+__all__ = ["NetAdaptConfig", "RESOURCES", "run_netadapt", "plot_netadapt", "run", "plots", "compare",
+           "compare_note"]
 
 RESOURCES = {"cycles": "EIE cycles per inference (FC layers)", "weights": "non-zero FC weights"}
-
-
-# --------------------------------------------------------------------------- masks
-
-def effective_weight(module: nn.Module) -> torch.Tensor:
-    """The weight the layer computes with (weight_orig * weight_mask when pruned), detached."""
-    with torch.no_grad():
-        if hasattr(module, "weight_mask"):
-            return (module.weight_orig * module.weight_mask).detach().clone()
-        return module.weight.detach().clone()
-
-
-def get_mask(module: nn.Module) -> torch.Tensor:
-    if hasattr(module, "weight_mask"):
-        return module.weight_mask.detach().clone()
-    return torch.ones_like(module.weight, dtype=torch.float32)
-
-
-def set_mask(module: nn.Module, mask: torch.Tensor) -> None:
-    """Install `mask` (1 = keep) on module.weight with torch.nn.utils.prune (replacing an older one)."""
-    mask = mask.to(dtype=torch.float32)
-    with torch.no_grad():
-        if hasattr(module, "weight_mask"):
-            module.weight_mask.copy_(mask)
-        else:
-            prune.custom_from_mask(module, "weight", mask)
-        module.weight = module.weight_orig * module.weight_mask  # what the forward pre-hook computes
-
-
-def _refresh(model: nn.Module) -> None:
-    """Recompute every pruned module's `weight` as a plain tensor (so deepcopy works)."""
-    with torch.no_grad():
-        for m in model.modules():
-            if hasattr(m, "weight_mask"):
-                m.weight = m.weight_orig * m.weight_mask
-
-
-def clone_model(model: nn.Module) -> nn.Module:
-    _refresh(model)
-    return copy.deepcopy(model)
-
-
-def magnitude_order(weight: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
-    """Flat indices of the surviving weights, smallest |w| first (ties by index: deterministic)."""
-    w = np.abs(weight.detach().numpy().ravel())
-    alive = np.flatnonzero(mask.detach().numpy().ravel() > 0)
-    return alive[np.argsort(w[alive], kind="stable")]
-
-
-def sparsity_of(layers) -> dict:
-    """Per-layer and overall fraction of zero weights of (name, module) pairs."""
-    per, zeros, total = {}, 0, 0
-    for name, m in layers:
-        w = effective_weight(m)
-        z = int((w == 0).sum())
-        per[name] = z / w.numel()
-        zeros += z
-        total += w.numel()
-    return {"overall": zeros / max(1, total), "layers": per}
-
-
-# --------------------------------------------------------------------------- latency
-
-def _linear_codebook(W: np.ndarray) -> np.ndarray:
-    """0 plus 15 evenly spaced values over the non-zero weights' range (no k-means: fast)."""
-    nz = W[W != 0]
-    cb = np.zeros(16)
-    if nz.size:
-        c = np.linspace(nz.min(), nz.max(), 15)
-        c[c == 0] = np.finfo(np.float64).tiny
-        cb[1:] = c
-    return cb
-
-
-@dataclass
-class EIELatency:
-    """EIE cycles per inference of a model's FC layers, from the golden cycle model.
-
-    `calibration` is a fixed batch of model inputs. The FC weights (after pruning) are
-    encoded with `encode_network(weights, n_pe, acc_depth)` (weight sharing: `sharing`
-    = "kmeans", as the encoder does by default, or "linear", 15 evenly spaced
-    centroids: much faster and, for the cycle count, which depends only on which
-    weights and activations are non-zero, nearly the same), the batch is run through
-    the bit-exact functional model, and `cycle_report` gives the cycles. The value is
-    the mean over the batch. Results are cached by the weights' and inputs' bytes.
-    """
-
-    calibration: np.ndarray
-    n_pe: int = 8
-    acc_depth: int = 64
-    fifo_depth: int = 8
-    sharing: str = "linear"
-    calls: int = 0
-    _cache: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self):
-        if self.sharing not in ("linear", "kmeans"):
-            raise ValueError(f"sharing must be 'linear' or 'kmeans', not {self.sharing!r}")
-        self.calibration = np.asarray(self.calibration, dtype=np.float32)
-
-    # The FC layers EIE runs and the batch that reaches the first of them.
-    def weights(self, model: nn.Module) -> list[np.ndarray]:
-        return [effective_weight(m).numpy().astype(np.float64) for _, m in fc_layers(model)]
-
-    @torch.no_grad()
-    def fc_input(self, model: nn.Module) -> np.ndarray:
-        first = fc_layers(model)[0][1]
-        seen = {}
-        h = first.register_forward_pre_hook(lambda mod, inp: seen.setdefault("x", inp[0].detach().clone()))
-        try:
-            was = model.training
-            model.eval()
-            model(torch.as_tensor(self.calibration))
-            model.train(was)
-        finally:
-            h.remove()
-        return seen["x"].flatten(1).numpy().astype(np.float64)
-
-    def _encode_run(self, weights, fc_in, sharing):
-        from eie.golden_model import encode_network
-        from eie.golden_model.config import EIEConfig
-        from eie.golden_model.cycle_model import cycle_report
-        from eie.golden_model.functional import quantize_input, run_network
-
-        cbs = [_linear_codebook(W) for W in weights] if sharing == "linear" else None
-        image = encode_network(weights, self.n_pe, acc_depth=self.acc_depth, codebooks=cbs, calibration=fc_in)
-        cfg = EIEConfig(n_pe=self.n_pe, acc_depth=self.acc_depth, fifo_depth=self.fifo_depth)
-        acts = run_network(image, quantize_input(image, fc_in), cfg.acc_bits)
-        return cycle_report(image, acts, cfg)
-
-    def of_weights(self, weights, fc_in) -> float:
-        """Mean cycles per sample of the FC stack `weights` ((n_out, n_in) arrays) on `fc_in`."""
-        h = hashlib.sha1()
-        for W in weights:
-            h.update(np.ascontiguousarray(W, dtype=np.float64).tobytes())
-        h.update(np.ascontiguousarray(fc_in).tobytes())
-        key = h.hexdigest()
-        if key not in self._cache:
-            self.calls += 1
-            rep = self._encode_run(weights, fc_in, self.sharing)
-            self._cache[key] = rep.cycles / len(fc_in)
-        return self._cache[key]
-
-    def __call__(self, model: nn.Module) -> float:
-        return self.of_weights(self.weights(model), self.fc_input(model))
-
-    def report(self, model: nn.Module, sharing: str | None = None) -> dict:
-        """Cycles per sample (total and per layer) with the given weight sharing (default: own)."""
-        n = len(self.calibration)
-        rep = self._encode_run(self.weights(model), self.fc_input(model), sharing or self.sharing)
-        return {"cycles_per_sample": rep.cycles / n,
-                "layers": {L["name"]: L["cycles"] / n for L in rep.layers},
-                "sharing": sharing or self.sharing, "n_pe": self.n_pe, "calibration_samples": n}
-
-
-class WeightCount:
-    """The number of non-zero FC weights, with the interface of `EIELatency` (the
-    resource of NetAdapt when it is matched to a sparsity)."""
-
-    calls = 0
-
-    def weights(self, model: nn.Module) -> list[np.ndarray]:
-        return [effective_weight(m).numpy() for _, m in fc_layers(model)]
-
-    def fc_input(self, model: nn.Module) -> None:
-        return None
-
-    def of_weights(self, weights, fc_in=None) -> float:
-        return float(sum(np.count_nonzero(W) for W in weights))
-
-    def __call__(self, model: nn.Module) -> float:
-        return self.of_weights(self.weights(model))
-
-    def report(self, model: nn.Module) -> dict:
-        return {"weights": self(model),
-                "layers": {n: int(np.count_nonzero(W)) for (n, _), W in zip(fc_layers(model), self.weights(model))}}
 
 
 # --------------------------------------------------------------------------- NetAdapt
 
 @dataclass(frozen=True)
-class NetAdaptConfig:
+class NetAdaptConfig(LatencySettings):
     """NetAdapt settings.
 
     resource: "cycles" (EIE cycles per inference, the default) or "weights" (non-zero FC
@@ -261,11 +84,7 @@ class NetAdaptConfig:
     lr: float = 1e-3
     long_lr: float | None = None
     batch_size: int = 64
-    n_pe: int = 8
-    acc_depth: int = 64
-    fifo_depth: int = 8
     n_calibration: int = 32
-    sharing: str = "linear"
     min_density: float = 0.01   # a layer keeps at least this fraction of its weights
     adapt_delta: bool = False   # no layer alone can cut delta: cut as deep as one layer can instead of stopping
     enforce_final: bool = True  # after the long-term finetune, prune back to the last target if it moved up
@@ -294,7 +113,7 @@ def _layer_cuts(model: nn.Module, k: int, est: EIELatency, min_density: float):
     smallest surviving weights of layer k removed (the model is not changed), max_prune
     the most that min_density allows, order the surviving weights, smallest |w| first."""
     layer = fc_layers(model)[k][1]
-    W = effective_weight(layer)
+    W = weight_of(layer)
     order = magnitude_order(W, get_mask(layer))
     max_prune = len(order) - max(1, int(np.ceil(min_density * W.numel())))
     fc_in = est.fc_input(model)
@@ -352,7 +171,7 @@ def _finetune(model, splits, cfg: NetAdaptConfig, epochs: int, seed: int, lr: fl
     if epochs > 0:
         train(model, splits, TrainConfig(epochs=epochs, lr=lr or cfg.lr, batch_size=cfg.batch_size, seed=seed))
     model.eval()
-    _refresh(model)
+    refresh_weights(model)
 
 
 def _candidates(cur, splits, cfg: NetAdaptConfig, est, names, target: float, i: int):
@@ -398,8 +217,7 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
     t0 = time.time()
     say = log or (lambda *a: None)
     calib = splits.x_train[:cfg.n_calibration]
-    est = EIELatency(calib, n_pe=cfg.n_pe, acc_depth=cfg.acc_depth, fifo_depth=cfg.fifo_depth, sharing=cfg.sharing) \
-        if cfg.resource == "cycles" else WeightCount()
+    est = cfg.latency(calib) if cfg.resource == "cycles" else WeightCount()
     unit = "cycles" if cfg.resource == "cycles" else "weights"
     cur = clone_model(model)
     cur.eval()
@@ -514,80 +332,48 @@ def plot_netadapt(result: dict, path) -> None:
     save_figure(fig, path)
 
 
-# --------------------------------------------------------------------------- CLI and compare
+# --------------------------------------------------------------------------- `eie prune netadapt`
 
-def _method(model, splits, ctx, seed, args):
-    """`eie prune netadapt` for one seed (CommonOptions.run): the adapted model and the result."""
-    from .pipeline import progress_log
-
-    cfg = NetAdaptConfig(resource=args.resource, delta=args.delta, delta_decay=args.delta_decay, budget=args.budget,
-                         max_iterations=args.iterations, short_epochs=args.short_epochs,
-                         long_epochs=args.long_epochs, lr=ctx.dense.lr, batch_size=ctx.dense.batch_size,
-                         n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=args.latency_samples,
-                         sharing=args.sharing, adapt_delta=args.adapt_delta, seed=seed)
+def run(model, splits, ctx, seed, opts):
+    """One seed (pruning/registry.py): the adapted model and the result."""
+    cfg = NetAdaptConfig(resource=opts.resource, delta=opts.delta, delta_decay=opts.delta_decay, budget=opts.budget,
+                         max_iterations=opts.iterations, short_epochs=opts.short_epochs,
+                         long_epochs=opts.long_epochs, lr=ctx.dense.lr, batch_size=ctx.dense.batch_size,
+                         n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=opts.latency_samples,
+                         sharing=opts.sharing, adapt_delta=opts.adapt_delta, seed=seed)
     res = run_netadapt(model, splits, cfg, log=progress_log(ctx))
     return res.pop("model"), {"netadapt": res}
 
 
-def add_parser(prune_sub, common):
-    """Register `eie prune netadapt` on the sub-parsers object of `eie prune`."""
-    from .pipeline import plot_per_seed
-
-    g = common.add_method(prune_sub, "netadapt", _method,
-                          lambda rep, out: plot_per_seed(rep, out, "netadapt", plot_netadapt),
-                          help="NetAdapt (Yang et al. 2018) with EIE cycles as the latency",
-                          description=__doc__.split("\n\n")[0])
-    g.add_argument("--resource", default="cycles", choices=list(RESOURCES),
-                   help="cycles: EIE cycles per inference (default); weights: non-zero FC weights")
-    g.add_argument("--delta", type=float, default=0.1, help="cut per iteration: < 1 fraction of dense, else absolute")
-    g.add_argument("--delta-decay", type=float, default=1.0)
-    g.add_argument("--budget", type=float, default=0.3, help="stop at this: <= 1 fraction of dense, else absolute")
-    g.add_argument("--iterations", type=int, default=10, help="maximum NetAdapt iterations")
-    g.add_argument("--short-epochs", type=int, default=3, help="short-term finetune epochs per candidate")
-    g.add_argument("--long-epochs", type=int, default=20, help="long-term finetune epochs at the end")
-    g.add_argument("--latency-samples", type=int, default=32, help="training samples the cycle model runs")
-    g.add_argument("--sharing", default="linear", choices=["linear", "kmeans"],
-                   help="weight sharing inside the latency estimator")
-    g.add_argument("--adapt-delta", action="store_true",
-                   help="when no layer alone can make the cut, cut as deep as one layer can instead of stopping")
+def plots(report, out):
+    return plot_per_seed(report, out, "netadapt", plot_netadapt)
 
 
-COMPARE_NAME = "NetAdapt (weights as resource)"
-
-
-def add_compare_options(group) -> None:
-    group.add_argument("--netadapt-delta", type=float, default=0.1,
-                       help="NetAdapt: weights removed per iteration, fraction of the dense count (default 0.1)")
-    group.add_argument("--netadapt-short-epochs", type=int, default=3,
-                       help="NetAdapt: short-term finetune epochs per candidate (default 3)")
-
-
-def _compare_config(model, sparsity, ctx, seed, args) -> NetAdaptConfig:
-    from .cli import finetune_budget
-
+def _compare_config(model, ctx, seed, settings) -> NetAdaptConfig:
     total = sum(m.weight.numel() for _, m in fc_layers(model))
-    return NetAdaptConfig(resource="weights", delta=args.netadapt_delta,
+    sparsity = settings.sparsity
+    return NetAdaptConfig(resource="weights", delta=settings.netadapt_delta,
                           budget=float(total - round(sparsity * total)),  # absolute: as prune_to rounds
-                          max_iterations=2 * int(np.ceil(sparsity / args.netadapt_delta)) + 5,
-                          short_epochs=args.netadapt_short_epochs, long_epochs=finetune_budget(args),
-                          lr=ctx.dense.lr, long_lr=ctx.dense.lr * args.lr_scale, batch_size=ctx.dense.batch_size,
+                          max_iterations=2 * int(np.ceil(sparsity / settings.netadapt_delta)) + 5,
+                          short_epochs=settings.netadapt_short_epochs, long_epochs=_budget(settings),
+                          lr=ctx.dense.lr, long_lr=ctx.dense.lr * settings.lr_scale, batch_size=ctx.dense.batch_size,
                           n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, adapt_delta=True, seed=seed)
 
 
-def compare_note(sparsity, args) -> str:
-    from .cli import finetune_budget
-
-    return (f"resource = non-zero FC weights, steps of {100 * args.netadapt_delta:g} % of the dense count, budget "
-            f"{100 * (1 - sparsity):g} % (the last target is clamped to it: lands exactly there; a step no single "
-            f"layer can make is shortened to the deepest single-layer cut); short-term "
-            f"{args.netadapt_short_epochs} epochs at the dense LR, long-term {finetune_budget(args)} epochs at "
-            f"lr x {args.lr_scale:g}")
+def _budget(settings) -> int:
+    return finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs)
 
 
-def compare_entry(model, splits, sparsity, ctx, seed, args) -> nn.Module:
+def compare_note(settings) -> str:
+    return (f"resource = non-zero FC weights, steps of {100 * settings.netadapt_delta:g} % of the dense count, budget "
+            f"{100 * (1 - settings.sparsity):g} % (the last target is clamped to it: lands exactly there; a step no "
+            f"single layer can make is shortened to the deepest single-layer cut); short-term "
+            f"{settings.netadapt_short_epochs} epochs at the dense LR, long-term {_budget(settings)} epochs at "
+            f"lr x {settings.lr_scale:g}")
+
+
+def compare(model, splits, ctx, seed, settings) -> nn.Module:
     """NetAdapt in `eie prune compare`: the non-zero FC weights are the resource, so the
     budget `1 - sparsity` is met exactly (see `compare_note`)."""
-    from .pipeline import progress_log
-
-    cfg = _compare_config(model, sparsity, ctx, seed, args)
+    cfg = _compare_config(model, ctx, seed, settings)
     return run_netadapt(model, splits, cfg, log=progress_log(ctx))["model"]

@@ -14,12 +14,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from torch import nn
+from tqdm import tqdm
 
 from .data import Splits
-from .magnitude import clone_model, prune_to, target_layers
+from .iterative import ft_config, iterative_prune
+from .magnitude import prune_to
+from .masks import clone_model
+from .models import target_layers
+from .plots import dense_val, mean_points, plot_history, plot_layer_ratios, pyplot, save_figure, seeds_label
 from .train import accuracy
 
-__all__ = ["DEFAULT_RATIOS", "scan", "pick_ratios", "allocate", "overall_of", "plot_scan"]
+__all__ = ["DEFAULT_RATIOS", "scan", "pick_ratios", "allocate", "overall_of", "plot_scan", "run", "plots",
+           "compare"]
 
 DEFAULT_RATIOS = tuple(round(0.1 * i, 1) for i in range(10))
 
@@ -28,8 +34,6 @@ def scan(model: nn.Module, splits: Splits, ratios: Sequence[float] = DEFAULT_RAT
          part: str = "val", progress: bool = False) -> dict:
     """{"base": accuracy, "part", "ratios", "sizes": {layer: params},
     "layers": {layer: [{"ratio", "acc", "drop"}, ...]}}; the model is not modified."""
-    from tqdm import tqdm
-
     ratios = sorted({float(r) for r in ratios})
     if not ratios or ratios[0] < 0 or ratios[-1] >= 1:
         raise ValueError(f"ratios must lie in [0, 1), got {ratios}")
@@ -102,8 +106,6 @@ def allocate(result: dict, target: float, iters: int = 60) -> tuple[dict[str, fl
 
 
 def plot_scan(result: dict, path, threshold: float | None = None, picked: dict | None = None) -> None:
-    from .pipeline import pyplot, save_figure
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for n, c in result["layers"].items():
@@ -121,3 +123,33 @@ def plot_scan(result: dict, path, threshold: float | None = None, picked: dict |
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+# -- `eie prune sensitivity` (pruning/registry.py) ----------------------------------------------
+def run(model, splits, ctx, seed, opts):
+    """Scan, ratios under the threshold, iterative pruning to them (per layer)."""
+    res = scan(model, splits, opts.ratios, layers=ctx.layers, progress=ctx.progress)
+    picked = pick_ratios(res, opts.threshold)
+    hist = iterative_prune(model, splits, picked, ctx.dense.with_(seed=seed), steps=opts.steps, ft=ft_config(opts),
+                           scope="layer", kind=opts.schedule, layers=ctx.layers, progress=ctx.progress)
+    return model, {"scan": res, "picked": picked, "picked_overall_sparsity": overall_of(picked, res["sizes"]),
+                   "history": hist}
+
+
+def plots(report, out):
+    r0 = report["runs"][0]
+    plot_scan(r0["scan"], out / "sensitivity.png", report["options"]["threshold"], r0["picked"])
+    plot_layer_ratios({f"seed {r['seed']}": {n: 1 - v for n, v in r["picked"].items()} for r in report["runs"]},
+                      out / "layer_ratios.png", "weights kept per layer (picked under T)")
+    plot_history({f"after each round ({seeds_label(report)})": mean_points([r["history"] for r in report["runs"]])},
+                 out / "accuracy_vs_sparsity.png", "sensitivity-guided pruning + finetuning", dense_val(report))
+    return ["sensitivity.png", "layer_ratios.png", "accuracy_vs_sparsity.png"]
+
+
+def compare(model, splits, ctx, seed, settings):
+    """Ratios allocated from the scan to the compared sparsity, then iterative pruning to them."""
+    res = scan(model, splits, list(DEFAULT_RATIOS) + [0.95, 0.98, 0.99], layers=ctx.layers, progress=ctx.progress)
+    ratios, _ = allocate(res, settings.sparsity)
+    iterative_prune(model, splits, ratios, ctx.dense.with_(seed=seed), steps=settings.steps, ft=ft_config(settings),
+                    scope="layer", kind=settings.schedule, layers=ctx.layers, progress=ctx.progress)
+    return model

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -12,11 +10,15 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
+
+from eie.common import cache_key
 
 from .data import Splits, load_dataset
 from .models import build_model
 
-__all__ = ["TrainConfig", "set_seed", "train", "evaluate", "accuracy", "dense_model", "CACHE_DIR"]
+__all__ = ["TrainConfig", "set_seed", "train", "evaluate", "accuracy", "dense_model", "CACHE_DIR", "finetune",
+           "finetune_budget"]
 
 CACHE_DIR = Path("build/prune/cache")
 
@@ -61,8 +63,6 @@ def train(model: nn.Module, splits: Splits, cfg: TrainConfig, *,
           progress: bool = False, desc: str = "train") -> list[dict]:
     """Adam on cross-entropy (+ `extra_loss(model)`, e.g. L1); `after_step` runs after each
     optimiser step (e.g. re-applying masks). Returns the per-epoch history."""
-    from tqdm import tqdm
-
     set_seed(cfg.seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                            weight_decay=cfg.weight_decay)
@@ -90,10 +90,6 @@ def train(model: nn.Module, splits: Splits, cfg: TrainConfig, *,
     return history
 
 
-def _key(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def dense_model(model_name: str = "mlp", dataset: str = "digits", cfg: TrainConfig = TrainConfig(), *,
                 bias: bool = False, data_path=None, cache_dir: Path | None = CACHE_DIR, progress: bool = False):
     """(trained dense model, splits): trained once per (model, bias, data, config), then
@@ -106,7 +102,7 @@ def dense_model(model_name: str = "mlp", dataset: str = "digits", cfg: TrainConf
     path = None
     if cache_dir is not None:
         parts = (model_name, dataset, str(data_path), asdict(cfg)) + (() if bias else ("no-bias",))
-        path = Path(cache_dir) / f"{model_name}{'' if bias else '-nobias'}-{dataset}-{_key(*parts)}.pt"
+        path = Path(cache_dir) / f"{model_name}{'' if bias else '-nobias'}-{dataset}-{cache_key(*parts)}.pt"
         if path.is_file():
             model.load_state_dict(torch.load(path, weights_only=True))
             model.eval()
@@ -118,3 +114,17 @@ def dense_model(model_name: str = "mlp", dataset: str = "digits", cfg: TrainConf
         torch.save(model.state_dict(), tmp)
         tmp.replace(path)
     return model, splits
+
+
+def finetune(model: nn.Module, splits: Splits, cfg: TrainConfig, epochs: int, lr_scale: float = 0.1, *,
+             extra_loss=None, progress: bool = False, desc: str = "finetune", seed_offset: int = 0) -> list[dict]:
+    """Train `epochs` more at lr * lr_scale; pruning masks (if any) stay in force."""
+    if epochs <= 0:
+        return []
+    fcfg = cfg.with_(lr=cfg.lr * lr_scale, epochs=epochs, seed=cfg.seed + 1000 + seed_offset)
+    return train(model, splits, fcfg, extra_loss=extra_loss, progress=progress, desc=desc)
+
+
+def finetune_budget(steps: int, epochs: int, final_epochs: int) -> int:
+    """Finetuning epochs of an iterative schedule: the budget every method gets in compare."""
+    return steps * epochs + final_epochs

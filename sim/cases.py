@@ -79,7 +79,7 @@ def random_case(seed: int, params: ArrayParams, max_dim: int = 48) -> Case:
     raise ConfigError(f"seed {seed}: no random network fits {params}")
 
 
-# -- corner cases of ../shared/eie-brief.md, by name --------------------------------------
+# -- the corner cases, by name ------------------------------------------------------------
 def _cells(n_out, n_in, cells, value=0.75):
     W = np.zeros((n_out, n_in))
     for r, c in cells:

@@ -8,7 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from eie.golden_model.errors import EIEError, InputError
+from tqdm import tqdm
+
+from eie.cli_inputs import check_output, load_input
+from eie.common import UserError, emit_json, write_json
+from eie.golden_model import encode_network
+from eie.golden_model.errors import InputError
+from eie.golden_model.fc8 import AUTHORS_CYCLES, fc8_image, load_fc8
+from eie.golden_model.functional import check_int_input, quantize_input
+from eie.golden_model.image_file import load_image
+from eie.golden_model.model import run_image
+
+from .simulator import ENV_VAR, SIMULATORS, choose
+from .verilator_env import require
 
 __all__ = ["add_subcommands", "cmd_sim", "cmd_regress", "DEFAULT_BUILDS"]
 
@@ -18,7 +30,6 @@ DEFAULT_BUILDS = "1x1,2x16,3x8,4x2,8x1,16x16,64x8"
 
 def _default_case():
     """The built-in case of `eie sim` without an image: a seeded pruned 64-48-10 MLP."""
-    from eie.golden_model import encode_network
 
     rng = np.random.default_rng(2016)
     Ws = [rng.normal(0, 0.5, (48, 64)) * (rng.random((48, 64)) < 0.15),
@@ -29,17 +40,15 @@ def _default_case():
     return image, x, "built-in 64-48-10 MLP, 4 PEs"
 
 
-def cmd_sim(args, UserError, emit_json) -> int:
-    from eie.golden_model.functional import check_int_input, quantize_input
-    from eie.golden_model.image_file import load_image
-    from eie.hdl.loader import params_for_image
+def cmd_sim(args) -> int:
+    if args.output:
+        check_output(args.output, "-o", args.force)
+    from eie.hdl.loader import params_for_image  # Amaranth and cocotb: deferred until an RTL run
 
     from .cases import Case
     from .runner import build, run_cases
-    from .simulator import choose
 
     if args.fc8:
-        from eie.golden_model.fc8 import fc8_image, load_fc8
 
         ref = load_fc8(None if args.fc8 == "default" else args.fc8)
         image = fc8_image(ref)
@@ -52,10 +61,7 @@ def cmd_sim(args, UserError, emit_json) -> int:
                             f"(re-encode it with `eie encode --n-pe {args.n_pe}`)")
         if not args.input:
             raise UserError("--input is required with an IMAGE")
-        try:
-            x = np.load(args.input, allow_pickle=False)
-        except Exception as e:  # numpy raises many kinds for a bad file
-            raise UserError(f"--input: {args.input}: not a readable .npy file ({e})") from None
+        x = load_input(args.input, args.int_input)
         try:
             a = check_int_input(x, image.layers[0].n_in) if args.int_input else quantize_input(image, x)
         except InputError as e:
@@ -83,7 +89,6 @@ def cmd_sim(args, UserError, emit_json) -> int:
     if not args.json and b.seconds:
         print(f"  built in {b.seconds:.1f} s (cached under {b.directory})")
     run = run_cases([Case("cli", image, a)], params, waves=args.waves, on_result=progress, keep=True, simulator=sim)
-    from eie.golden_model.model import run_image
 
     gold = run_image(image, a, params.to_config(), int_input=True)
     result = {
@@ -106,22 +111,19 @@ def cmd_sim(args, UserError, emit_json) -> int:
     speed = (f"{run.clock_cycles:,} clock cycles simulated at {run.cycles_per_second:,.0f} cycles/s "
              f"({run.run_cycles_per_second:,.0f} cycles/s while computing); total {result['wall_seconds']:,.1f} s "
              f"(build {b.seconds:.1f} s)")
-    rc = _finish(args, result, params, speed, emit_json)
+    rc = _finish(args, result, params, speed)
     if run.waves and not args.json:
         print(f"waves: {run.waves} (open with `gtkwave {run.waves}`)")
     return rc
 
 
-def _finish(args, result: dict, params, speed: str, emit_json) -> int:
+def _finish(args, result: dict, params, speed: str) -> int:
     """Shared end of `eie sim` for both simulators: authors' cycles, JSON file, verdict."""
     if args.fc8:
-        from eie.golden_model.fc8 import AUTHORS_CYCLES
 
         result["authors_cycles"] = AUTHORS_CYCLES.get(params.fifo_depth)
     if args.output:
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(args.output, [json.dumps(result, indent=2).encode()], overwrite=True)
+        write_json(args.output, result, overwrite=args.force)
     ok = result["bit_exact"] and result["cycle_exact"]
     if args.json:
         emit_json(result)
@@ -134,7 +136,7 @@ def _finish(args, result: dict, params, speed: str, emit_json) -> int:
     return 0 if ok else 1
 
 
-def _builds(text: str, UserError):
+def _builds(text: str):
     out = []
     for part in text.split(","):
         try:
@@ -148,7 +150,7 @@ def _builds(text: str, UserError):
 def _save_failure(directory: Path, case, params, sim: str, results) -> Path:
     """One failing case as a directory `eie regress --replay` reruns: the case (image +
     inputs, sim/cases.py), the build's parameters and what went wrong."""
-    from .cases import save_cases
+    from .cases import save_cases  # Amaranth: deferred (see cmd_sim)
 
     d = directory / f"seed{case.seed}_{params.n_pe}x{params.fifo_depth}"
     save_cases([case], d)
@@ -157,12 +159,11 @@ def _save_failure(directory: Path, case, params, sim: str, results) -> Path:
     return d
 
 
-def _replay(args, UserError, emit_json) -> int:
-    from eie.hdl.params import ArrayParams
+def _replay(args) -> int:
+    from eie.hdl.params import ArrayParams  # Amaranth and cocotb: deferred (see cmd_sim)
 
     from .cases import load_cases
     from .runner import run_cases
-    from .simulator import choose
 
     d = Path(args.replay)
     if not (d / "manifest.json").exists() or not (d / "params.json").exists():
@@ -187,27 +188,24 @@ def _write_summary(path, summary: dict, t0: float, cases_run: int, done: bool):
     """The summary so far (after every chunk, so a stopped regression still reports)."""
     summary |= {"complete": done, "cases_run": cases_run, "wall_seconds": round(time.perf_counter() - t0, 1),
                 "passed": cases_run - len(summary["failures"])}
-    if path:
-        from eie.golden_model.image_file import atomic_write_bytes
-
-        atomic_write_bytes(path, [json.dumps(summary, indent=2).encode()], overwrite=True)
+    if path:  # rewritten after every chunk: the file is this run's own (checked with --force at the start)
+        write_json(path, summary, overwrite=True)
 
 
-def cmd_regress(args, UserError, emit_json) -> int:
-    from tqdm import tqdm
+def cmd_regress(args) -> int:
 
-    from .cases import random_case, sim_params
+    from .cases import random_case, sim_params  # Amaranth and cocotb: deferred (see cmd_sim)
     from .runner import build, run_cases
-    from .simulator import choose
 
+    if args.output:
+        check_output(args.output, "-o", args.force)
     if args.replay:
-        return _replay(args, UserError, emit_json)
+        return _replay(args)
     if args.cases < 1 or args.chunk < 1:
         raise UserError(f"--cases and --chunk must be positive, not {args.cases} and {args.chunk}")
-    builds = _builds(args.builds, UserError)
+    builds = _builds(args.builds)
     sim = choose(args.simulator)
     if sim == "verilator":                  # a missing tool is one line, before the progress bar
-        from .verilator_env import require
 
         require()
     plan = {b: [] for b in builds}
@@ -275,13 +273,12 @@ def cmd_regress(args, UserError, emit_json) -> int:
 
 
 def _add_simulator(p):
-    from .simulator import ENV_VAR, SIMULATORS
 
     p.add_argument("--simulator", choices=SIMULATORS,
                    help=f"cocotb's simulator (default ${ENV_VAR}, else Icarus if installed, else Verilator)")
 
 
-def add_subcommands(sub, add_output, UserError, emit_json):
+def add_subcommands(sub):
     """Register `sim` and `regress` on the `eie` parser."""
     p = sub.add_parser("sim", help="run an image on the RTL under cocotb (Verilator or Icarus); bit- and cycle-exact check")
     p.add_argument("image", nargs="?", help="EIE image (default: a built-in two-layer MLP)")
@@ -295,8 +292,9 @@ def add_subcommands(sub, add_output, UserError, emit_json):
     p.add_argument("--waves", help="dump waves to this .vcd or .fst (open with GTKWave)")
     _add_simulator(p)
     p.add_argument("-o", "--output", help="also write the JSON result here")
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda a: cmd_sim(a, UserError, emit_json))
+    p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("regress", help="seeded random regression on the RTL under cocotb, pass/fail summary")
     p.add_argument("--cases", type=int, default=2000)
@@ -308,5 +306,6 @@ def add_subcommands(sub, add_output, UserError, emit_json):
     p.add_argument("--replay", metavar="DIR", help="rerun the cases saved in DIR (by a failing regression)")
     _add_simulator(p)
     p.add_argument("-o", "--output", help="also write the JSON summary here")
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda a: cmd_regress(a, UserError, emit_json))
+    p.set_defaults(func=cmd_regress)

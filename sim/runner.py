@@ -10,7 +10,6 @@ of process starts.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -21,9 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import Icarus, Verilator
 
+from eie.common import cache_key
 from eie.golden_model.errors import EIEError
 from eie.hdl.params import ArrayParams
 from eie.hdl.synth import ToolMissing
@@ -162,7 +163,7 @@ def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = No
                                   "use a .vcd file instead")
     text, desc = generate_verilog(params)
     flags = _flags(simulator, trace)
-    key = hashlib.sha1(json.dumps([simulator, params.as_dict(), flags, text]).encode()).hexdigest()[:10]
+    key = cache_key(simulator, params.as_dict(), flags, text, length=10)
     tag = simulator[0] + (f"_{trace}" if trace else "")
     d = (Path(root) / f"n{params.n_pe}_d{params.fifo_depth}_{tag}_{key}").resolve()
     d.mkdir(parents=True, exist_ok=True)
@@ -224,6 +225,23 @@ class SimRun:
     @property
     def simulated_cycles(self) -> int:
         return sum(r["cycles_rtl"] for r in self.results)
+
+    @property
+    def cycle_exact(self) -> bool:
+        """Every sample's RTL cycles equal the cycle model's and the monitor's."""
+        return bool(self.results) and all(r["cycles_rtl"] == r["cycles_model"] == r["cycles_monitor"]
+                                          for r in self.results)
+
+    def logical_outputs(self, image) -> np.ndarray:
+        """The samples' outputs as the RTL returned them, (samples, n_out), put back in the
+        weights' row order (hardware row r holds logical output row_perm[r])."""
+        hw = np.array([r["outputs"] for r in self.results], dtype=np.int64).reshape(len(self.results), -1)
+        perm = image.layers[-1].row_perm
+        if perm is None:
+            return hw
+        out = np.empty_like(hw)
+        out[:, np.asarray(perm)] = hw
+        return out
 
 
 def run_cases(cases, params: ArrayParams, *, root: Path = SIM_ROOT, waves: str | None = None,

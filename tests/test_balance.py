@@ -104,7 +104,7 @@ def test_rows_longer_than_16_use_padding_aware_counts():
     idx = (rng.random((300, 20)) < 0.03) * rng.integers(1, 16, (300, 20))
     res = balance_rows(idx, 4, 128)
     assert_valid_perm(res.perm, 300, 4, 128)
-    from eie.golden_model.encoder import encode_indices
+    from eie.golden_model.csc import encode_indices
     from eie.golden_model.balance import pe_work
     from eie.golden_model.layout import rows_in_block
 
@@ -436,21 +436,3 @@ def test_cocotb_scoreboard_on_balanced_image():
     run = run_cases([Case("balanced", image, a)], params)
     assert run.tests == 1 and run.failed_tests == 0, run.log
     assert len(run.results) == 2 and not run.failures
-
-
-@pytest.mark.sim
-@pytest.mark.skipif(__import__("shutil").which("verilator") is None, reason="Verilator not installed")
-def test_verilator_on_balanced_image():
-    """The Verilator harness reads the outputs back in the original order."""
-    from eie.sim.cases import sim_params
-    from eie.sim.verilator_run import run_verilator
-
-    rng = np.random.default_rng(80)
-    Ws = [uneven_matrix(rng, 23, 15, 0.4), uneven_matrix(rng, 18, 23, 0.5)]
-    a = int_inputs(rng, 2, 15, 0.7)
-    plain = encode_network(Ws, 4, acc_depth=4, seed=1)
-    image = balance_image(plain, a, int_input=True)
-    assert image.layers[-1].row_perm is not None
-    r = run_verilator(image, a, sim_params(4, 8))
-    assert r.bit_exact and r.cycles_per_sample == r.expected_cycles
-    np.testing.assert_array_equal(r.outputs, run_image(plain, a, int_input=True).outputs_int)

@@ -60,8 +60,15 @@ def test_bench_sweeps_are_monotone_where_the_model_says_so(tiny_bench):
         cycles = [p["cycles"] for p in s["points"]]
         assert cycles == sorted(cycles, reverse=True), s["layer"]
     for s in res["pe_sweep"]:
-        assert s["points"][0]["speedup_vs_first"] == 1.0
-        assert all(p["parallel_efficiency"] <= 1.0 + 1e-9 for p in s["points"][1:]) or s["layer"]
+        first = s["points"][0]
+        assert first["speedup_vs_first"] == 1.0
+        for p in s["points"]:
+            # the busiest PE issues one entry per cycle: no PE count beats it or the ideal split
+            assert p["cycles"] >= max(p["busiest_pe_entries"], p["ideal_cycles"]), (s["layer"], p["n_pe"])
+            assert p["speedup_vs_first"] == pytest.approx(first["cycles"] / p["cycles"])
+            # not bounded by 1: with more PEs a layer may need fewer output batches, and every
+            # batch broadcasts the whole input again (NT-LSTM: 361 cycles on 1 PE, 169 on 2)
+            assert p["parallel_efficiency"] == pytest.approx(p["speedup_vs_first"] * first["n_pe"] / p["n_pe"])
 
 
 @pytest.mark.skipif(not HAVE_ICARUS, reason="Icarus Verilog not installed")

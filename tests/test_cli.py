@@ -363,11 +363,11 @@ def test_error_missing_image(tmp_path, capsys):
 
 
 def test_interrupt_exits_130(image, capsys, monkeypatch):
-    import eie.golden_model.image_file as image_file
+    import eie.cli as cli
 
     def interrupted(path):
         raise KeyboardInterrupt
-    monkeypatch.setattr(image_file, "load_image", interrupted)
+    monkeypatch.setattr(cli, "load_image", interrupted)
     rc, _, err = eie(capsys, "info", image)
     assert rc == 130 and err.strip() == "eie info: interrupted"
 

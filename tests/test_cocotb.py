@@ -35,7 +35,7 @@ def assert_all_ok(run, n_samples):
 
 @pytest.mark.parametrize("sim,n_pe,fifo_depth", SIM_BUILDS)
 def test_corner_cases(sim, n_pe, fifo_depth):
-    """Every corner case of the brief by name, plus a reset part-way through a run."""
+    """Every corner case by name, plus a reset part-way through a run."""
     cases = corner_cases(n_pe) + [reset_case(n_pe)]
     run = run_cases(cases, sim_params(n_pe, fifo_depth), simulator=sim)
     assert run.simulator == sim

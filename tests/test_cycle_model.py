@@ -1,5 +1,5 @@
 """Cycle model: against an independent cycle-by-cycle simulation of the FIFOs and PE
-front-ends (docs/cycle-model.md), plus invariants and the brief's corner cases."""
+front-ends (docs/cycle-model.md), plus invariants and the corner cases."""
 
 from collections import deque
 

@@ -49,6 +49,16 @@ def run_sim(top, testbench):
 # PointerRead: p[a], p[a+1] the cycle after (addr, en)
 # ======================================================================================
 
+async def host_load(ctx, dut, words) -> None:
+    """Write `words` to addresses 0, 1, ... through the unit's host port (w_addr/w_data/w_en)."""
+    for i, word in enumerate(words):
+        ctx.set(dut.w_addr, i)
+        ctx.set(dut.w_data, int(word))
+        ctx.set(dut.w_en, 1)
+        await ctx.tick()
+    ctx.set(dut.w_en, 0)
+
+
 def ptr_bench(depth, value_bits, loads, reads):
     """Load pointer tables and run reads; returns per-read (start, end) observed.
 
@@ -60,12 +70,7 @@ def ptr_bench(depth, value_bits, loads, reads):
 
     async def tb(ctx):
         for table, group in zip(loads, reads):
-            for i, p in enumerate(table):
-                ctx.set(dut.w_addr, i)
-                ctx.set(dut.w_data, int(p))
-                ctx.set(dut.w_en, 1)
-                await ctx.tick()
-            ctx.set(dut.w_en, 0)
+            await host_load(ctx, dut, table)
             out = []
             for addr, en in group:
                 ctx.set(dut.addr, addr)
@@ -138,12 +143,7 @@ def spmat_bench(rows, ops):
 
     async def tb(ctx):
         was_issue = False
-        for i, r in enumerate(rows):
-            ctx.set(dut.w_addr, i)
-            ctx.set(dut.w_data, int(r))
-            ctx.set(dut.w_en, 1)
-            await ctx.tick()
-        ctx.set(dut.w_en, 0)
+        await host_load(ctx, dut, rows)
         for k, op in enumerate(ops):
             ctx.set(dut.issued.valid, 0)
             ctx.set(dut.w_en, 0)

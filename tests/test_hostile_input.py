@@ -497,7 +497,7 @@ def test_broken_pipe_is_one_line(image, tmp_path, capsys, monkeypatch):
 
     def closed(obj):
         raise BrokenPipeError(32, "Broken pipe")
-    monkeypatch.setattr(cli, "_emit_json", closed)
+    monkeypatch.setattr(cli, "emit_json", closed)
     rc = main(["info", str(p), "--json"])
     err = capsys.readouterr().err
     assert rc == 141 and err.strip().splitlines() == ["eie info: stopped: output pipe closed by the reader (SIGPIPE)"]

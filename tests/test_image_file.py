@@ -19,7 +19,8 @@ import pytest
 
 from eie.golden_model import EIEImage, ImageFormatError, decode_weights, encode_layer, encode_network
 from eie.golden_model import files, image_file
-from eie.golden_model.image_file import MAGIC, VERSION, atomic_write_bytes, load_image, save_image
+from eie.common import atomic_write_bytes
+from eie.golden_model.image_file import MAGIC, VERSION, load_image, save_image
 
 from .helpers import sparse_matrix
 
@@ -384,12 +385,16 @@ def test_pointers_not_non_decreasing(single, saved_single, tmp_path):
         with_layer(single, 0, ptr=bump(L.ptr.copy())).validate()
 
 
-def test_pointer_must_start_at_zero(single, saved_single, tmp_path):
-    def shift(p):
-        p[2] += 1
-        return p
-    with pytest.raises(ImageFormatError, match=r"layers\[0\]\.ptr\[PE 2\]\[0\]: expected 0"):
-        load_image(_edit_array(saved_single, tmp_path, "layers[0].ptr", shift))
+@pytest.mark.parametrize("array, index, match", [
+    ("layers[0].ptr", 2, r"layers\[0\]\.ptr\[PE 2\]\[0\]: expected 0"),                     # PE 2's pointers start at 1
+    ("layers[0].codebook", 3, r"layers\[0\]\.codebook\[3\]: .* is not codebook_float\[3\]"),  # not the quantised float
+])
+def test_one_element_off_by_one_is_named(single, saved_single, tmp_path, array, index, match):
+    def bump(a):
+        a[index] += 1
+        return a
+    with pytest.raises(ImageFormatError, match=match):
+        load_image(_edit_array(saved_single, tmp_path, array, bump))
 
 
 def test_last_pointer_past_the_end(single, saved_single, tmp_path):
@@ -433,14 +438,6 @@ def test_codebook_entry_zero_reserved(single, saved_single, tmp_path):
     cbf[0] = 0.5
     with pytest.raises(ImageFormatError, match=r"layers\[0\]\.codebook\[0\]"):
         with_layer(single, 0, codebook_float=cbf).validate()
-
-
-def test_codebook_must_match_quantised_float(single, saved_single, tmp_path):
-    def nudge(cb):
-        cb[3] += 1
-        return cb
-    with pytest.raises(ImageFormatError, match=r"layers\[0\]\.codebook\[3\]: .* is not codebook_float\[3\]"):
-        load_image(_edit_array(saved_single, tmp_path, "layers[0].codebook", nudge))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

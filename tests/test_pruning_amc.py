@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from eie.pruning.amc import N_FEATURES, AMCConfig, AMCEnv, DDPG, _a_max_arg, run_amc
+from eie.pruning.amc import N_FEATURES, AMCConfig, AMCEnv, DDPG, run_amc
+from eie.pruning.registry import a_max_list
 from eie.pruning.models import ConvNet, prunable_layers
-from eie.pruning.netadapt import EIELatency, clone_model, get_mask
+from eie.pruning.latency import EIELatency
+from eie.pruning.masks import clone_model, get_mask
 
 torch.set_num_threads(1)
 
@@ -157,7 +159,7 @@ def test_per_layer_bounds_hold_and_spare_the_output_layer(small, splits):
     for bad in (dict(a_max=(0.5, 1.0, 0.5)), dict(a_max_last=0.0), dict(reward_batches=-1), dict(reward_lr=0)):
         with pytest.raises(ValueError):
             tiny(**bad)
-    assert _a_max_arg("0.9") == 0.9 and _a_max_arg("0.9,0.95,0.5") == (0.9, 0.95, 0.5)
+    assert a_max_list("0.9") == 0.9 and a_max_list("0.9,0.95,0.5") == (0.9, 0.95, 0.5)
 
 
 def test_returns_the_best_rewarded_policy_not_the_last(small, splits, monkeypatch):

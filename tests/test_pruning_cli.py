@@ -282,14 +282,32 @@ def test_user_errors(capsys, tmp_path, cache):
         assert e.value.code == 2 and msg in capsys.readouterr().err
 
 
-def test_cli_defaults_match_library():
-    from eie.pruning import cli
-    from eie.pruning.finetune import FinetuneConfig
+def test_registry_defaults_match_library():
+    """The registry keeps the library's defaults as data (so the parser imports no torch):
+    they must be the library's, and every entry point it names must resolve."""
+    from eie.pruning import registry
+    from eie.pruning.amc import AMCConfig
+    from eie.pruning.iterative import FinetuneConfig
+    from eie.pruning.netadapt import NetAdaptConfig
     from eie.pruning.sensitivity import DEFAULT_RATIOS
     from eie.pruning.train import TrainConfig
 
     d = TrainConfig()
-    assert (cli.DENSE_EPOCHS, cli.DENSE_LR, cli.DENSE_BATCH) == (d.epochs, d.lr, d.batch_size)
-    assert cli.LR_SCALE == FinetuneConfig().lr_scale
-    assert cli.DEFAULT_RATIOS == DEFAULT_RATIOS
-    assert set(cli.PLUGIN_METHODS) == {"lottery", "netadapt", "amc"}
+    c = registry.COMMON_DEFAULTS
+    assert (c["epochs"], c["lr"], c["batch_size"]) == (d.epochs, d.lr, d.batch_size)
+    assert c["lr_scale"] == FinetuneConfig().lr_scale
+    assert registry.DEFAULT_RATIOS == DEFAULT_RATIOS
+    opts = {m.name: {o.name: o.default for o in m.options} for m in registry.METHODS.values()}
+    a, n = AMCConfig(), NetAdaptConfig()
+    assert {k: opts["amc"][k] for k in ("a_max", "a_max_last", "reward_batches", "reward_lr", "budget")} == \
+        {"a_max": a.a_max, "a_max_last": a.a_max_last, "reward_batches": a.reward_batches, "reward_lr": a.reward_lr,
+         "budget": a.budget}
+    assert (opts["netadapt"]["delta"], opts["netadapt"]["budget"], opts["netadapt"]["short_epochs"]) == \
+        (n.delta, n.budget, n.short_epochs)
+    for m in registry.METHODS.values():
+        for ref in [m.run, m.plots, m.resolve, m.seeds] + [x for r in m.compare for x in (r.run, r.note)]:
+            if ref is not None:
+                assert callable(registry.resolve(ref)), ref
+    names = [o.name for o in registry.COMPARE_OPTIONS] + [o.name for m in registry.METHODS.values()
+                                                           for o in m.compare_options]
+    assert len(names) == len(set(names))           # one compare option, one name

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from eie.pruning import train as train_mod
-from eie.pruning.finetune import FinetuneConfig, finetune, iterative_prune, one_shot_prune, schedule
-from eie.pruning.magnitude import clone_model, is_pruned, overall_sparsity, weight_of
-from eie.pruning.train import TrainConfig, accuracy
+from eie.pruning.iterative import FinetuneConfig, iterative_prune, schedule
+from eie.pruning.magnitude import one_shot_prune
+from eie.pruning.masks import clone_model, is_pruned, overall_sparsity, weight_of
+from eie.pruning.train import TrainConfig, accuracy, finetune
 
 torch.set_num_threads(1)
 
@@ -41,7 +42,7 @@ def test_finetune_uses_scaled_lr(monkeypatch, trained, splits):
         seen.append(cfg)
         return real(model, splits, cfg, **kw)
 
-    monkeypatch.setattr("eie.pruning.finetune.train", spy)
+    monkeypatch.setattr("eie.pruning.train.train", spy)
     m = clone_model(trained)
     finetune(m, splits, TrainConfig(lr=1e-3, epochs=60), epochs=1, lr_scale=0.01)
     assert seen[0].lr == pytest.approx(1e-5) and seen[0].epochs == 1

@@ -10,7 +10,7 @@ import torch
 from eie.pruning.lottery import (LotteryConfig, compare_schedule, expected_remaining, next_masks, run_lottery,
                                  train_with_snapshots)
 from eie.pruning.models import MLP, prunable_layers
-from eie.pruning.netadapt import effective_weight, get_mask
+from eie.pruning.masks import get_mask, weight_of
 from eie.pruning.train import TrainConfig, dense_model, train
 
 torch.set_num_threads(1)
@@ -61,7 +61,7 @@ def test_reset_rewind_random_tickets(splits):
 
     def check(mode, r, model, masks, state):
         for name, m in prunable_layers(model):
-            w = effective_weight(m)
+            w = weight_of(m)
             mask = masks[name]
             assert torch.equal(get_mask(m), mask)
             if mode == "reset":
@@ -149,7 +149,7 @@ def test_pruned_weights_stay_zero_and_outputs_written(splits, tmp_path):
                       on_ticket=lambda mode, r, m, mk, s: trained.update({mode: (m, mk)}))
     for mode, (m, mk) in trained.items():    # the ticket objects after retraining
         for n, layer in prunable_layers(m):
-            w = effective_weight(layer)
+            w = weight_of(layer)
             assert torch.all(w[mk[n] == 0] == 0)
             assert torch.count_nonzero(w[mk[n] == 1]) > 0.99 * int(mk[n].sum())
     data = json.loads((tmp_path / "lottery.json").read_text())

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch.nn.utils import prune
 
-from eie.pruning.finetune import finetune
-from eie.pruning.magnitude import (apply_masks_from_zeros, clone_model, is_pruned, kept_fraction, masks,
-                                   overall_sparsity, plain_state_dict, prune_to, remove_pruning, sparsity_report,
-                                   weight_of)
+from eie.pruning.train import finetune
+from eie.pruning.magnitude import prune_to
+from eie.pruning.masks import (apply_masks_from_zeros, clone_model, is_pruned, kept_fraction, masks, overall_sparsity,
+                               plain_state_dict, remove_pruning, sparsity_report, weight_of)
 from eie.pruning.models import MLP, build_model
 from eie.pruning.train import TrainConfig, accuracy, set_seed, train
 

@@ -10,8 +10,9 @@ from eie.golden_model import encode_network
 from eie.golden_model.config import EIEConfig
 from eie.golden_model.model import run_image
 from eie.pruning.models import fc_layers
-from eie.pruning.netadapt import (EIELatency, NetAdaptConfig, WeightCount, _prune_layer_to_target, clone_model,
-                                  effective_weight, get_mask, run_netadapt)
+from eie.pruning.latency import EIELatency, WeightCount
+from eie.pruning.masks import clone_model, get_mask, weight_of
+from eie.pruning.netadapt import NetAdaptConfig, _prune_layer_to_target, run_netadapt
 
 torch.set_num_threads(1)
 
@@ -58,7 +59,7 @@ def test_prune_layer_to_target_is_minimal_and_meets_it(small, splits):
     assert n_pruned == res["pruned"] > 0
     assert torch.all(masks[0] == 1) and torch.all(masks[2] == 1)      # only layer 1 touched
     # the removed weights are the smallest of the layer
-    w = effective_weight(fc_layers(small)[1][1]).abs()
+    w = weight_of(fc_layers(small)[1][1]).abs()
     assert w[masks[1] == 0].max() <= w[masks[1] == 1].min()
     # one weight fewer misses the target (bisection stops between measured neighbours)
     order = np.argsort(w.numpy().ravel(), kind="stable")

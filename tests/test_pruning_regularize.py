@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from eie.pruning.magnitude import clone_model
+from eie.pruning.masks import clone_model
 from eie.pruning.models import MLP, ConvNet, build_model
-from eie.pruning.regularize import (SlimMLP, compact, kept_units, scale_penalty, scaling_factors, slim,
-                                    slim_to_budget, weight_penalty, weight_stats)
+from eie.pruning.regularize import weight_penalty, weight_stats
+from eie.pruning.slimming import SlimMLP, compact, kept_units, scale_penalty, scaling_factors, slim, slim_to_budget
 from eie.pruning.train import TrainConfig, accuracy, set_seed, train
 
 torch.set_num_threads(1)

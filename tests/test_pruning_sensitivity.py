@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from eie.pruning.magnitude import clone_model, prune_to, weight_of
+from eie.pruning.magnitude import prune_to
+from eie.pruning.masks import clone_model, weight_of
 from eie.pruning.sensitivity import DEFAULT_RATIOS, allocate, overall_of, pick_ratios, plot_scan, scan
 from eie.pruning.train import accuracy
 

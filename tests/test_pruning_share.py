@@ -9,11 +9,12 @@ from eie.golden_model import decode_indices, decode_weights
 from eie.golden_model import numerics as nm
 from eie.golden_model.image_file import load_image, save_image
 from eie.pruning.export import compression, export_image, image_accuracy, layer_codes
-from eie.pruning.finetune import finetune
-from eie.pruning.magnitude import clone_model, prune_to, weight_of
-from eie.pruning.models import MLP, build_model
-from eie.pruning.pipeline import load_checkpoint, save_checkpoint, strip_bias
-from eie.pruning.share import codebook_of, distinct_nonzero, is_shared, share_layer, share_weights, unshare
+from eie.pruning.train import finetune
+from eie.pruning.magnitude import prune_to
+from eie.pruning.masks import clone_model, weight_of
+from eie.pruning.models import MLP, build_model, strip_bias
+from eie.pruning.pipeline import load_checkpoint, save_checkpoint
+from eie.pruning.sharing import codebook_of, distinct_nonzero, is_shared, share_layer, share_weights, unshare
 from eie.pruning.train import TrainConfig, accuracy, set_seed, train
 
 torch.set_num_threads(1)

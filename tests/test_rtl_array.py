@@ -30,6 +30,14 @@ from .helpers import sparse_matrix
 pytestmark = pytest.mark.sim
 
 
+async def wait_idle(ctx, bus, polls: int = 10_000) -> None:
+    """Poll STATUS until BUSY clears; a run that never ends fails the test instead of hanging it."""
+    for _ in range(polls):
+        if not await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.STATUS)) & hm.Status.BUSY:
+            return
+    raise AssertionError(f"the array is still busy after {polls} status reads")
+
+
 def int_inputs(rng, batch, n_in, density, scale=512):
     """Q7.8 activations in about [-2, 2), `density` of them non-zero."""
     a = rng.integers(-scale, scale, (batch, n_in))
@@ -97,7 +105,7 @@ def test_default_parameters_build():
     run_both(image, int_inputs(rng, 2, 50, 0.5), params=ArrayParams())
 
 
-# -- corner cases of the brief, by name -------------------------------------------------
+# -- the corner cases, by name ------------------------------------------------------------
 def column_matrix(n_out, n_in, cells, value=0.75):
     W = np.zeros((n_out, n_in))
     for r, c in cells:
@@ -275,8 +283,7 @@ def test_reset_in_the_middle_of_a_run():
         await bus_write(ctx, dut.bus, image_writes(image, params))
         for s in range(2):
             await bus_write(ctx, dut.bus, input_writes(a[s], 2) + start_writes())
-            while await bus_read(ctx, dut.bus, hm.address(hm.Region.CTRL, hm.Ctrl.STATUS)) & hm.Status.BUSY:
-                pass
+            await wait_idle(ctx, dut.bus)
             got.append([await bus_read(ctx, dut.bus, r) & 0xFFFF for r in output_reads(5, 2)])
 
     sim = Simulator(top)
@@ -302,8 +309,7 @@ def test_writes_while_busy_are_ignored_and_registers_read_back():
         # while busy: try to clobber the codebook and an input; both must be ignored
         await bus_write(ctx, bus, [(hm.address(hm.Region.CODEBOOK, v), 0) for v in range(16)]
                         + [(hm.address(hm.Region.ACT, 0, 0), 0)])
-        while await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.STATUS)) & hm.Status.BUSY:
-            pass
+        await wait_idle(ctx, bus)
         seen["status"] = await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.STATUS))
         seen["info"] = await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.INFO))
         seen["layers"] = await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.N_LAYERS))
@@ -342,11 +348,8 @@ def test_held_outputs_read_twice_then_given_up_by_a_new_input():
 
     async def host(ctx):
         bus = dut.bus
-        status = hm.address(hm.Region.CTRL, hm.Ctrl.STATUS)
         await bus_write(ctx, bus, image_writes(image, params) + input_writes(a[0], 2) + start_writes())
-        for _ in range(10_000):
-            if not await bus_read(ctx, bus, status) & hm.Status.BUSY:
-                break
+        await wait_idle(ctx, bus)
         seen["first"] = [signed(await bus_read(ctx, bus, r)) for r in reads]
         seen["again"] = [signed(await bus_read(ctx, bus, r)) for r in reversed(reads)][::-1]
         # output 18 = local row 9 of PE 0: in the last batch (held); write a marker there
@@ -354,9 +357,7 @@ def test_held_outputs_read_twice_then_given_up_by_a_new_input():
         await bus_write(ctx, bus, [(marker, 1234)])
         seen["released"] = signed(await bus_read(ctx, bus, marker))
         await bus_write(ctx, bus, input_writes(a[1], 2) + start_writes())
-        for _ in range(10_000):
-            if not await bus_read(ctx, bus, status) & hm.Status.BUSY:
-                break
+        await wait_idle(ctx, bus)
         seen["second"] = [signed(await bus_read(ctx, bus, r)) for r in reads]
 
     sim = Simulator(dut)
@@ -402,11 +403,7 @@ def test_n_layers_beyond_max_layers_still_ends():
         bus = dut.bus
         await bus_write(ctx, bus, image_writes(image, params) + [(hm.address(hm.Region.CTRL, hm.Ctrl.N_LAYERS), 3)]
                         + input_writes(a[0], 2) + start_writes())
-        for _ in range(2000):
-            if not await bus_read(ctx, bus, hm.address(hm.Region.CTRL, hm.Ctrl.STATUS)) & hm.Status.BUSY:
-                break
-        else:
-            raise AssertionError("the run did not end")
+        await wait_idle(ctx, bus, polls=2000)
         out.extend([await bus_read(ctx, bus, r) & 0xFFFF for r in output_reads(6, 2)])
 
     sim = Simulator(dut)

@@ -138,3 +138,18 @@ def test_long_regression_over_the_default_builds(tmp_path, capsys):
     s = json.loads(capsys.readouterr().out)
     assert s["passed"] == 700 and not s["failures"]
     assert {(b["n_pe"], b["fifo_depth"]) for b in s["builds"]} >= {(1, 1), (16, 16), (64, 8)}
+
+
+@pytest.mark.parametrize("argv", [["sim"], ["regress", "--cases", "1"], ["verilog", "--synth"]])
+def test_existing_reports_are_kept_without_force(tmp_path, capsys, argv):
+    """`-o` of sim and regress, and the `--synth` report beside `eie verilog -o`, are
+    refused before any work when they exist (README: never replaced without --force)."""
+    if argv[0] == "verilog":
+        kept, out = tmp_path / "eie.synth.json", tmp_path / "eie.v"
+    else:
+        kept = out = tmp_path / "report.json"
+    kept.write_text("keep me")
+    rc = main([*argv, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert kept.read_text() == "keep me" and (kept == out or not out.exists())

@@ -51,6 +51,7 @@ def test_parameters_reach_the_verilog(tmp_path):
     assert desc["params"]["fifo_depth"] == 3
 
 
+@pytest.mark.slow   # Yosys on the whole 4-PE array: more than a minute
 def test_yosys_synthesis_of_the_default_has_no_latches(default_verilog):
     """The issue's check: `synth` on the 4-PE default, errors and latches fail the test."""
     rep = synthesize(default_verilog, DEFAULT_TOP)

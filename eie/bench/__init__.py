@@ -13,14 +13,17 @@ to the golden model, scipy and the paper's 64 PEs; eie/throughput.py).
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from eie.common import atomic_write_bytes, write_json
+
 from .layers import fc8_layer, synthetic_layer
+from .markdown import bench_markdown
 from .paper import PAPER_FIFO_DEPTH, PAPER_N_PE
+from .plots import write_plots
 from .speed import model_speed, rtl_speed
 from .sweeps import DEPTHS, PE_COUNTS, depth_sweep, pe_sweep
 from .table import bench_layers, fc8_row, table_iv
@@ -100,7 +103,7 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
     t0 = time.perf_counter()
     sections = set(cfg.sections)
     if "throughput" in sections:         # bad report paths end the run before anything is computed
-        from .throughput import throughput_sources
+        from .throughput import throughput_sources  # the FPGA flow (Amaranth): deferred to this section
 
         tp_sources = throughput_sources(cfg)
     res: dict = {"schema": SCHEMA, "config": cfg.as_dict(),
@@ -140,7 +143,7 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
             res["speed"]["rtl"] = rtl_speed(small, cfg.rtl_n_pe, cfg.fifo_depth, cfg.rtl_samples, cfg.rtl,
                                             cfg.repeat)
     if "throughput" in sections:
-        from .throughput import throughput_section
+        from .throughput import throughput_section  # (see throughput_sources above)
 
         res["throughput"] = throughput_section(cfg, tp_sources, progress)
     res["summary"] = _summary(res)
@@ -150,14 +153,9 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
 
 def write_report(res: dict, out_dir) -> list[Path]:
     """bench.json, bench.md and the PNG plots; returns the paths written."""
-    from eie.golden_model.image_file import atomic_write_bytes
-
-    from .markdown import bench_markdown
-    from .plots import write_plots
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [atomic_write_bytes(out_dir / "bench.json", [json.dumps(res, indent=2).encode()], overwrite=True)]
+    paths = [write_json(out_dir / "bench.json", res)]
     pngs = write_plots(res, out_dir)
     paths.append(atomic_write_bytes(out_dir / "bench.md", [bench_markdown(res, pngs).encode()], overwrite=True))
     return paths + [out_dir / p for p in pngs]

@@ -15,7 +15,7 @@ import numpy as np
 from eie.golden_model import numerics as nm
 from eie.golden_model.codebook import fixed_point_codebook
 from eie.golden_model.decoder import decode_indices
-from eie.golden_model.encoder import DEFAULT_ACC_DEPTH, encode_indices
+from eie.golden_model.csc import DEFAULT_ACC_DEPTH, encode_indices
 from eie.golden_model.fc8 import fc8_image, find_fc8_dir, load_fc8
 from eie.golden_model.functional import quantize_input
 from eie.golden_model.image import EIEImage, EncodedLayer

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from eie.golden_model.fc8 import AUTHORS_CYCLES
 from eie.plotting import pyplot, save_figure
 
 __all__ = ["write_plots"]
@@ -11,8 +14,6 @@ __all__ = ["write_plots"]
 
 def _table_iv(res: dict, path: Path) -> None:
     plt = pyplot()
-    import numpy as np
-
     rows = res["table_iv"]
     work = {r["layer"]: r for r in res.get("table_iv_work_matched", [])}
     names = [r["layer"] for r in rows]
@@ -60,8 +61,6 @@ def _sweep(sweeps: list[dict], key: str, path: Path, title: str, xlabel: str, id
 
 def _balance(res: dict, path: Path) -> None:
     plt = pyplot()
-    import numpy as np
-
     rows = [r for r in ([res["fc8"]] if res.get("fc8") else []) + res["table_iv"] if "balanced" in r]
     if not rows:
         return
@@ -78,8 +77,6 @@ def _balance(res: dict, path: Path) -> None:
 
 
 def write_plots(res: dict, out_dir: Path) -> list[str]:
-    from eie.golden_model.fc8 import AUTHORS_CYCLES
-
     out_dir = Path(out_dir)
     paths = []
     if res.get("table_iv"):
@@ -99,7 +96,7 @@ def write_plots(res: dict, out_dir: Path) -> list[str]:
         paths.append("pe_sweep.png")
     for board, points in ((res.get("throughput") or {}).get("scaling") or {}).items():
         if points:                      # one PNG per board, from the FPGA reports given
-            from eie.throughput import write_scaling_png
+            from eie.throughput import write_scaling_png  # Amaranth: deferred to boards with reports
 
             write_scaling_png(board, points, out_dir / f"fmax_luts_{board}.png")
             paths.append(f"fmax_luts_{board}.png")

@@ -69,7 +69,7 @@ def rtl_speed(layer: BenchLayer, n_pe: int = 4, fifo_depth: int = 8, samples: in
               repeat: int = 5, seed: int = 0) -> dict:
     """Run `samples` inputs (the layer's input, then random re-draws of its non-zero pattern)
     through the RTL; checks bit- and cycle-exactness and reports simulated cycles/s."""
-    from eie.hdl.loader import params_for_image
+    from eie.hdl.loader import params_for_image  # Amaranth and cocotb: deferred to the RTL figure
     from eie.sim.cases import Case
 
     image = layer.image(n_pe)

@@ -6,7 +6,8 @@ from tqdm import tqdm
 
 from eie.golden_model.config import EIEConfig
 from eie.golden_model.cycle_model import cycle_report
-from eie.golden_model.fc8 import AUTHORS_CYCLES
+from eie.golden_model.balance import balance_image
+from eie.golden_model.fc8 import AUTHORS_CYCLES, fc8_image, load_fc8
 
 from .layers import BenchLayer, fc8_layer, synthetic_layer
 from .paper import CLOCK_MHZ, PAPER_FIFO_DEPTH, PAPER_N_PE, TABLE_III, PaperLayer
@@ -47,8 +48,6 @@ def _balanced(layer: BenchLayer, image, calibrated: bool):
     """Row-permuted re-encoding (golden_model/balance.py). Uncalibrated: from the weights
     alone (every input assumed non-zero alike); calibrated: tuned on the layer's own input,
     an optimistic figure since the same input is then measured."""
-    from eie.golden_model.balance import balance_image
-
     return balance_image(image, calibration=layer.a[None, :] if calibrated else None, int_input=True)
 
 
@@ -89,8 +88,6 @@ def fc8_row(fc8_dir=None, fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = Tr
             layer: BenchLayer | None = None) -> dict | None:
     """FC8 as the authors stored it (their entries, unchanged), next to their simulator.
     `layer`: the already loaded fc8_layer(fc8_dir), if the caller has it."""
-    from eie.golden_model.fc8 import fc8_image, load_fc8
-
     L = layer if layer is not None else fc8_layer(fc8_dir)
     if L is None:
         return None

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tqdm import tqdm
+
+from eie.fpga import board_params
+from eie.fpga_boards import BOARDS
 from eie.golden_model.errors import ConfigError, EIEError
+from eie.throughput import (PROJECTION_NOTE, build_throughput, load_fpga_report, paper_throughput,
+                            report_throughput, scaling_points)
 
 __all__ = ["throughput_sources", "throughput_section"]
 
@@ -21,8 +27,6 @@ def throughput_sources(cfg) -> dict:
     """Load and check every source before anything is run: {"reports": [(path, report)],
     "fmax": [(board, n_pe, mhz)], "skipped": [...]}. InputError / ConfigError (one line)
     for a named report that is missing or not a report, or an unknown board."""
-    from eie.fpga import BOARDS
-    from eie.throughput import load_fpga_report
 
     out = {"reports": [], "fmax": [], "skipped": []}
     for path in cfg.fpga_reports:
@@ -43,10 +47,6 @@ def throughput_sources(cfg) -> dict:
 
 
 def throughput_section(cfg, sources: dict, progress: bool = False) -> dict:
-    from tqdm import tqdm
-
-    from eie.fpga import BOARDS, board_params
-    from eie.throughput import PROJECTION_NOTE, build_throughput, paper_throughput, report_throughput, scaling_points
 
     kw = dict(layer=cfg.throughput_layer, repeat=cfg.repeat)
     builds, skipped = [], list(sources["skipped"])

@@ -1,0 +1,139 @@
+"""Running a method of registry.py per seed, and `compare`: the dense model of each seed,
+the method, the final export (pipeline.finalize), the report and its plots.
+
+Both return the report dict and write it (report.json / compare.json) with the PNGs into
+the output directory; printing is the CLI's.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from eie.common import write_json
+
+from .masks import clone_model
+from .models import target_layers
+from .pipeline import Context, bias_warning, dense_for, evaluate_model, finalize, summarize
+from .plots import plot_bars, plot_compression
+from .registry import METHODS, Method, resolve
+from .train import finetune_budget
+
+__all__ = ["run_method", "compare_rows", "select_rows", "run_compare", "stderr_warning"]
+
+
+def stderr_warning(where: str, message: str) -> None:
+    print(f"{where}: warning: {message}", file=sys.stderr)
+
+
+def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: Path, *,
+               warn=stderr_warning) -> dict:
+    """`method` once per seed; writes the checkpoints, images, report.json and PNGs to `out`."""
+    torch.set_num_threads(1)   # the CPU is shared, and the tiny networks gain nothing from more
+    out.mkdir(parents=True, exist_ok=True)
+    run_fn = resolve(method.run)
+    t0 = time.perf_counter()
+    runs = []
+    for seed in seeds:
+        dense, splits = dense_for(ctx, seed)
+        run = {"seed": seed, "dense": evaluate_model(dense, splits)}
+        model, extra = run_fn(clone_model(dense), splits, ctx, seed, opts)
+        ref = extra.pop("_reference_weights", None)
+        run.update(extra)
+        run["final"] = finalize(model, splits, ctx, out, method.name, seed, meta={"method": method.name},
+                                reference_weights=ref)
+        if run["final"].get("image", {}).get("bias_warning"):
+            warn(f"eie prune {method.name}: seed {seed}", run["final"]["image"]["bias_warning"])
+        runs.append(run)
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
+    report = {"method": method.name, "options": options, "context": ctx.describe(), "runs": runs,
+              "summary": summarize(runs), "seconds": round(time.perf_counter() - t0, 1)}
+    files = ["report.json"]
+    if method.plots is not None:
+        files += resolve(method.plots)(report, out)
+    if "compression" in runs[0]["final"]:
+        plot_compression(runs[0]["final"]["compression"], out / "compression.png",
+                         title=f"{method.name}: storage of the FC weights (seed {runs[0]['seed']})")
+        files.append("compression.png")
+    for r in runs:
+        if "checkpoint" in r["final"]:
+            files.append(Path(r["final"]["checkpoint"]).name)
+        if "path" in r["final"].get("image", {}):
+            files.append(Path(r["final"]["image"]["path"]).name)
+    report["output_dir"] = str(out)
+    report["files"] = files
+    write_json(out / "report.json", report)
+    return report
+
+
+def compare_rows(model_kind: str) -> list[tuple[Method, object]]:
+    """(method, row) of every compare row of the registry that applies to the model."""
+    return [(m, row) for m in METHODS.values() for row in m.compare if model_kind == "mlp" or not row.mlp_only]
+
+
+def select_rows(rows, wanted: list[str] | None):
+    """The rows whose label contains one of `wanted` (case-insensitive); all without it."""
+    if not wanted:
+        return rows
+    labels = [row.label for _, row in rows]
+    unknown = [w for w in wanted if not any(w.lower() in lab.lower() for lab in labels)]
+    if unknown:
+        raise ValueError(f"unknown {unknown}; available: {labels}")
+    return [(m, row) for m, row in rows if any(w.lower() in row.label.lower() for w in wanted)]
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows, *, warn=stderr_warning) -> dict:
+    """Every row at `settings.sparsity`, per seed, exported like a method's final network
+    (nothing written but compare.json and compare.png)."""
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results = {row.label: [] for _, row in rows}
+    dense_rows = []
+    for seed in seeds:
+        dense, splits = dense_for(ctx, seed)
+        original = sum(m.weight.numel() for _, m in target_layers(dense, ctx.layers))
+        dense_rows.append({"seed": seed} | evaluate_model(dense, splits))
+        for _, row in rows:
+            t1 = time.perf_counter()
+            model = resolve(row.run)(clone_model(dense), splits, ctx, seed, settings, **dict(row.kwargs))
+            fin = finalize(model, splits, ctx, out, "compare", seed, write=False, reference_weights=original)
+            golden = fin.get("image", {}).get("golden_test", {})
+            results[row.label].append({
+                "seed": seed, "val_acc": fin["pruned"]["val_acc"], "test_acc": fin["pruned"]["test_acc"],
+                "kept": fin["pruned"]["kept"], "golden_test_acc": golden.get("accuracy"),
+                "cycles_per_input": golden.get("cycles_per_input"),
+                "biases_dropped": fin.get("image", {}).get("biases_dropped"),
+                "ratio_total": fin.get("compression", {}).get("ratio_total"),
+                "seconds": round(time.perf_counter() - t1, 1)})
+    dense_test = _mean(r["test_acc"] for r in dense_rows)
+    table = []
+    for _, row in rows:
+        rs = results[row.label]
+        t = {"method": row.label, "matching": resolve(row.note)(settings, **dict(row.kwargs))}
+        t |= {k: _mean(r[k] for r in rs) for k in ("kept", "val_acc", "test_acc", "golden_test_acc",
+                                                   "cycles_per_input", "ratio_total")}
+        table.append(t | {"test_acc_drop": dense_test - t["test_acc"], "runs": rs})
+        if any(r["biases_dropped"] for r in rs):
+            warn(f"eie prune compare: {row.label} (mean of {len(rs)} seed(s))",
+                 bias_warning(t["test_acc"], t["golden_test_acc"]))
+    report = {"method": "compare", "sparsity": settings.sparsity, "context": ctx.describe(),
+              "options": vars(settings).copy(),
+              "finetune_budget_epochs": finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs),
+              "dense": dense_rows, "dense_test_acc": dense_test, "dense_val_acc": _mean(r["val_acc"] for r in dense_rows),
+              "table": table, "seconds": round(time.perf_counter() - t0, 1), "output_dir": str(out),
+              "files": ["compare.json", "compare.png"]}
+    write_json(out / "compare.json", report)
+    plot_bars({f"{t['method']}\n({100 * t['kept']:.1f} % kept)": t["test_acc"] for t in table}, out / "compare.png",
+              f"methods at {100 * (1 - settings.sparsity):.0f} % of the FC weights kept "
+              f"(mean of {len(dense_rows)} seed(s))", "test accuracy (%)", dense_test)
+    return report
