@@ -9,6 +9,7 @@ from amaranth.lib.wiring import In, Out
 
 from .issue import issued_entry
 from .params import ACT_BITS, CODEBOOK_SIZE, PRODUCT_BITS, fits_signed
+from .register_stage import REPLICA_ATTR
 from .spmat_read import fetched_entry
 
 __all__ = ["ArithmeticUnit"]
@@ -38,7 +39,7 @@ class ArithmeticUnit(wiring.Component):
     banks (`acc_bank`), so the write-back of a finished batch (`wb_bank`) reads its bank
     through a second read port while the next batch accumulates in the other. Write-back
     reads one accumulator per cycle (`wb_en`, `wb_row` in cycle w; `wb_acc` registered, in
-    w + 2) and clears its valid bit. A valid bit per accumulator, cleared by reset and for
+    w + 2) and clears its valid bit (in w + 1). A valid bit per accumulator, cleared by reset and for
     the whole bank when a batch starts in it (`clear`), makes a never-written accumulator
     read as 0.
     """
@@ -177,20 +178,26 @@ class ArithmeticUnit(wiring.Component):
 
         # -- read ports: the multiply stage's, and the write-back's ----------------------
         m.d.comb += acc_r.addr.eq(Cat(mul_row, self.acc_bank))
-        wb_hit = Signal()
+        m.d.comb += wb_r.addr.eq(Cat(self.wb_row, self.wb_bank))
+        # The write-back's row, bank and clear are registered here (w + 1), a copy per PE
+        # (the PEs of a group see the same inputs; synthesis would share one copy), and the
+        # valid bit is looked up and cleared from the copy: the row's net reaches only the
+        # memory's address, not 64 multiplexers in four PEs. valid_wb in w + 1 holds the
+        # valid bits as they were in w, before this read's own clear.
         wb_read = Signal()
-        wb_addr = Cat(self.wb_row, self.wb_bank)
-        m.d.comb += wb_r.addr.eq(wb_addr)
-        m.d.sync += wb_read.eq(self.wb_en)
-        with m.If(self.wb_en):
-            m.d.sync += wb_hit.eq(valid_wb.bit_select(self.wb_row, 1))
+        wb_row_r = Signal(rb, attrs={REPLICA_ATTR: 1})
+        wb_bank_r = Signal(attrs={REPLICA_ATTR: 1})
+        wb_clear_r = Signal(attrs={REPLICA_ATTR: 1})
+        m.d.sync += [wb_read.eq(self.wb_en), wb_row_r.eq(self.wb_row), wb_bank_r.eq(self.wb_bank),
+                     wb_clear_r.eq(self.wb_en & self.wb_clear)]
+        wb_hit = valid_wb.bit_select(wb_row_r, 1)
         with m.If(self.clear):                 # a batch starts in acc_bank (the other may be written back)
             with m.If(self.acc_bank):
                 m.d.sync += acc_valid[depth:].eq(0)
             with m.Else():
                 m.d.sync += acc_valid[:depth].eq(0)
-        with m.If(self.wb_en & self.wb_clear):
-            m.d.sync += acc_valid.bit_select(wb_addr, 1).eq(0)
+        with m.If(wb_clear_r):
+            m.d.sync += acc_valid.bit_select(Cat(wb_row_r, wb_bank_r), 1).eq(0)
         with m.If(wb_read):
             m.d.sync += self.wb_acc.eq(Mux(wb_hit, wb_r.data, 0))
         m.d.comb += self.busy.eq(fetch_v | dec_v | mul_v | rd_v | acc_v | last_v)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -91,34 +91,45 @@ class EIEArray(wiring.Component):
         for g, stage in enumerate(batch_stages):
             wiring.connect(m, stage.o, *(pe.batch for pe in pes[g * GROUP:(g + 1) * GROUP]))
         rewind = root_batch.o.nz_rewind
-        bcast_en = Signal(attrs=replica_attrs)
-        m.d.sync += bcast_en.eq(ctl.broadcast_en)
 
         # -- compute datapath -----------------------------------------------------------
         # The broadcaster sits at the LNZD root: it sends the root's item when every PE has a
-        # credit (a free queue entry; counters here, so the AND of N is local) and writes it
-        # into broadcast registers, one per group of four PEs, which write the queues in the
-        # next cycle (broadcast_latency). A PE's pop comes back registered and is a credit
-        # again the cycle after (room_latency = 2, docs/cycle-model.md).
+        # credit (a free queue entry; counters here) and writes it into broadcast registers,
+        # one per group of four PEs, which write the queues in the next cycle
+        # (broadcast_latency). A PE's pop comes back registered and is a credit again the
+        # cycle after (room_latency = 2, docs/cycle-model.md).
+        # "Every PE has a credit" is itself a register (`all_credit`, a copy per group, like
+        # the broadcast enable), set from the counters one cycle ahead: next cycle every
+        # counter is above 0 if, with this cycle's pops, every counter is at least 2 when
+        # this cycle broadcasts, or at least 1 when it does not. So a broadcast decision is
+        # one gate of registers, and the N-input AND is not on the path of `go`.
         D = p.fifo_depth
         credits = [Signal(range(D + 1), init=D, name=f"credit{k}") for k in range(N)]
         pop_back = [Signal(name=f"pop_back{k}") for k in range(N)]
-        go = Signal()
-        m.d.comb += [
-            go.eq(bcast_en & lnzd.out.valid & Cat(c != 0 for c in credits).all()),
-            lnzd.out.ready.eq(go), lnzd.flush.eq(rewind),
-        ]
+        bcast_en = [Signal(name=f"bcast_en{g}", attrs=replica_attrs) for g in range(groups)]
+        all_credit = [Signal(init=1, name=f"all_credit{g}", attrs=replica_attrs) for g in range(groups)]
+        go = [Signal(name=f"go{g}") for g in range(groups)]
+        after_go = Cat((c + b >= 2) for c, b in zip(credits, pop_back)).all()
+        after_idle = Cat((c != 0) | b for c, b in zip(credits, pop_back)).all()
+        for g in range(groups):
+            m.d.sync += bcast_en[g].eq(ctl.broadcast_en)
+            m.d.comb += go[g].eq(bcast_en[g] & lnzd.out.valid & all_credit[g])
+            with m.If(rewind):
+                m.d.sync += all_credit[g].eq(1)
+            with m.Else():
+                m.d.sync += all_credit[g].eq(Mux(go[g], after_go, after_idle))
+        m.d.comb += [lnzd.out.ready.eq(go[0]), lnzd.flush.eq(rewind)]
         for k, pe in enumerate(pes):
             m.d.sync += pop_back[k].eq(pe.popped)
             with m.If(rewind):
                 m.d.sync += credits[k].eq(D)
             with m.Else():
-                m.d.sync += credits[k].eq(credits[k] - go + pop_back[k])
+                m.d.sync += credits[k].eq(credits[k] - go[k // GROUP] + pop_back[k])
         bc_valid = [Signal(name=f"bcast_valid{g}", attrs=replica_attrs) for g in range(groups)]
         bc_item = [Signal(p.act_item, name=f"bcast_item{g}", attrs=replica_attrs) for g in range(groups)]
         for g in range(groups):
-            m.d.sync += bc_valid[g].eq(go)
-            with m.If(go):
+            m.d.sync += bc_valid[g].eq(go[g])
+            with m.If(go[g]):
                 m.d.sync += bc_item[g].eq(lnzd.out.payload)
         m.d.comb += ctl.all_idle.eq(lnzd.done & ~bc_valid[0] & Cat(pe.idle for pe in pes).all())
         m.d.comb += [
