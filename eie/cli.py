@@ -42,6 +42,8 @@ __all__ = ["main", "build_parser", "UserError"]
 SEED_MAX = (1 << 32) - 1       # k-means (scikit-learn) and the training seeds
 DEPTH_MAX = 1 << 24            # any memory depth option
 FIFO_MAX = 1 << 16
+LEAF_SLICE_HELP = ("a register slice between each PE's non-zero list and its LNZD leaf (one more cycle of "
+                   "list latency, docs/rtl.md)")
 
 
 def _add_output(p, help_text):
@@ -252,7 +254,7 @@ def _array_params(args):
     from eie.hdl.params import ArrayParams  # Amaranth: deferred (see cmd_demo)
 
     kw = {k: getattr(args, k) for k in ("n_pe", "fifo_depth", "acc_depth", "act_depth", "ptr_depth",
-                                        "spmat_depth", "max_layers", "acc_bits")}
+                                        "spmat_depth", "max_layers", "acc_bits", "leaf_slice")}
     return ArrayParams(**{k: v for k, v in kw.items() if v is not None})
 
 
@@ -322,7 +324,7 @@ def cmd_fpga(args) -> int:
     from eie.fpga import run_fpga  # Amaranth: deferred (see cmd_demo)
 
     overrides = {k: getattr(args, k) for k in ("fifo_depth", "acc_depth", "act_depth", "ptr_depth",
-                                               "spmat_depth", "max_layers", "acc_bits")}
+                                               "spmat_depth", "max_layers", "acc_bits", "leaf_slice")}
 
     def log(n, t):
         if not args.json:
@@ -524,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spmat-depth", type=int, help="64-bit sparse-matrix rows per PE (default 2048)")
     p.add_argument("--max-layers", type=int, help="layer descriptors/codebooks on chip (default 8)")
     p.add_argument("--acc-bits", type=int, help="accumulator width (default 48)")
+    p.add_argument("--leaf-slice", action="store_true", default=None, help=LEAF_SLICE_HELP)
     p.add_argument("--top", default="eie_array", help="top module name")
     p.add_argument("--synth", action="store_true", help="also run Yosys synthesis and report cells")
     p.add_argument("--lint", action="store_true", help="also lint with Verilator (must be installed)")
@@ -539,6 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("ptr-depth", "column pointers per PE"), ("spmat-depth", "64-bit matrix rows per PE"),
                        ("max-layers", "layers on chip"), ("acc-bits", "accumulator width")):
         p.add_argument(f"--{name}", type=int, help=f"{what} (default: the board's preset)")
+    p.add_argument("--leaf-slice", action="store_true", default=None, help=LEAF_SLICE_HELP)
     p.add_argument("--search", choices=["auto", "pnr", "synth", "none"], default="auto",
                    help="how to find the largest N that fits: place and route every trial, a synthesis "
                         "utilisation check, or not at all (auto: pnr on iCE40, synth on ECP5)")

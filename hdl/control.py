@@ -6,7 +6,6 @@ from amaranth import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from eie.golden_model.config import Timing
 
 from .host_map import LayerField
 from .params import ACT_BITS, ArrayParams
@@ -79,8 +78,6 @@ class ControlUnit(wiring.Component):
     descriptor multiplexer is on a compute path.
     """
 
-    TIMING = Timing()   # the latencies this micro-architecture implements
-
     def __init__(self, params: ArrayParams):
         self.params = p = params
         self.desc = descriptor_layout(p)
@@ -109,7 +106,7 @@ class ControlUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        tm = self.TIMING
+        tm = p.timing        # the latencies this build implements
         assert tm.pipeline_latency >= 4, "DRAIN lasts pipeline_latency - 3 cycles"
         descs = Array(Signal(self.desc, name=f"desc{i}") for i in range(p.max_layers))
         with m.If(self.desc_w_en):

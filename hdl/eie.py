@@ -65,7 +65,7 @@ class EIEArray(wiring.Component):
         p = self.params
         N = p.n_pe
         m.submodules.control = ctl = ControlUnit(p)
-        m.submodules.lnzd = lnzd = LNZD(N, p.local_bits, p.index_bits)
+        m.submodules.lnzd = lnzd = LNZD(N, p.local_bits, p.index_bits, leaf_slice=p.leaf_slice)
         pes = []
         for k in range(N):
             pe = PE(p, k)

@@ -95,10 +95,15 @@ class LNZD(wiring.Component):
     `heads_done[k]` once it is walked. The root gives the next broadcast (`out`: index
     j = m * N + k, value), the lowest j of all lists, one per cycle after the tree has
     filled (docs/cycle-model.md, `lnzd_latency`); `done` once every list is broadcast.
+
+    `leaf_slice`: each list passes a two-entry RegisterFIFO before its leaf, whose ready
+    (level < 2) comes from a register: the leaf's choice then drives only the slice next
+    to it, not the PE's prefetch buffer. It costs one cycle of list latency, no throughput.
     """
 
-    def __init__(self, n_pe: int, local_bits: int, index_bits: int):
+    def __init__(self, n_pe: int, local_bits: int, index_bits: int, *, leaf_slice: bool = False):
         self.n_pe = n_pe
+        self.leaf_slice = leaf_slice
         self.pe_bits = max(1, (n_pe - 1).bit_length())
         self.levels = lnzd_levels(n_pe)
         self.head = Head(local_bits, self.pe_bits)
@@ -118,12 +123,21 @@ class LNZD(wiring.Component):
         for k in range(self.n_pe):
             leaf = stream.Signature(self.head).create(path=(f"leaf{k}",))
             src = self.heads[k]
-            m.d.comb += [
-                leaf.valid.eq(src.valid), src.ready.eq(leaf.ready),
-                leaf.payload.local.eq(src.payload.local), leaf.payload.value.eq(src.payload.value),
-                leaf.payload.pe.eq(k),
-            ]
-            level.append((leaf, self.heads_done[k]))
+            done = self.heads_done[k]
+            if self.leaf_slice:
+                nz = src.payload.shape()
+                sl = ResetInserter(self.flush)(RegisterFIFO(width=nz.size, depth=2))
+                m.submodules[f"leaf_slice{k}"] = sl
+                head = nz(sl.r_data)
+                m.d.comb += [sl.w_data.eq(src.payload), sl.w_en.eq(src.valid), src.ready.eq(sl.w_rdy),
+                             leaf.valid.eq(sl.r_rdy), sl.r_en.eq(leaf.ready),
+                             leaf.payload.local.eq(head.local), leaf.payload.value.eq(head.value)]
+                done = self.heads_done[k] & ~sl.r_rdy
+            else:
+                m.d.comb += [leaf.valid.eq(src.valid), src.ready.eq(leaf.ready),
+                             leaf.payload.local.eq(src.payload.local), leaf.payload.value.eq(src.payload.value)]
+            m.d.comb += leaf.payload.pe.eq(k)
+            level.append((leaf, done))
         depth = 0
         while True:
             nxt = []

@@ -52,6 +52,10 @@ class ArrayParams:
     spmat_depth: int = 2048      # 64-bit sparse-matrix rows per PE (8 entries each)
     max_layers: int = 8          # layer descriptors and codebooks held on chip
     acc_bits: int = nm.DEFAULT_ACC_BITS
+    # A two-entry register slice between every PE's list head and its LNZD leaf, so the
+    # leaf's grant does not reach back into the PE (docs/rtl.md): one more cycle of
+    # `list_latency` (the `timing` below), the rest of the schedule unchanged.
+    leaf_slice: bool = False
 
     def __post_init__(self):
         for name in ("n_pe", "fifo_depth", "acc_depth", "act_depth", "ptr_depth", "spmat_depth", "max_layers"):
@@ -69,6 +73,14 @@ class ArrayParams:
         if self.n_pe > 256:
             raise ConfigError(f"n_pe must be at most 256 (host address map), not {self.n_pe}")
         nm.check_acc_bits(self.acc_bits)
+        if not isinstance(self.leaf_slice, bool):
+            raise ConfigError(f"leaf_slice must be True or False, not {self.leaf_slice!r}")
+
+    @property
+    def timing(self) -> Timing:
+        """The latencies this build implements (the golden model's cycle-model constants)."""
+        base = Timing()
+        return Timing(list_latency=base.list_latency + int(self.leaf_slice)) if self.leaf_slice else base
 
     # -- derived widths ------------------------------------------------------------
     @property
@@ -123,7 +135,7 @@ class ArrayParams:
     def to_config(self, timing: Timing | None = None) -> EIEConfig:
         """The golden model's view of this array."""
         return EIEConfig(n_pe=self.n_pe, fifo_depth=self.fifo_depth, acc_depth=self.acc_depth,
-                         act_depth=self.act_depth, acc_bits=self.acc_bits, timing=timing or Timing())
+                         act_depth=self.act_depth, acc_bits=self.acc_bits, timing=timing or self.timing)
 
     def as_dict(self) -> dict:
         return asdict(self)

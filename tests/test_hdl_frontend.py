@@ -518,18 +518,21 @@ def test_lnzd_node_merges_in_order(n_children, gaps, p_ready):
         assert out_cycles == list(range(1, 1 + len(want)))
 
 
-def lnzd_dut(n_pe, local_bits):
-    return LNZD(n_pe, local_bits, bits_for(n_pe * (1 << local_bits) - 1))
+def lnzd_dut(n_pe, local_bits, leaf_slice=False):
+    return LNZD(n_pe, local_bits, bits_for(n_pe * (1 << local_bits) - 1), leaf_slice=leaf_slice)
 
 
-@pytest.mark.parametrize("n_pe,go_rate,gaps", [(1, 1.0, 0.0), (3, 1.0, 0.0), (4, 0.6, 0.0), (5, 1.0, 0.0),
-                                               (16, 1.0, 0.0), (16, 0.7, 0.2), (17, 1.0, 0.0),
-                                               (64, 0.6, 0.0), (64, 1.0, 0.0), (64, 0.8, 0.3)])
-def test_lnzd_walk(n_pe, go_rate, gaps):
+@pytest.mark.parametrize("n_pe,go_rate,gaps,leaf_slice", [
+    (1, 1.0, 0.0, False), (3, 1.0, 0.0, False), (4, 0.6, 0.0, False), (5, 1.0, 0.0, False),
+    (16, 1.0, 0.0, False), (16, 0.7, 0.2, False), (17, 1.0, 0.0, False),
+    (64, 0.6, 0.0, False), (64, 1.0, 0.0, False), (64, 0.8, 0.3, False),
+    (1, 1.0, 0.0, True), (5, 1.0, 0.0, True), (16, 0.7, 0.2, True), (64, 1.0, 0.0, True), (64, 0.8, 0.3, True)])
+def test_lnzd_walk(n_pe, go_rate, gaps, leaf_slice):
     """Each PE k holds the sorted local indices m of the non-zeros a[m * N + k]; the LNZD
     must broadcast np.flatnonzero(a) in order. With the lists' streams always valid and
     the root always taken, the first broadcast comes `levels` cycles after the lists are
-    ready and then one per cycle (the cycle model's one broadcast per cycle)."""
+    ready (one more behind a leaf slice) and then one per cycle (the cycle model's one
+    broadcast per cycle)."""
     rng = np.random.default_rng(500 + n_pe + int(1000 * go_rate) + int(100 * gaps))
     local_bits = 4
     n = int(rng.integers(n_pe * (1 << local_bits) // 2, n_pe * (1 << local_bits) + 1))
@@ -538,12 +541,12 @@ def test_lnzd_walk(n_pe, go_rate, gaps):
         a[n_pe * 2:n_pe * 3] = rand_act(rng, n_pe)    # a dense stretch: ties on m
     lists = [[{"local": m, "value": int(a[m * n_pe + k])} for m in range((n - k + n_pe - 1) // n_pe)
               if a[m * n_pe + k]] for k in range(n_pe)]
-    dut = lnzd_dut(n_pe, local_bits)
+    dut = lnzd_dut(n_pe, local_bits, leaf_slice)
     out, out_cycles = run_merge(dut, dut.heads, dut.heads_done, lists, rng, gaps, go_rate, 6 * n + 20,
                                 lambda p: (p.index, p.value))
     nz = np.flatnonzero(a)
     assert [j for j, _ in out] == nz.tolist()
     assert [v for _, v in out] == a[nz].tolist()
     if go_rate == 1 and gaps == 0:
-        first = lnzd_levels(n_pe)
+        first = lnzd_levels(n_pe) + int(leaf_slice)
         assert out_cycles == list(range(first, first + len(nz)))

@@ -117,6 +117,29 @@ def test_biases_property(seed, n_pe, fifo_depth, acc_depth, dims, biased, w_dens
         assert all((len(c) > 0 and c[-1] == L.n_in) == L.bias for c in cols)
 
 
+@settings(max_examples=15)
+@given(seed=st.integers(0, 2**31 - 1), n_pe=st.sampled_from([1, 3, 4, 5, 16, 17]),
+       fifo_depth=st.sampled_from([1, 2, 8]), acc_depth=st.integers(1, 4),
+       dims=st.lists(st.integers(1, 40), min_size=2, max_size=3),
+       a_density=st.sampled_from([0.0, 0.3, 1.0]))
+def test_leaf_slice_property(seed, n_pe, fifo_depth, acc_depth, dims, a_density):
+    """The build with a register slice before every LNZD leaf: list_latency one more, and
+    the array still matches the cycle model (with that timing) at every broadcast and pop."""
+    rng = np.random.default_rng(seed)
+    Ws = [sparse_matrix(rng, dims[i + 1], dims[i], 0.4) for i in range(len(dims) - 1)]
+    bs = [rng.normal(0, 0.5, d) if rng.random() < 0.5 else None for d in dims[1:]]
+    image = encode_network(Ws, n_pe, acc_depth=acc_depth, biases=bs, seed=seed % 1000)
+    params = params_for_image(image, fifo_depth=fifo_depth, leaf_slice=True)
+    assert params.to_config().timing.list_latency == Timing().list_latency + 1
+    a = int_inputs(rng, 2, dims[0], a_density)
+    gold, _ = run_both(image, a, params=params)
+    plain = run_image(image, a, params_for_image(image, fifo_depth=fifo_depth).to_config(), int_input=True, trace=True)
+    for bs_, bp in zip(gold.report.batches, plain.report.batches):   # every batch's first broadcast: one later
+        assert len(bs_.broadcast) == len(bp.broadcast)
+        if len(bp.broadcast):
+            assert bs_.broadcast[0] == bp.broadcast[0] + 1
+
+
 def test_bias_field_is_written_for_every_layer():
     """The loader writes every layer's BIAS field, 0 without a bias, so a bias-free image
     loaded after a biased one on the same array does not keep the old bias column."""
