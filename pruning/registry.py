@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["Option", "CompareRow", "Method", "METHODS", "COMPARE_OPTIONS", "COMMON_DEFAULTS", "ONE_SHOT_BUDGET",
+__all__ = ["Option", "CompareRow", "Method", "METHODS", "MODELS", "PRESETS", "preset", "default_model", "COMPARE_OPTIONS",
+           "COMMON_DEFAULTS", "ONE_SHOT_BUDGET",
            "DEFAULT_RATIOS", "resolve", "fraction", "floats", "seeds_list", "non_negative_int", "a_max_list"]
 
 
@@ -135,6 +136,62 @@ def resolve(ref: str) -> Callable:
     """The function a "module:function" reference names (modules of eie.pruning)."""
     module, name = ref.split(":")
     return getattr(importlib.import_module(f"eie.pruning.{module}"), name)
+
+
+# -- networks and their defaults -----------------------------------------------------------------
+# models.MODELS builds them; the descriptions are here so that the parser imports no torch.
+MODELS = {
+    "mlp": "n_in-300-100-10 MLP, no biases by default (64-300-100-10 on digits); every layer on EIE",
+    "conv": "small BatchNorm conv net (network slimming's channels); not exported",
+    "lenet300": "LeNet-300-100 of Han et al. 2015 (784-300-100-10 on MNIST), with biases; every layer on EIE",
+    "lenet5": "LeNet-5, Caffe variant (conv 20@5x5, pool, conv 50@5x5, pool, FC 800-500-10), with biases; "
+              "the FC layers on EIE, fed by the convs in PyTorch",
+}
+PAPER_MODELS = ("lenet300", "lenet5")   # biases by default, MNIST schedules below
+
+
+def default_model(dataset: str) -> str:
+    """The network a data set gets without --model: LeNet-300-100 on MNIST, else the MLP."""
+    return "lenet300" if dataset == "mnist" else "mlp"
+
+
+# The papers' networks train on 55,000 MNIST images (LeNet-5: ~12 s per epoch on the
+# 2-core machine), not on 1,077 digits: shorter schedules, larger batches, cosine decay.
+# {model: {"*": common options, method: that method's options}}; an option the user
+# gives on the command line wins. Chosen on the validation split (docs/pruning.md).
+PRESETS: dict[str, dict[str, dict]] = {
+    "lenet300": {
+        "*": {"epochs": 20, "batch_size": 128, "lr_schedule": "cosine", "steps": 4, "ft_epochs": 8,
+              "final_epochs": 20, "lr_scale": 1.0, "centroid_epochs": 5, "reg_epochs": 10},
+        "magnitude": {"ft_epochs": 52},
+        "regularize": {"ft_epochs": 52},
+        "slimming": {"reg_epochs": 10, "ft_epochs": 52},
+        "lottery": {"rounds": 8},
+        "netadapt": {"long_epochs": 20, "latency_samples": 32},
+        "amc": {"finetune_epochs": 20, "val_samples": 1000},
+        "compare": {"amc_episodes": 300},
+    },
+    "lenet5": {
+        "*": {"epochs": 12, "batch_size": 128, "lr_schedule": "cosine", "steps": 3, "ft_epochs": 3,
+              "final_epochs": 8, "lr_scale": 1.0, "centroid_epochs": 2, "reg_epochs": 4},
+        "magnitude": {"ft_epochs": 17},
+        "regularize": {"ft_epochs": 17},
+        "slimming": {"reg_epochs": 4, "ft_epochs": 17},
+        "lottery": {"rounds": 6},
+        "netadapt": {"long_epochs": 8, "short_epochs": 1, "latency_samples": 16},
+        "amc": {"finetune_epochs": 8, "val_samples": 1000},
+        "compare": {"amc_episodes": 200, "amc_warmup": 60},
+    },
+}
+
+
+def preset(model: str, method: str | None, name: str):
+    """The papers' networks' default of option `name` for `method` (None: none)."""
+    table = PRESETS.get(model, {})
+    for key in (method, "*"):
+        if key is not None and name in table.get(key, {}):
+            return table[key][name]
+    return None
 
 
 # -- shared options ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
 
 from eie.common import write_json
 
@@ -21,7 +20,7 @@ from .models import target_layers
 from .pipeline import Context, bias_warning, dense_for, evaluate_model, finalize, summarize
 from .plots import plot_bars, plot_compression
 from .registry import METHODS, Method, resolve
-from .train import finetune_budget
+from .train import finetune_budget, set_threads
 
 __all__ = ["run_method", "compare_rows", "select_rows", "run_compare", "stderr_warning"]
 
@@ -33,7 +32,7 @@ def stderr_warning(where: str, message: str) -> None:
 def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: Path, *,
                warn=stderr_warning) -> dict:
     """`method` once per seed; writes the checkpoints, images, report.json and PNGs to `out`."""
-    torch.set_num_threads(1)   # the CPU is shared, and the tiny networks gain nothing from more
+    set_threads()
     out.mkdir(parents=True, exist_ok=True)
     run_fn = resolve(method.run)
     t0 = time.perf_counter()
@@ -94,7 +93,7 @@ def _mean(xs):
 def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows, *, warn=stderr_warning) -> dict:
     """Every row at `settings.sparsity`, per seed, exported like a method's final network
     (nothing written but compare.json and compare.png)."""
-    torch.set_num_threads(1)
+    set_threads()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results = {row.label: [] for _, row in rows}

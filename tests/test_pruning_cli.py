@@ -67,7 +67,7 @@ def check_export(run, splits):
         if name in obj["codebooks"]:                                     # trained (shared) codebook
             cb, idx = obj["codebooks"][name]["codebook"].numpy(), obj["codebooks"][name]["idx"].numpy()
         else:                                                            # k-means codebook at export
-            cb, idx = layer_codes(layer, run["seed"])
+            cb, idx, _ = layer_codes(layer, run["seed"])
         q = nm.quantize(cb.astype(np.float64), L.w_frac, nm.WEIGHT_BITS).astype(np.float64) * 2.0 ** -L.w_frac
         np.testing.assert_array_equal(dec, q[idx])
     golden = image_accuracy(image, splits.x_test, splits.y_test)

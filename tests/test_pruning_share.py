@@ -97,7 +97,7 @@ def test_export_decodes_to_pruned_quantised_weights(pruned, splits, tmp_path, n_
     path = save_image(image, tmp_path / "m.eie")
     image = load_image(path)                                        # through the file format too
     for L, (_, l) in zip(image.layers, [(None, l) for l in m.layers]):
-        cb, idx = layer_codes(l)
+        cb, idx, _ = layer_codes(l)
         W = weight_of(l).double().numpy() if shared else cb.astype(np.float64)[idx]
         # Independent expectation: the float weight rounded to the layer's 16-bit codebook format.
         q = np.floor(W * 2.0 ** L.w_frac + 0.5) * 2.0 ** -L.w_frac
