@@ -43,8 +43,9 @@ def _common_options() -> argparse.ArgumentParser:
                         "more column of activation 1, quantised with the layer's codebook")
     g.add_argument("--no-bias", dest="bias", action="store_false",
                    help="no biases (the default for mlp and conv)")
-    g.add_argument("--layers", default="fc", choices=["fc", "all"],
-                   help="layers to prune: the FC layers (EIE) or also the convs")
+    g.add_argument("--layers", default=None, choices=["fc", "all"],
+                   help="layers to prune: the FC layers (EIE) or also the convs (default fc; lenet5 all, as "
+                        "Han et al.)")
     g.add_argument("--seeds", type=seeds_list, default=None,
                    help="comma-separated training seeds; results are reported per seed and as means")
     g.add_argument("--epochs", type=non_negative_int, default=None,
@@ -52,6 +53,10 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=None, help=f"dense learning rate (Adam; default {COMMON_DEFAULTS['lr']})")
     g.add_argument("--batch-size", type=int, default=None,
                    help=f"default {COMMON_DEFAULTS['batch_size']}; lenet300 and lenet5 128")
+    g.add_argument("--optimizer", choices=["adam", "sgd"], default=None,
+                   help="adam, or sgd with momentum 0.9 (default adam; lenet300 and lenet5 sgd, as Caffe)")
+    g.add_argument("--weight-decay", type=float, default=None,
+                   help="L2 weight decay of every training and finetuning run (default 0; lenet300 and lenet5 5e-4)")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
                    help="learning rate over a training or finetuning run (default constant; lenet300 and lenet5 "
                         "cosine)")
@@ -91,7 +96,8 @@ def _resolve_defaults(args, options, method: str | None) -> None:
             p = preset(args.model, method, o.name)
             setattr(args, o.name, o.default if p is None else p)
     for name, default in (("epochs", COMMON_DEFAULTS["epochs"]), ("lr", COMMON_DEFAULTS["lr"]),
-                          ("batch_size", COMMON_DEFAULTS["batch_size"]), ("lr_schedule", "constant")):
+                          ("batch_size", COMMON_DEFAULTS["batch_size"]), ("lr_schedule", "constant"),
+                          ("layers", "fc"), ("optimizer", "adam"), ("weight_decay", 0.0)):
         if getattr(args, name) is None:
             p = preset(args.model, method, name)
             setattr(args, name, default if p is None else p)
@@ -106,13 +112,16 @@ def _context(args):
         raise UserError("--n-pe and --acc-depth must be positive")
     if args.batch_size < 1 or args.lr <= 0:
         raise UserError("--batch-size must be positive and --lr > 0")
+    if args.weight_decay < 0:
+        raise UserError(f"--weight-decay must be >= 0, got {args.weight_decay}")
     if args.subset is not None and args.subset < 10:
         raise UserError(f"--subset must be at least 10 images, got {args.subset}")
     if args.calib < 1:
         raise UserError("--calib must be at least 1 (training samples for the activation formats)")
     return Context(dataset=args.dataset, data_path=args.data_path, model=args.model, bias=args.bias,
                    dense=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                                     lr_schedule=args.lr_schedule),
+                                     lr_schedule=args.lr_schedule, optimizer=args.optimizer,
+                                     weight_decay=args.weight_decay),
                    layers=args.layers, n_pe=args.n_pe, acc_depth=args.acc_depth, calib=args.calib,
                    cache_dir=None if args.no_cache else Path(args.cache_dir),
                    progress=not (args.json or args.quiet), subset=args.subset)

@@ -169,18 +169,18 @@ PRESETS: dict[str, dict[str, dict]] = {
         "lottery": {"rounds": 8},
         "netadapt": {"long_epochs": 20, "latency_samples": 32},
         "amc": {"finetune_epochs": 20, "val_samples": 1000},
-        "compare": {"amc_episodes": 300},
+        "compare": {"amc_val_samples": 1000},
     },
     "lenet5": {
         "*": {"epochs": 12, "batch_size": 128, "lr_schedule": "cosine", "steps": 3, "ft_epochs": 3,
-              "final_epochs": 8, "lr_scale": 1.0, "centroid_epochs": 2, "reg_epochs": 4},
+              "final_epochs": 8, "lr_scale": 1.0, "centroid_epochs": 2, "reg_epochs": 4, "layers": "all"},
         "magnitude": {"ft_epochs": 17},
         "regularize": {"ft_epochs": 17},
         "slimming": {"reg_epochs": 4, "ft_epochs": 17},
         "lottery": {"rounds": 6},
         "netadapt": {"long_epochs": 8, "short_epochs": 1, "latency_samples": 16},
-        "amc": {"finetune_epochs": 8, "val_samples": 1000},
-        "compare": {"amc_episodes": 200, "amc_warmup": 60},
+        "amc": {"finetune_epochs": 8, "val_samples": 1000, "baselines": 300},
+        "compare": {"amc_val_samples": 1000},
     },
 }
 
@@ -327,7 +327,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
             Option("reward_lr", 1e-3, type=float, help="learning rate (Adam) of those batches (default 0.001)"),
             Option("finetune_epochs", 30, type=int, help="finetuning of the best policy (default 30)"),
             Option("latency_samples", 16, type=int, help="training samples the cycle model runs (default 16)"),
-            Option("val_samples", 0, type=int, help="validation samples per search episode (0: all)")),
+            Option("val_samples", 0, type=int, help="validation samples per search episode (0: all)"),
+            Option("baselines", 0, type=non_negative_int,
+                   help="also score the uniform-ratio policy and this many random policies at the same budget, "
+                        "before finetuning, against the agent's (does it learn?; default 0: off)")),
            plots="amc:plots", description="AMC: AutoML for Model Compression (He et al., ECCV 2018).",
            compare=(CompareRow("AMC (DDPG, FLOPs budget)", "amc:compare", "amc:compare_note"),),
            compare_options=(
@@ -337,5 +340,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                       help="AMC: largest pruning ratio of the output layer (default 0.8; the hidden layers' is 0.98)"),
                Option("amc_reward_batches", 0, type=int,
                       help="AMC: finetuning batches before each episode's reward is measured (default 0: accuracy "
-                           "without finetuning)"))),
+                           "without finetuning)"),
+               Option("amc_val_samples", 0, type=int,
+                      help="AMC: validation samples per search episode (default 0: all)"))),
 )}

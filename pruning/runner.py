@@ -71,7 +71,7 @@ def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: 
 
 def compare_rows(model_kind: str) -> list[tuple[Method, object]]:
     """(method, row) of every compare row of the registry that applies to the model."""
-    return [(m, row) for m in METHODS.values() for row in m.compare if model_kind == "mlp" or not row.mlp_only]
+    return [(m, row) for m in METHODS.values() for row in m.compare if model_kind != "conv" or not row.mlp_only]
 
 
 def select_rows(rows, wanted: list[str] | None):

@@ -24,6 +24,7 @@ __all__ = ["TrainConfig", "set_seed", "train", "evaluate", "accuracy", "dense_mo
 
 CACHE_DIR = Path("build/prune/cache")
 LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     lr_schedule: str = "constant"   # or "cosine": lr decays to 0 over the run (per step)
+    optimizer: str = "adam"         # or "sgd": momentum 0.9 (with weight_decay: Caffe's LeNet solvers)
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
 
@@ -76,11 +80,14 @@ def train(model: nn.Module, splits: Splits, cfg: TrainConfig, *,
           extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
           after_step: Callable[[nn.Module], None] | None = None,
           progress: bool = False, desc: str = "train") -> list[dict]:
-    """Adam on cross-entropy (+ `extra_loss(model)`, e.g. L1); `after_step` runs after each
+    """Adam (or SGD with momentum) on cross-entropy (+ `extra_loss(model)`, e.g. L1); `after_step` runs after each
     optimiser step (e.g. re-applying masks). Returns the per-epoch history."""
     set_seed(cfg.seed)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                           weight_decay=cfg.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     x = torch.as_tensor(splits.x_train)
     y = torch.as_tensor(splits.y_train)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -127,7 +134,8 @@ def dense_model(model_name: str = "mlp", dataset: str = "digits", cfg: TrainConf
     model = build_model(model_name, splits.n_features, splits.n_classes, splits.image_shape, bias=bias)
     path = None
     if cache_dir is not None:
-        config = {k: v for k, v in asdict(cfg).items() if not (k == "lr_schedule" and v == "constant")}  # old keys
+        config = {k: v for k, v in asdict(cfg).items()            # the defaults added later keep the old keys
+                  if (k, v) not in (("lr_schedule", "constant"), ("optimizer", "adam"))}
         parts = ((model_name, dataset, str(data_path), config) + (() if bias else ("no-bias",))
                  + (() if subset_size is None else (("subset", subset_size),)))
         path = Path(cache_dir) / f"{model_name}{'' if bias else '-nobias'}-{dataset}-{cache_key(*parts)}.pt"
