@@ -488,6 +488,8 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
     final.update({"val_acc": accuracy(ft, splits, "val"), "test_acc": accuracy(ft, splits, "test"),
                   "flops": env.flops(kept_final), "flops_fraction": env.flops(kept_final) / env.dense_flops,
                   "kept": kept_final, "sparsity": sparsity_of(ft_layers)})
+    if cfg.constraint == "weights":
+        final["weights"] = float(sum(kept_final))
     final["budget_met"] = final[cfg.constraint] <= env.budget
     dense = {"val_acc": accuracy(model, splits, "val"), "test_acc": accuracy(model, splits, "test"),
              "flops": env.dense_flops}

@@ -220,6 +220,13 @@ def print_compare(report: dict) -> None:
                 [[t["method"], _pct(t["kept"]), _pct(t["val_acc"]), _pct(t["test_acc"]), _pct(t["test_acc_drop"]),
                   _pct(t["golden_test_acc"]), "-" if t["cycles_per_input"] is None else f"{t['cycles_per_input']:.0f}",
                   "-" if t["ratio_total"] is None else f"{t['ratio_total']:.1f}x"] for t in table])
+    layers = list(table[0]["density"]) if table else []
+    paper = report.get("paper_density")
+    if layers:
+        rows = [[t["method"]] + [_pct(t["density"].get(n)) for n in layers] for t in table]
+        if paper:
+            rows.append(["Han et al. 2015"] + [_pct(paper.get(n)) for n in layers])
+        print_table("weights kept per layer (%, mean over the seeds)", ["method"] + layers, rows)
     for t in table:
         if t["matching"]:
             print(f"  {t['method']}: {t['matching']}")

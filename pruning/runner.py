@@ -17,6 +17,7 @@ from eie.common import write_json
 
 from .masks import clone_model
 from .models import target_layers
+from .papers import paper_density
 from .pipeline import Context, bias_warning, dense_for, evaluate_model, finalize, summarize
 from .plots import plot_bars, plot_compression
 from .registry import METHODS, Method, resolve
@@ -110,6 +111,7 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
             results[row.label].append({
                 "seed": seed, "val_acc": fin["pruned"]["val_acc"], "test_acc": fin["pruned"]["test_acc"],
                 "kept": fin["pruned"]["kept"], "golden_test_acc": golden.get("accuracy"),
+                "density": {n: 1 - r["sparsity"] for n, r in fin["pruned"]["layers"].items()},
                 "cycles_per_input": golden.get("cycles_per_input"),
                 "biases_dropped": fin.get("image", {}).get("biases_dropped"),
                 "ratio_total": fin.get("compression", {}).get("ratio_total"),
@@ -121,6 +123,7 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
         t = {"method": row.label, "matching": resolve(row.note)(settings, **dict(row.kwargs))}
         t |= {k: _mean(r[k] for r in rs) for k in ("kept", "val_acc", "test_acc", "golden_test_acc",
                                                    "cycles_per_input", "ratio_total")}
+        t["density"] = {n: _mean(r["density"].get(n) for r in rs) for n in rs[0]["density"]}
         table.append(t | {"test_acc_drop": dense_test - t["test_acc"], "runs": rs})
         if any(r["biases_dropped"] for r in rs):
             warn(f"eie prune compare: {row.label} (mean of {len(rs)} seed(s))",
@@ -129,7 +132,8 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
               "options": vars(settings).copy(),
               "finetune_budget_epochs": finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs),
               "dense": dense_rows, "dense_test_acc": dense_test, "dense_val_acc": _mean(r["val_acc"] for r in dense_rows),
-              "table": table, "seconds": round(time.perf_counter() - t0, 1), "output_dir": str(out),
+              "table": table, "paper_density": paper_density(ctx.model, table[0]["density"]) if table else None,
+              "seconds": round(time.perf_counter() - t0, 1), "output_dir": str(out),
               "files": ["compare.json", "compare.png"]}
     write_json(out / "compare.json", report)
     plot_bars({f"{t['method']}\n({100 * t['kept']:.1f} % kept)": t["test_acc"] for t in table}, out / "compare.png",
