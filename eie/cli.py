@@ -52,14 +52,15 @@ def _add_output(p, help_text):
 def cmd_encode(args) -> int:
     check_output(args.output, "-o", args.force)  # before the (possibly long) encode
 
-    weights, names = load_weights(args.weights)
+    weights, names, biases = load_weights(args.weights)
     codebooks = load_codebooks(args.codebook, len(weights)) if args.codebook else None
     calib = load_calibration(args.calibrate) if args.calibrate else None
     image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
                            calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
                            names=names, seed=args.seed, meta={"weights": str(args.weights)},
                            calibration_name=f"--calibrate {args.calibrate}", balance=args.balance,
-                           source=f"WEIGHTS {args.weights}")
+                           source=f"WEIGHTS {args.weights}",
+                           biases=biases if any(b is not None for b in biases) else None)
     save_image(image, args.output, overwrite=args.force)
     quant = image.meta["quantisation"]
     for q in quant:
@@ -152,7 +153,7 @@ def cmd_info(args) -> int:
         _print_summary(summary, str(args.image))
         print(f"format {fmt['version']}: " + ("header and arrays protected by CRC-32" if fmt["header"] == "crc32"
               else "arrays protected by CRC-32, header unprotected (written before format 1.2; "
-                   "`eie balance` or a re-encode writes 1.2)"))
+                   "`eie balance` or a re-encode writes the current format)"))
     return 0
 
 
@@ -361,8 +362,8 @@ def cmd_fpga(args) -> int:
 # -- human output -----------------------------------------------------------------------
 def _print_summary(s, title):
     print_table(f"{title}: {s['n_pe']} PEs, {s['acc_depth']} accumulators/PE",
-           ["name", "in→out", "ReLU", "Q in/w/out", "blocks", "entries", "pad", "W %", "max/PE"],
-           [[L["name"], f"{L['n_in']}→{L['n_out']}", "yes" if L["relu"] else "no",
+           ["name", "in→out", "ReLU", "bias", "Q in/w/out", "blocks", "entries", "pad", "W %", "max/PE"],
+           [[L["name"], f"{L['n_in']}→{L['n_out']}", "yes" if L["relu"] else "no", "yes" if L["bias"] else "no",
              f"{L['formats']['in_frac']}/{L['formats']['w_frac']}/{L['formats']['out_frac']}",
              L["blocks"], L["entries"], L["padding_entries"], f"{100 * L['weight_density']:.1f}",
              L["max_pe_entries"]]
@@ -430,7 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("encode", help="weight-share and encode dense layers into an EIE image")
-    p.add_argument("weights", help=".npy (one layer, n_out x n_in) or .npz of W0, W1, ... (a stack)")
+    p.add_argument("weights", help=".npy (one layer, n_out x n_in) or .npz of W0, W1, ... (a stack) with optional "
+                                    "biases b0, b1, ... (n_out each; stored as a column whose input is 1.0)")
     p.add_argument("--n-pe", type=n_pe, required=True, help="number of PEs the image is built for")
     p.add_argument("--acc-depth", type=acc_depth, default=DEFAULT_ACC_DEPTH, help="accumulators per PE (rows per output batch)")
     p.add_argument("--codebook", help=".npy of 16 floats (entry 0 = 0), or one row per layer; default: k-means")

@@ -66,18 +66,23 @@ def _real(a, what: str):
 
 
 def load_weights(path: str):
-    """(matrices, names): a .npy is one layer; a .npz must hold exactly W0, W1, ..., W{n-1}."""
+    """(matrices, names, biases): a .npy is one layer without a bias; a .npz holds W0, W1,
+    ..., W{n-1} and, for any of those layers, a bias vector b{i} (None where there is none)."""
     obj = load_array(path, "WEIGHTS", archive=True)
     if not isinstance(obj, dict):
-        return [_real(obj, f"WEIGHTS {path}")], [Path(path).stem]
+        return [_real(obj, f"WEIGHTS {path}")], [Path(path).stem], [None]
     if not obj:
         raise UserError(f"WEIGHTS {path}: the .npz holds no arrays (expected W0, W1, ...)")
-    want = [f"W{i}" for i in range(len(obj))]
-    if sorted(obj, key=_natural) != want:
+    n_b = sum(1 for k in obj if re.fullmatch(r"b\d+", k))
+    n = max(sum(1 for k in obj if re.fullmatch(r"W\d+", k)), len(obj) - n_b, 1)
+    want = [f"W{i}" for i in range(n)]
+    allowed = set(want) | {f"b{i}" for i in range(n)}
+    if sorted(k for k in obj if re.fullmatch(r"W\d+", k)) != sorted(want) or set(obj) - allowed:
         got = ", ".join(sorted(obj, key=_natural)[:8]) + (", ..." if len(obj) > 8 else "")
         raise UserError(f"WEIGHTS {path}: expected members named {', '.join(want[:3])}"
-                        f"{', ...' if len(want) > 3 else ''} (layer order), got {got}")
-    return [_real(obj[k], f"WEIGHTS {path}[{k}]") for k in want], want
+                        f"{', ...' if len(want) > 3 else ''} (layer order) and optional biases b0, b1, ..., got {got}")
+    biases = [_real(obj[f"b{i}"], f"WEIGHTS {path}[b{i}]") if f"b{i}" in obj else None for i in range(n)]
+    return [_real(obj[k], f"WEIGHTS {path}[{k}]") for k in want], want, biases
 
 
 def _natural(name: str):

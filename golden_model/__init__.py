@@ -5,7 +5,8 @@ from .errors import ConfigError, EIEError, ImageFormatError, InputError
 from .image import EIEImage, EncodedLayer
 from .csc import encode_indices
 from .encoder import encode_layer, encode_network
-from .decoder import decode_image, decode_indices, decode_int_weights, decode_weights
+from .decoder import (decode_bias, decode_bias_indices, decode_image, decode_indices, decode_int_bias,
+                      decode_int_weights, decode_weights)
 from .balance import balance_image
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "EIEImage", "EncodedLayer",
     "encode_indices", "encode_layer", "encode_network",
     "decode_image", "decode_indices", "decode_int_weights", "decode_weights",
+    "decode_bias", "decode_bias_indices", "decode_int_bias",
     "balance_image",
 ]

@@ -42,7 +42,7 @@ import scipy.sparse as sp
 
 from .config import DEFAULT_FIFO_DEPTH, Timing
 from .cycle_model import batch_lengths, simulate_batch
-from .decoder import decode_indices
+from .decoder import decode_bias_indices, decode_indices
 from .csc import MAX_RUN, encode_indices
 from .errors import InputError
 from .functional import check_int_input, logical_outputs, quantize_input, run_network
@@ -391,7 +391,12 @@ def balance_image(image: EIEImage, calibration=None, *, int_input: bool = False,
     for i, (L, (prob, pats)) in enumerate(zip(image.layers, stats)):
         cols = np.arange(L.n_in) if prev is None else prev
         idx = decode_indices(L)[:, cols]               # logical rows, hardware columns
-        res = balance_rows(idx, image.n_pe, image.acc_depth, col_prob=prob[cols], patterns=pats[:, cols],
+        prob, pats = prob[cols], pats[:, cols]
+        if L.bias:                                     # the bias column: last, always broadcast
+            idx = np.concatenate([idx, decode_bias_indices(L)[:, None]], axis=1)
+            prob = np.append(prob, 1.0)
+            pats = np.concatenate([pats, np.ones((pats.shape[0], 1), dtype=bool)], axis=1)
+        res = balance_rows(idx, image.n_pe, image.acc_depth, col_prob=prob, patterns=pats,
                            options=options, current=L.row_perm, last_layer=i == len(image.layers) - 1)
         row_perm = None if res.is_identity else res.perm
         col_perm = prev

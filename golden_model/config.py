@@ -97,7 +97,11 @@ class EIEConfig:
             for name in ("n_in", "n_out"):
                 if getattr(L, name) > cap:
                     raise ConfigError(f"{image.source}: layers[{i}].{name} = {getattr(L, name)} exceeds the "
-                                      f"activation memories ({self.n_pe} PEs x {self.act_depth} = {cap})")
+                                      f"activation memories ({self.n_pe} PEs x act_depth {self.act_depth} = {cap})")
+            if L.n_cols > cap:
+                raise ConfigError(f"{image.source}: layers[{i}] has n_in = {L.n_in} and a bias column: "
+                                  f"{L.n_cols} columns exceed the activation memories ({self.n_pe} PEs x "
+                                  f"act_depth {self.act_depth} = {cap})")
 
     def as_dict(self) -> dict:
         return asdict(self)

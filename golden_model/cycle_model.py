@@ -104,14 +104,14 @@ def layer_batches(layer: EncodedLayer, a: np.ndarray, config: EIEConfig, layer_i
                   last_layer: bool = False):
     """Yield BatchTiming for every output batch of one layer on one input vector (int);
     `last_layer`: the run's last layer, whose last batch is held in the accumulators."""
-    cols = np.flatnonzero(np.asarray(a))
-    counts = layer.column_counts()                   # (N, n_blocks * n_in)
+    cols = np.flatnonzero(layer.with_bias_input(a))  # the bias column, if any, is broadcast last
+    counts = layer.column_counts()                   # (N, n_blocks * n_cols)
     rows = rows_in_block(layer.n_out, layer.n_pe, layer.acc_depth)
     tm = config.timing
     nb = n_blocks(layer.n_out, layer.n_pe, layer.acc_depth)
     runs = []
     for b in range(nb):
-        ent = counts[:, b * layer.n_in + cols].T      # (T, N)
+        ent = counts[:, b * layer.n_cols + cols].T    # (T, N)
         runs.append((ent, simulate_batch(ent, config.fifo_depth, tm)))
     lengths = batch_lengths([r[1][3] for r in runs], rows[0, :nb], tm, held=last_layer)
     for b, ((ent, (B, P, S, compute)), total) in enumerate(zip(runs, lengths)):
@@ -211,7 +211,7 @@ def cycle_report(image: EIEImage, layer_inputs: list[np.ndarray], config: EIECon
                     earliest = np.maximum(np.concatenate([[first - 1], bt.broadcast[:-1]]) + 1, first)
                     rep.broadcast_stall_cycles += int((bt.broadcast - earliest).sum())
                 rep.pe_entries += bt.entries.sum(axis=0)
-                keys = bt.block * L.n_in + bt.columns
+                keys = bt.block * L.n_cols + bt.columns
                 rep.pe_padding += pads[i][:, keys].sum(axis=1)
                 busy = bt.cost.sum(axis=0) if T else np.zeros(N, np.int64)
                 rep.pe_busy += busy

@@ -6,6 +6,10 @@ z = zeros before the entry in that column (per-column counting, reset at each co
 start). A gap of g zeros needs g // 16 padding entries (v = 0, z = 15), then the real
 entry with z = g % 16 (EIE paper, Fig. 2 and Section III).
 
+A bias (`bias=` / `biases=`) is stored as the authors store FC8's: one more column,
+index n_in, whose activation is always 1.0; it shares the layer's codebook (k-means
+runs over the weights and the biases together) and is never permuted.
+
 The packing itself is csc.py's. Load balancing (golden_model/balance.py) only changes which logical row each hardware
 row holds: `encode_layer(..., row_perm=, col_perm=)` stores W[row_perm][:, col_perm],
 and `encode_network(..., balance=True)` chooses the permutations.
@@ -25,7 +29,7 @@ from .errors import InputError
 from .image import EIEImage, EncodedLayer, permutation_problem
 from .user_arrays import real_array
 
-__all__ = ["check_weights", "check_permutation", "encode_layer", "encode_network", "quantisation_report",
+__all__ = ["check_weights", "check_bias", "check_permutation", "encode_layer", "encode_network", "quantisation_report",
            "DEFAULT_ACT_FRAC", "MAX_WEIGHT"]
 
 DEFAULT_ACT_FRAC = 8   # Q7.8 when no calibration input is given
@@ -57,6 +61,16 @@ def check_weights(W, what: str) -> np.ndarray:
         raise InputError(f"{what}: element [{r}, {c}] is {float(W[r, c]):.6g}; weights must be below {MAX_WEIGHT} "
                          f"in magnitude (16-bit codebook values, at most 0 fractional bits; docs/numerics.md)")
     return W
+
+
+def check_bias(b, n_out: int, what: str) -> np.ndarray | None:
+    """None, or a bias vector as float64 (n_out,): real, finite, in the weights' range."""
+    if b is None:
+        return None
+    b = real_array(b, what)
+    if b.ndim != 1 or b.shape[0] != n_out:
+        raise InputError(f"{what}: expected a bias vector of shape ({n_out},) (one per output row), got shape {b.shape}")
+    return check_weights(b.astype(np.float64)[:, None], what)[:, 0]
 
 
 def quantisation_report(W, idx, codebook_float, codebook_int, w_frac: int, what: str) -> dict:
@@ -101,6 +115,11 @@ def quantisation_report(W, idx, codebook_float, codebook_int, w_frac: int, what:
             "decoded_to_zero": int(np.count_nonzero(zero))}
 
 
+def _describe(x) -> str:
+    return f"an array of shape {x.shape}" if isinstance(x, np.ndarray) else \
+        f"{len(x)} entries" if hasattr(x, "__len__") else repr(x)
+
+
 def check_permutation(perm, n: int, what: str) -> np.ndarray | None:
     """None, or `perm` as int64 after checking it is a permutation of range(n) (InputError)."""
     if perm is None:
@@ -114,38 +133,50 @@ def check_permutation(perm, n: int, what: str) -> np.ndarray | None:
 def encode_layer(W, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH, codebook=None,
                  in_frac: int = DEFAULT_ACT_FRAC, out_frac: int = DEFAULT_ACT_FRAC,
                  relu: bool = True, name: str = "fc0", seed: int = 0,
-                 row_perm=None, col_perm=None) -> EncodedLayer:
-    """Weight-share (k-means or the given codebook) and encode one dense layer.
+                 row_perm=None, col_perm=None, bias=None) -> EncodedLayer:
+    """Weight-share (k-means or the given codebook) and encode one dense layer,
+    y = act(W a + bias) (`bias`: None, or one value per row, shared with W's codebook).
 
     With `row_perm` / `col_perm` (permutations of the rows / columns of W) hardware row
     r holds W's row row_perm[r] and hardware column c is W's column col_perm[c].
     """
     return _encode_layer(W, n_pe, acc_depth=acc_depth, codebook=codebook, in_frac=in_frac, out_frac=out_frac,
-                         relu=relu, name=name, seed=seed, row_perm=row_perm, col_perm=col_perm)[0]
+                         relu=relu, name=name, seed=seed, row_perm=row_perm, col_perm=col_perm, bias=bias)[0]
+
+
+def _with_bias(W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """W, or [W | b]: the stored matrix with the bias as its last column."""
+    return W if b is None else np.concatenate([W, b[:, None]], axis=1)
 
 
 def _encode_layer(W, n_pe, *, acc_depth, codebook, in_frac, out_frac, relu, name, seed, row_perm, col_perm,
-                  what=None) -> tuple[EncodedLayer, dict]:
+                  bias=None, what=None) -> tuple[EncodedLayer, dict]:
     """encode_layer and its quantisation_report; `what` names the weights in errors."""
     what = what or name
     W = check_weights(W, what)
+    b = check_bias(bias, W.shape[0], f"{what}: bias")
+    if b is not None and in_frac > nm.MAX_BIAS_FRAC:
+        raise InputError(f"{name}: in_frac = {in_frac}: a layer with a bias needs in_frac <= {nm.MAX_BIAS_FRAC} "
+                         f"(the bias column's activation 1.0 must fit signed {nm.ACT_BITS} bits)")
     row_perm = check_permutation(row_perm, W.shape[0], f"{name}: row_perm")
     col_perm = check_permutation(col_perm, W.shape[1], f"{name}: col_perm")
-    cbf = kmeans_codebook(W, seed=seed) if codebook is None else check_codebook(codebook, f"{name}: codebook")
+    Wb = _with_bias(W, b)
+    cbf = kmeans_codebook(Wb, seed=seed) if codebook is None else check_codebook(codebook, f"{name}: codebook")
     cbf = cbf.astype(np.float32).astype(np.float64)  # the image stores float32 centroids
     cb_int, w_frac = fixed_point_codebook(cbf)
-    idx = assign_indices(W, cbf)
-    report = quantisation_report(W, idx, cbf, cb_int, w_frac, what)
+    idx = assign_indices(Wb, cbf)
+    report = quantisation_report(Wb, idx, cbf, cb_int, w_frac, what)
     if row_perm is not None:
         idx = idx[row_perm]
     if col_perm is not None:
-        idx = idx[:, col_perm]
+        idx = np.concatenate([idx[:, :W.shape[1]][:, col_perm], idx[:, W.shape[1]:]], axis=1)
     ptr, v, z = encode_indices(idx, n_pe, acc_depth)
     out_frac = min(out_frac, in_frac + w_frac)
     return EncodedLayer(name=name, n_in=W.shape[1], n_out=W.shape[0], relu=relu,
                         in_frac=in_frac, w_frac=w_frac, out_frac=out_frac,
                         codebook=cb_int, codebook_float=cbf.astype(np.float32),
-                        ptr=ptr, v=v, z=z, acc_depth=acc_depth, row_perm=row_perm, col_perm=col_perm), report
+                        ptr=ptr, v=v, z=z, acc_depth=acc_depth, row_perm=row_perm, col_perm=col_perm,
+                        bias=b is not None), report
 
 
 def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH,
@@ -153,8 +184,12 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
                    act_frac: int = DEFAULT_ACT_FRAC, relu_last: bool = False,
                    names: Sequence[str] | None = None, seed: int = 0,
                    meta: dict | None = None, calibration_name: str = "calibration input",
-                   balance=False, source: str | None = None) -> EIEImage:
+                   balance=False, source: str | None = None, biases: Sequence | None = None) -> EIEImage:
     """Encode a stack of FC layers (ReLU between them) into one validated image.
+
+    `biases`: None (no layer has one), or one entry per layer, None or a vector of n_out
+    values (y = act(W a + b)); a layer's bias shares its codebook. The input format of a
+    layer with a bias has at most 14 fractional bits (1.0 must be representable).
 
     With a `calibration` input (float, (n_in,) or (batch, n_in)) each activation format
     gets the most fractional bits that hold the largest |value| seen in a float
@@ -188,8 +223,14 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
                              f"{weights[i - 1].shape[0]}")
     if codebooks is not None and len(codebooks) != len(weights):
         raise InputError(f"got {len(codebooks)} codebooks for {len(weights)} layers")
+    if biases is not None and (isinstance(biases, np.ndarray) or len(biases) != len(weights)):
+        raise InputError(f"biases: expected a list of one entry (None or a vector) per layer ({len(weights)}), "
+                         f"got {_describe(biases)}")
+    biases = [None] * len(weights) if biases is None else \
+        [check_bias(b, W.shape[0], f"{source}[b{i}]" if source else f"b{i} (bias of layer {i})")
+         for i, (b, W) in enumerate(zip(biases, weights))]
     names = list(names) if names is not None else [f"fc{i}" for i in range(len(weights))]
-    cbs = [kmeans_codebook(W, seed=seed) if codebooks is None or codebooks[i] is None
+    cbs = [kmeans_codebook(_with_bias(W, biases[i]), seed=seed) if codebooks is None or codebooks[i] is None
            else check_codebook(codebooks[i], f"codebook of layer {i}") for i, W in enumerate(weights)]
     fracs = [act_frac] * (len(weights) + 1)
     if calibration is not None:
@@ -202,17 +243,21 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
             for i, W in enumerate(weights):
                 Wq = cbs[i][assign_indices(W, cbs[i])]
                 x = x @ Wq.T
+                if biases[i] is not None:
+                    x = x + cbs[i][assign_indices(biases[i], cbs[i])]
                 if i < len(weights) - 1 or relu_last:
                     x = np.maximum(x, 0)
                 if not np.all(np.isfinite(x)):
                     raise InputError(f"{calibration_name}: the float forward pass overflows at layer {i}")
                 fracs[i + 1] = nm.choose_frac(np.abs(x).max())
+    fracs = [min(f, nm.MAX_BIAS_FRAC) if i < len(weights) and biases[i] is not None else f
+             for i, f in enumerate(fracs)]
     layers, reports = [], []
     for i, W in enumerate(weights):
         relu = i < len(weights) - 1 or relu_last
         layer, report = _encode_layer(W, n_pe, acc_depth=acc_depth, codebook=cbs[i], in_frac=fracs[i],
                                       out_frac=fracs[i + 1], relu=relu, name=names[i], seed=seed,
-                                      row_perm=None, col_perm=None, what=whats[i])
+                                      row_perm=None, col_perm=None, bias=biases[i], what=whats[i])
         fracs[i + 1] = layer.out_frac  # may be capped so that the shift is >= 0
         layers.append(layer)
         reports.append({"layer": names[i], **report})

@@ -2,8 +2,10 @@
 
 Files (raw little-endian, see ../shared/data/eie-alexnet-fc8/README.md): act.dat
 (4096 float32), arithm.dat (16 float32, entry 0 = 0), ptr/ptrK.dat (int32 column
-pointers, 4097 used), spm/spmK.dat (uint32 pairs (index, zeros before), per-column z).
-The entries go into an EIEImage unchanged, so our decoder reads the authors' layout.
+pointers: 4,098, columns 0-4095 the inputs and column 4096 the bias), spm/spmK.dat
+(uint32 pairs (index, zeros before), per-column z). The entries go into an EIEImage
+unchanged, so our decoder reads the authors' layout; `fc8_image(ref, bias=True)` keeps
+the bias column (an EncodedLayer.bias), as the authors' published cycle counts do.
 """
 
 from __future__ import annotations
@@ -47,10 +49,21 @@ def find_fc8_dir() -> Path | None:
 class FC8Reference:
     act: np.ndarray        # float32 (4096,)
     codebook: np.ndarray   # float32 (16,)
-    ptr: np.ndarray        # int64 (64, 4097)
-    v: np.ndarray          # uint8, all PEs concatenated
+    ptr: np.ndarray        # int64 (64, 4097): the input columns' pointers
+    v: np.ndarray          # uint8, all PEs concatenated (input columns)
     z: np.ndarray          # uint8
     source: Path
+    bias_ptr: np.ndarray | None = None   # int64 (64, 4098) with the bias column, if the files have it
+    bias_v: np.ndarray | None = None     # uint8, every PE's entries including the bias column's
+    bias_z: np.ndarray | None = None
+
+    def layout(self, bias: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ptr, v, z) of the 4,096 input columns, or with the bias column (4,097)."""
+        if not bias:
+            return self.ptr, self.v, self.z
+        if self.bias_ptr is None:
+            raise ImageFormatError(f"{self.source}: the pointer files have no bias column (4,098 pointers)")
+        return self.bias_ptr, self.bias_v, self.bias_z
 
 
 def _read(path: Path, dtype, count: int | None = None, at_least: int | None = None) -> np.ndarray:
@@ -77,36 +90,50 @@ def load_fc8(directory=None) -> FC8Reference:
     for name, arr in (("act.dat", act), ("arithm.dat", cb)):
         if not np.all(np.isfinite(arr)):
             raise ImageFormatError(f"{d / name}: contains NaN or inf")
-    ptrs, vs, zs = [], [], []
+    ptrs, spms = [], []
     for k in range(FC8_N_PE):
-        p = _read(d / "ptr" / f"ptr{k}.dat", "<i4", at_least=FC8_N_IN + 1)[: FC8_N_IN + 1].astype(np.int64)
+        p = _read(d / "ptr" / f"ptr{k}.dat", "<i4", at_least=FC8_N_IN + 1)[: FC8_N_IN + 2].astype(np.int64)
         if p[0] != 0 or np.any(np.diff(p) < 0):
             raise ImageFormatError(f"{d}/ptr/ptr{k}.dat: pointers must start at 0 and never decrease")
-        s = _read(d / "spm" / f"spm{k}.dat", "<u4", at_least=2 * int(p[-1]))[: 2 * int(p[-1])].reshape(-1, 2)
-        if s.size and s.max() > 15:
-            e = int(np.argwhere(s > 15)[0][0])
-            raise ImageFormatError(f"{d}/spm/spm{k}.dat: entry {e} = {s[e].tolist()} does not fit 4 bits")
+        s = _read(d / "spm" / f"spm{k}.dat", "<u4", at_least=2 * int(p[FC8_N_IN]))
+        if s.size and s[: 2 * int(p[FC8_N_IN])].max() > 15:
+            e = int(np.argwhere(s.reshape(-1, 2) > 15)[0][0])
+            raise ImageFormatError(f"{d}/spm/spm{k}.dat: entry {e} = {s.reshape(-1, 2)[e].tolist()} does not fit 4 bits")
         ptrs.append(p)
-        vs.append(s[:, 0].astype(np.uint8))
-        zs.append(s[:, 1].astype(np.uint8))
-    return FC8Reference(act, cb, np.stack(ptrs), np.concatenate(vs), np.concatenate(zs), d)
+        spms.append(s)
+    # the bias column: every PE's file has the 4,098th pointer and its entries, all 4-bit
+    has_bias = all(len(p) == FC8_N_IN + 2 and s.size >= 2 * int(p[-1]) and
+                   (int(p[-1]) == int(p[FC8_N_IN]) or s[: 2 * int(p[-1])].max() <= 15) for p, s in zip(ptrs, spms))
+
+    def entries(cols: int):
+        pairs = [s[: 2 * int(p[cols])].reshape(-1, 2) for p, s in zip(ptrs, spms)]
+        return (np.stack([p[: cols + 1] for p in ptrs]), np.concatenate([e[:, 0] for e in pairs]).astype(np.uint8),
+                np.concatenate([e[:, 1] for e in pairs]).astype(np.uint8))
+
+    ptr, v, z = entries(FC8_N_IN)
+    bias = entries(FC8_N_IN + 1) if has_bias else (None, None, None)
+    return FC8Reference(act, cb, ptr, v, z, d, *bias)
 
 
-def fc8_image(ref: FC8Reference, acc_depth: int = 64) -> EIEImage:
-    """The reference layer as a validated EIEImage (logits: no ReLU).
+def fc8_image(ref: FC8Reference, acc_depth: int = 64, bias: bool = False) -> EIEImage:
+    """The reference layer as a validated EIEImage (logits: no ReLU); `bias`: with the
+    authors' bias column (4,097 stored columns, activation 1.0).
 
     Formats: the most fractional bits that hold the largest activation, codebook value
     and float output (computed here from the float data) in 16 bits.
     """
-    from .reference import float_weights  # local: avoids a cycle at import time
+    from .reference import float_reference  # local: avoids a cycle at import time
 
     in_frac = nm.choose_frac(np.abs(ref.act).max())
+    if bias:
+        in_frac = min(in_frac, nm.MAX_BIAS_FRAC)
     w_frac = nm.choose_frac(np.abs(ref.codebook).max())
+    ptr, v, z = ref.layout(bias)
     layer = EncodedLayer(name="alexnet-fc8", n_in=FC8_N_IN, n_out=FC8_N_OUT, relu=False, in_frac=in_frac,
                          w_frac=w_frac, out_frac=0, codebook=nm.quantize(ref.codebook, w_frac).astype(np.int16),
-                         codebook_float=ref.codebook.astype(np.float32), ptr=ref.ptr.astype(np.uint32),
-                         v=ref.v, z=ref.z, acc_depth=acc_depth)
-    y = float_weights(layer) @ ref.act.astype(np.float64)
+                         codebook_float=ref.codebook.astype(np.float32), ptr=ptr.astype(np.uint32),
+                         v=v, z=z, acc_depth=acc_depth, bias=bias)
+    y = float_reference(EIEImage(n_pe=FC8_N_PE, acc_depth=acc_depth, layers=[layer]), ref.act)[-1]
     layer = replace(layer, out_frac=min(nm.choose_frac(np.abs(y).max()), in_frac + w_frac))
     return EIEImage(n_pe=FC8_N_PE, acc_depth=acc_depth, layers=[layer],
                     meta={"source": str(ref.source), "network": "AlexNet", "layer": "fc8"},

@@ -25,13 +25,14 @@ _CSR_CACHE: "weakref.WeakKeyDictionary[EncodedLayer, tuple]" = weakref.WeakKeyDi
 
 
 def _matrices(layer: EncodedLayer) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
-    """(W, |W|, max row L1 norm of W), built once per layer."""
+    """(W, |W|, max row L1 norm of W), built once per layer; W is (n_out, n_cols): with a
+    bias its last column is the bias, which meets the constant bias activation."""
     cached = _CSR_CACHE.get(layer)
     if cached is None:
         c = layer.coordinates
         real = c.v != 0
         vals = layer.codebook.astype(np.float64)[c.v[real]]
-        W = sp.csr_matrix((vals, (c.row[real], c.col[real])), shape=(layer.n_out, layer.n_in))
+        W = sp.csr_matrix((vals, (c.row[real], c.col[real])), shape=(layer.n_out, layer.n_cols))
         W.sort_indices()
         absW = abs(W)
         row_l1 = float(np.asarray(absW.sum(axis=1)).max(initial=0.0))
@@ -40,7 +41,8 @@ def _matrices(layer: EncodedLayer) -> tuple[sp.csr_matrix, sp.csr_matrix, float]
 
 
 def int_matrix(layer: EncodedLayer) -> sp.csr_matrix:
-    """The layer's fixed-point weights as a CSR matrix (float64 holding integers)."""
+    """The layer's fixed-point weights as a CSR matrix (float64 holding integers), with
+    the bias column last if the layer has one (see EncodedLayer.with_bias_input)."""
     return _matrices(layer)[0]
 
 
@@ -79,7 +81,7 @@ def accumulate(layer: EncodedLayer, a: np.ndarray, acc_bits: int = nm.DEFAULT_AC
     """Accumulator contents after a layer: (batch, n_out) int64, saturating at acc_bits."""
     nm.check_acc_bits(acc_bits)
     W, absW, row_l1 = _matrices(layer)
-    a = np.asarray(a, dtype=np.int64)
+    a = layer.with_bias_input(a)
     af = a.T.astype(np.float64)
     acc = np.asarray(W @ af).T.astype(np.int64)
     lo, hi = nm.int_range(acc_bits)

@@ -63,8 +63,8 @@ class EntryCoordinates:
     """Every stored entry of a layer, in storage order (PE, then column key, then row)."""
 
     pe: np.ndarray        # PE index
-    colkey: np.ndarray    # block * n_in + column
-    col: np.ndarray       # column j of W
+    colkey: np.ndarray    # block * n_cols + column
+    col: np.ndarray       # column j of W (j = n_in: the bias column)
     block: np.ndarray     # output batch
     row: np.ndarray       # global row i of W
     row_in_block: np.ndarray  # local row within the output batch (what the z's count)
@@ -85,7 +85,7 @@ class EncodedLayer:
     out_frac: int         # fractional bits of the output activations
     codebook: np.ndarray  # int16 (16,), codebook[0] == 0
     codebook_float: np.ndarray  # float32 (16,): the centroids before fixed point
-    ptr: np.ndarray       # uint32 (n_pe, n_blocks * n_in + 1)
+    ptr: np.ndarray       # uint32 (n_pe, n_blocks * n_cols + 1)
     v: np.ndarray         # uint8 (entries,), all PEs concatenated in PE order
     z: np.ndarray         # uint8 (entries,)
     acc_depth: int        # accumulators per PE: local rows per output batch
@@ -94,6 +94,10 @@ class EncodedLayer:
     # previous layer's row_perm (the network input itself is never permuted).
     row_perm: np.ndarray | None = None   # int64 (n_out,)
     col_perm: np.ndarray | None = None   # int64 (n_in,)
+    # Bias (format 1.3): one more stored column, index n_in, after the n_in inputs; its
+    # activation is always 1.0 (`bias_activation` in the input format), so its entries
+    # are the bias, quantised with the layer's codebook like any weight. Never permuted.
+    bias: bool = False
 
     def __post_init__(self):
         # Decoded coordinates and matrices are cached per layer, so the arrays are frozen:
@@ -143,6 +147,25 @@ class EncodedLayer:
         return int(self.ptr.shape[0])
 
     @property
+    def n_cols(self) -> int:
+        """Stored columns per output batch: the n_in inputs, plus the bias column."""
+        return self.n_in + int(bool(self.bias))
+
+    @property
+    def bias_activation(self) -> int:
+        """The bias column's activation: 1.0 in the input format (2**in_frac)."""
+        return 1 << int(self.in_frac)
+
+    def with_bias_input(self, a) -> np.ndarray:
+        """Int inputs (batch, n_in) -> the broadcast activations (batch, n_cols): the bias
+        column's constant appended, so it is broadcast last, after every input."""
+        a = np.asarray(a, dtype=np.int64)
+        if not self.bias:
+            return a
+        one = np.full(a.shape[:-1] + (1,), self.bias_activation, dtype=np.int64)
+        return np.concatenate([a, one], axis=-1)
+
+    @property
     def shift(self) -> int:
         """Right shift from the accumulator format to the output format."""
         return self.in_frac + self.w_frac - self.out_frac
@@ -162,7 +185,7 @@ class EncodedLayer:
         return self.ptr[k], self.v[off[k]:off[k + 1]], self.z[off[k]:off[k + 1]]
 
     def column_counts(self) -> np.ndarray:
-        """Entries per (PE, column key), shape (n_pe, n_blocks * n_in)."""
+        """Entries per (PE, column key), shape (n_pe, n_blocks * n_cols)."""
         return np.diff(self.ptr.astype(np.int64), axis=1)
 
     @cached_property
@@ -179,10 +202,10 @@ class EncodedLayer:
         group_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
         base = np.where(group_start > 0, np.concatenate([[0], csum])[group_start], 0)
         row_in_block = csum - np.repeat(base, counts) - 1
-        block = colkey // self.n_in
+        block = colkey // self.n_cols
         local = block * self.acc_depth + row_in_block
         return EntryCoordinates(
-            pe=pe, colkey=colkey, col=colkey % self.n_in, block=block,
+            pe=pe, colkey=colkey, col=colkey % self.n_cols, block=block,
             row=local * n_pe + pe, row_in_block=row_in_block,
             v=self.v.astype(np.int64), z=self.z.astype(np.int64),
         )
@@ -249,6 +272,11 @@ class EIEImage:
             val = getattr(L, name)
             if not isinstance(val, (int, np.integer)) or not 0 <= val <= nm.MAX_FRAC:
                 self.fail(f"{w}.{name}", f"expected an integer in 0..{nm.MAX_FRAC}, got {val!r}")
+        if not isinstance(L.bias, (bool, np.bool_)):
+            self.fail(f"{w}.bias", f"expected true or false, got {L.bias!r}")
+        if L.bias and L.in_frac > nm.MAX_BIAS_FRAC:
+            self.fail(f"{w}.in_frac", f"{L.in_frac}: a layer with a bias needs in_frac <= {nm.MAX_BIAS_FRAC} "
+                                      f"(its bias column's activation 1.0 must fit signed {nm.ACT_BITS} bits)")
         if not 0 <= L.shift < nm.MAX_ACC_BITS:
             self.fail(f"{w}.out_frac", f"in_frac + w_frac - out_frac = {L.shift}; expected 0..{nm.MAX_ACC_BITS - 1}")
         cb, cbf = np.asarray(L.codebook), np.asarray(L.codebook_float)
@@ -271,9 +299,11 @@ class EIEImage:
                       f"{int(cb[bad])} is not codebook_float[{bad}] = {float(cbf[bad])!r} at w_frac={L.w_frac} "
                       f"(expected {int(expect[bad])})")
         nb = n_blocks(L.n_out, self.n_pe, self.acc_depth)
-        want = (self.n_pe, nb * L.n_in + 1)
+        want = (self.n_pe, nb * L.n_cols + 1)
         if L.ptr.ndim != 2 or L.ptr.shape != want:
-            self.fail(f"{w}.ptr", f"expected shape {want} (n_pe, n_blocks*n_in+1 with n_blocks={nb}), got {L.ptr.shape}")
+            cols = "n_in+1 (bias)" if L.bias else "n_in"
+            self.fail(f"{w}.ptr", f"expected shape {want} (n_pe, n_blocks*{cols}+1 with n_blocks={nb}), "
+                                  f"got {L.ptr.shape}")
         ptr = L.ptr.astype(np.int64)
         if np.any(ptr[:, 0] != 0):
             k = int(np.flatnonzero(ptr[:, 0] != 0)[0])
@@ -309,11 +339,11 @@ class EIEImage:
             coords = L.coordinates
             real = int(np.count_nonzero(coords.v))
             out["layers"].append({
-                "name": L.name, "n_in": L.n_in, "n_out": L.n_out, "relu": L.relu,
+                "name": L.name, "n_in": L.n_in, "n_out": L.n_out, "relu": L.relu, "bias": bool(L.bias),
                 "formats": {"in_frac": L.in_frac, "w_frac": L.w_frac, "out_frac": L.out_frac},
                 "blocks": n_blocks(L.n_out, self.n_pe, self.acc_depth),
                 "entries": int(L.v.size), "padding_entries": int(L.v.size) - real,
-                "weight_density": real / (L.n_in * L.n_out),
+                "weight_density": int(np.count_nonzero(coords.v[coords.col < L.n_in])) / (L.n_in * L.n_out),
                 "max_pe_entries": int(L.entries_per_pe.max()),
                 "row_permuted": not is_identity_permutation(L.row_perm),
             })

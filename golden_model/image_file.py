@@ -9,7 +9,9 @@ wrong; saving writes a temporary file beside the target and renames it into plac
 Version 1.1 added one optional array per layer, `row_perm` (load balancing); a layer's
 `col_perm` is not stored, it is the previous layer's `row_perm`. Version 1.2 adds the
 header CRC; 1.0 and 1.1 files still load and are reported as having an unprotected
-header (`EIEImage.file_format`).
+header (`EIEImage.file_format`). Version 1.3 adds `bias` (true/false) to every layer's
+header: a layer with a bias stores one more column (EncodedLayer.bias); files before
+1.3 have no biases.
 
 The loader never holds the whole file: it checks every size against the file's size
 before allocating anything, then reads each array with a bounded read. Every byte of a
@@ -37,9 +39,10 @@ from . import numerics as nm
 __all__ = ["MAGIC", "VERSION", "MAX_HEADER_BYTES", "save_image", "load_image"]
 
 MAGIC = b"EIEIMAGE"
-VERSION = (1, 2)            # what this code writes
+VERSION = (1, 3)            # what this code writes
 _PERM_MINOR = 1             # first minor version with layers[i].row_perm
 _HEADER_CRC_MINOR = 2       # first minor version with the header integrity block
+_BIAS_MINOR = 3             # first minor version with layers[i].bias
 MAX_HEADER_BYTES = 16 << 20  # a header is a few kB per layer; anything larger is refused unread
 _MAX_BYTES = (1 << 63) - 1  # offsets and sizes: a file cannot be larger (then checked against the file)
 _PREAMBLE = struct.Struct("<8sHHI")
@@ -60,12 +63,13 @@ def _pad8(n: int) -> int:
 
 
 def save_image(image: EIEImage, path, overwrite: bool = False) -> Path:
-    """Validate and write `image` to `path` atomically (format 1.2)."""
+    """Validate and write `image` to `path` atomically (format 1.3)."""
     image.validate()
     arrays: list[tuple[str, np.ndarray]] = []
     layers_hdr = []
     for i, L in enumerate(image.layers):
-        hdr = {"name": L.name, "relu": bool(L.relu), **{k: int(getattr(L, k)) for k in _LAYER_INTS}}
+        hdr = {"name": L.name, "relu": bool(L.relu), "bias": bool(L.bias),
+               **{k: int(getattr(L, k)) for k in _LAYER_INTS}}
         for name, (dtype, _) in _ARRAYS.items():
             arrays.append((f"layers[{i}].{name}", np.ascontiguousarray(getattr(L, name), dtype=dtype)))
         for name, (dtype, _) in _OPTIONAL_ARRAYS.items():
@@ -208,10 +212,16 @@ def _load(f, size: int, src: str) -> EIEImage:
         kw = {k: _get_int(lh, k, lo, hi, src, w) for k, (lo, hi) in _LAYER_INTS.items()}
         name = _get(lh, "name", str, src, w)
         relu = _get(lh, "relu", bool, src, w)
+        if minor >= _BIAS_MINOR:
+            bias = _get(lh, "bias", bool, src, w)
+        elif "bias" in lh:
+            _fail(src, f"{w}.bias", f"not a field of format version {major}.{minor} (biases came with 1.3)")
+        else:
+            bias = False
         arrs = {k: array(f"{w}.{k}") for k in _ARRAYS}
         # optional (1.1): a 1.0 file has none; a 1.0 reader ignores them (outputs then in hardware order)
         arrs |= {k: array(f"{w}.{k}") for k in _OPTIONAL_ARRAYS if f"{w}.{k}" in table}
-        layer = EncodedLayer(name=name, relu=relu, acc_depth=acc_depth, col_perm=prev_perm, **kw, **arrs)
+        layer = EncodedLayer(name=name, relu=relu, acc_depth=acc_depth, col_perm=prev_perm, bias=bias, **kw, **arrs)
         layers.append(layer)
         prev_perm = layer.row_perm
     fmt = {"version": f"{major}.{minor}", "header": "crc32" if protected else "unprotected"}

@@ -28,6 +28,7 @@ DEFAULT_ACC_BITS = 48  # a DSP48-style accumulator; cannot saturate for n_in <= 
 MIN_ACC_BITS = 16
 MAX_ACC_BITS = 48      # keeps every partial sum exact in float64 (< 2**53)
 MAX_FRAC = 30          # fractional bits of any format: 0 .. MAX_FRAC
+MAX_BIAS_FRAC = ACT_BITS - 2  # a bias column's activation 1.0 = 2**in_frac fits signed ACT_BITS
 
 
 def int_range(bits: int) -> tuple[int, int]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .decoder import decode_indices
+from .decoder import decode_bias_indices, decode_indices
 from .image import EIEImage
 from .numerics import ACT_BITS, dequantize, int_range
 
-__all__ = ["float_weights", "float_reference", "error_bound"]
+__all__ = ["float_weights", "float_bias", "float_reference", "error_bound"]
 
 
 def float_weights(layer) -> np.ndarray:
@@ -16,11 +16,16 @@ def float_weights(layer) -> np.ndarray:
     return layer.codebook_float.astype(np.float64)[decode_indices(layer)]
 
 
+def float_bias(layer) -> np.ndarray:
+    """The bias with the float centroids (n_out,); zeros for a layer without one."""
+    return layer.codebook_float.astype(np.float64)[decode_bias_indices(layer)]
+
+
 def float_reference(image: EIEImage, x) -> list[np.ndarray]:
     """Float64 forward pass: [x, y0, y1, ...] with float weights and activations."""
     acts = [np.atleast_2d(np.asarray(x, dtype=np.float64))]
     for L in image.layers:
-        y = acts[-1] @ float_weights(L).T
+        y = acts[-1] @ float_weights(L).T + float_bias(L)
         acts.append(np.maximum(y, 0) if L.relu else y)
     return acts
 
@@ -43,7 +48,9 @@ def error_bound(image: EIEImage, x, golden_acts: list[np.ndarray]) -> list[np.nd
         Wq = dequantize(L.codebook.astype(np.int64)[idx], L.w_frac)
         a_g = np.abs(dequantize(golden_acts[i], L.in_frac))
         absW = np.abs(Wf)
-        e = a_g @ np.abs(Wq - Wf).T + e @ absW.T + 2.0 ** -(L.out_frac + 1)
+        bidx = decode_bias_indices(L)  # the bias meets an exact 1.0: only its codebook error
+        db = np.abs(dequantize(L.codebook.astype(np.int64)[bidx], L.w_frac) - L.codebook_float.astype(np.float64)[bidx])
+        e = a_g @ np.abs(Wq - Wf).T + e @ absW.T + db + 2.0 ** -(L.out_frac + 1)
         e = e + 1e-12 * (a_g @ absW.T) + 1e-300
         bounds.append(e)
     return bounds

@@ -35,6 +35,11 @@ class ActRW(wiring.Component):
     output lands in a register of its own first (a block RAM's output is slow: it drives
     no logic). `nz_rewind` (batch cycle 0) empties the buffer and reads entry 0 again: it
     is valid from cycle 3 (`list_latency`).
+
+    A layer's bias column (`bias_here`: this PE holds column n_in) is one more list entry
+    after the stored ones, `bias_item`, which is not in the memory: it takes the same
+    read slot and lands in place of the memory's output, so it reaches the LNZD exactly
+    as a stored activation would (broadcast last: it has the highest index).
     """
 
     PREFETCH = 4    # a read in flight, one landing, two buffered: one item per cycle, read ahead
@@ -67,6 +72,9 @@ class ActRW(wiring.Component):
             "nz": Out(stream.Signature(nz_item)),
             "nz_done": Out(1),
             "nz_rewind": In(1),
+            # the bias column, an entry after the list (valid from nz_rewind to the layer's end)
+            "bias_here": In(1),
+            "bias_item": In(nz_item),
         })
 
     def elaborate(self, platform):
@@ -149,20 +157,27 @@ class ActRW(wiring.Component):
         buf = ResetInserter(self.nz_rewind)(RegisterFIFO(width=self.nz_item.size, depth=self.PREFETCH))
         m.submodules.nz_prefetch = buf
         rd_ptr = Signal(lb + 1)              # next list entry to read
-        all_read = Signal()                  # rd_ptr == count of the source bank (a register)
+        all_read = Signal()                  # rd_ptr == list_len (a register)
+        list_len = Signal(lb + 1)            # entries of this batch's list: the bank's, + the bias
+        stored = Signal(lb + 1)              # ... of them in the memory (a register)
+        bias_read = Signal()                 # the read in flight is the bias slot
         in_flight = Signal()                 # a read issued last cycle: its data is on the port
         landed = Signal()                    # ... and the one before: its data in `land`
         land = Signal(self.nz_item)
         read = Signal()
         with m.If(self.nz_rewind):
-            m.d.comb += [read.eq(src_count != 0), nz_r.addr.eq(Cat(C(0, lb), self.src_bank))]
-            m.d.sync += [rd_ptr.eq(read), all_read.eq(src_count <= 1)]
+            empty = src_count == 0
+            m.d.comb += [read.eq(~empty | self.bias_here), nz_r.addr.eq(Cat(C(0, lb), self.src_bank))]
+            m.d.sync += [rd_ptr.eq(read), all_read.eq(Mux(self.bias_here, empty, src_count <= 1)),
+                         list_len.eq(src_count + self.bias_here), stored.eq(src_count),
+                         bias_read.eq(self.bias_here & empty)]
         with m.Else():
             m.d.comb += [read.eq(~all_read & (buf.level + in_flight + landed < self.PREFETCH)),
                          nz_r.addr.eq(Cat(rd_ptr[:lb], self.src_bank))]
+            m.d.sync += bias_read.eq(read & (rd_ptr == stored))   # past the memory's entries: the bias
             with m.If(read):
-                m.d.sync += [rd_ptr.eq(rd_ptr + 1), all_read.eq(rd_ptr + 1 == src_count)]
-        m.d.sync += [in_flight.eq(read), land.eq(nz_r.data), landed.eq(in_flight & ~self.nz_rewind)]
+                m.d.sync += [rd_ptr.eq(rd_ptr + 1), all_read.eq(rd_ptr + 1 == list_len)]
+        m.d.sync += [in_flight.eq(read), land.eq(Mux(bias_read, self.bias_item, nz_r.data)), landed.eq(in_flight & ~self.nz_rewind)]
         m.d.comb += [
             nz_r.en.eq(read),
             buf.w_data.eq(land), buf.w_en.eq(landed & ~self.nz_rewind),

@@ -39,9 +39,9 @@ class ArithmeticUnit(wiring.Component):
     banks (`acc_bank`), so the write-back of a finished batch (`wb_bank`) reads its bank
     through a second read port while the next batch accumulates in the other. Write-back
     reads one accumulator per cycle (`wb_en`, `wb_row` in cycle w; `wb_acc` registered, in
-    w + 2) and clears its valid bit (in w + 1). A valid bit per accumulator, cleared by reset and for
-    the whole bank when a batch starts in it (`clear`), makes a never-written accumulator
-    read as 0.
+    w + 2) and clears its valid bit (in w + 1). A valid bit per accumulator, cleared by
+    reset and for the whole bank when a batch starts in it (`clear`), makes a never-written
+    accumulator read as 0.
     """
 
     def __init__(self, *, acc_depth: int, acc_bits: int, max_layers: int, row_bits: int, layer_bits: int,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from eie.golden_model.config import Timing
 
 from .host_map import LayerField
-from .params import ArrayParams
+from .params import ACT_BITS, ArrayParams
 
 __all__ = ["ControlUnit", "descriptor_layout", "batch_signature"]
 
@@ -24,6 +24,11 @@ def descriptor_layout(p: ArrayParams) -> data.StructLayout:
         "ptr_base": p.ptr_addr_bits,
         "shift": p.shift_bits,
         "relu": 1,
+        # the bias column (EncodedLayer.bias): broadcast last with `bias_act` (0: none) from
+        # PE `bias_pe`, local index `bias_local`; n_in above counts it (stored columns)
+        "bias_act": signed(ACT_BITS),
+        "bias_pe": p.pe_bits,
+        "bias_local": p.local_bits,
     })
 
 
@@ -37,6 +42,10 @@ def batch_signature(p: ArrayParams) -> wiring.Signature:
         "relu": Out(1),
         "last_row": Out(p.local_bits + 1),          # the layer's last local row ...
         "last_pes": Out(p.pe_bits + 1),             # ... is held by PEs 0 .. last_pes - 1
+        "bias_on": Out(1),                          # the running layer has a bias column,
+        "bias_pe": Out(p.pe_bits),                  # ... held by this PE at this local index,
+        "bias_local": Out(p.local_bits),
+        "bias_act": Out(signed(ACT_BITS)),          # ... whose activation is this (1.0)
         "src_bank": Out(1),
         "acc_bank": Out(1),                         # accumulator bank of the computing batch
         "wb_bank": Out(1),                          # ... and of the batch being written back
@@ -51,6 +60,7 @@ def batch_signature(p: ArrayParams) -> wiring.Signature:
 _FIELDS = {LayerField.N_IN: "n_in", LayerField.N_OUT: "n_out", LayerField.ROWS0: "rows0",
            LayerField.BLOCK_ROWS: "block_rows", LayerField.PTR_BASE: "ptr_base",
            LayerField.SHIFT: "shift", LayerField.RELU: "relu"}
+_BIAS_SLICES = {"bias_act": (0, 16), "bias_pe": (16, 32), "bias_local": (32, 64)}  # host_map.bias_word
 
 
 class ControlUnit(wiring.Component):
@@ -79,7 +89,7 @@ class ControlUnit(wiring.Component):
             "n_layers": In(p.layer_bits + 1),
             "desc_w_layer": In(p.layer_bits),
             "desc_w_field": In(3),
-            "desc_w_data": In(32),
+            "desc_w_data": In(64),
             "desc_w_en": In(1),
             "all_idle": In(1),            # LNZD empty, queues empty, no PE fetching or issuing
             "release": In(1),             # the host writes a new input: the held outputs are given up
@@ -106,6 +116,9 @@ class ControlUnit(wiring.Component):
             for code, name in _FIELDS.items():
                 with m.If(self.desc_w_field == code):
                     m.d.sync += getattr(descs[self.desc_w_layer], name).eq(self.desc_w_data)
+            with m.If(self.desc_w_field == LayerField.BIAS):
+                for name, (lo, hi) in _BIAS_SLICES.items():
+                    m.d.sync += getattr(descs[self.desc_w_layer], name).eq(self.desc_w_data[lo:hi])
 
         layer = Signal(p.layer_bits)
         # the running layer's descriptor: a copy in registers (with one descriptor, itself)
@@ -118,6 +131,10 @@ class ControlUnit(wiring.Component):
         last_pes = Signal(p.pe_bits + 1)
         shift = Signal(p.shift_bits)                 # the running (after a run: the last) layer's
         relu = Signal()                              # write-back conversion
+        bias_on = Signal()
+        bias_pe = Signal(p.pe_bits)
+        bias_local = Signal(p.local_bits)
+        bias_act = Signal(signed(ACT_BITS))
         more_blocks = Signal()                       # rows_left > block_rows: another batch follows
         more_layers = Signal()                       # another layer follows this one
         fresh = Signal()                             # cycle 0 of a batch
@@ -169,6 +186,8 @@ class ControlUnit(wiring.Component):
             self.batch.relu.eq(relu),
             self.batch.last_row.eq(last_row),
             self.batch.last_pes.eq(last_pes),
+            self.batch.bias_on.eq(bias_on), self.batch.bias_pe.eq(bias_pe),
+            self.batch.bias_local.eq(bias_local), self.batch.bias_act.eq(bias_act),
             self.batch.src_bank.eq(src_bank),
             self.batch.acc_bank.eq(acc_bank),
             self.batch.wb_bank.eq(wb_bank),
@@ -191,7 +210,9 @@ class ControlUnit(wiring.Component):
                          # the last layer is n_layers - 1, or the last descriptor if N_LAYERS is larger
                          more_layers.eq((nxt < self.n_layers) & (nxt < p.max_layers)),
                          last_row.eq(d.rows0 - 1), last_pes.eq(d.n_out - (d.rows0 - 1) * p.n_pe),
-                         first_block.eq(1), clear_dst.eq(1)]
+                         first_block.eq(1), clear_dst.eq(1),
+                         bias_on.eq(d.bias_act != 0), bias_pe.eq(d.bias_pe), bias_local.eq(d.bias_local),
+                         bias_act.eq(d.bias_act)]
             start_batch()
 
         def next_batch():

@@ -7,7 +7,7 @@ an address is `region << 28 | pe << 20 | offset`.
 from __future__ import annotations
 
 __all__ = ["REGION_SHIFT", "PE_SHIFT", "OFFSET_BITS", "Region", "Ctrl", "Cmd", "Status",
-           "LayerField", "LAYER_STRIDE", "address", "split_address"]
+           "LayerField", "LAYER_STRIDE", "address", "split_address", "bias_word"]
 
 REGION_SHIFT = 28
 PE_SHIFT = 20
@@ -55,6 +55,13 @@ class LayerField:
     PTR_BASE = 4     # index of the layer's first pointer in every PE's pointer memory
     SHIFT = 5        # write-back right shift in_frac + w_frac - out_frac
     RELU = 6
+    BIAS = 7         # bias column: activation (bits 0-15; 0 = none) | PE << 16 | local index << 32
+
+
+def bias_word(activation: int, pe: int, local: int) -> int:
+    """The BIAS field: the bias column's activation (16-bit two's complement), the PE and
+    local index that hold column n_in (j = local * N + pe)."""
+    return (int(activation) & 0xFFFF) | (int(pe) << 16) | (int(local) << 32)
 
 
 LAYER_STRIDE = 8

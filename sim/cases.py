@@ -55,7 +55,9 @@ def _inputs(rng, batch, n_in, density, scale=512):
 def random_case(seed: int, params: ArrayParams, max_dim: int = 48) -> Case:
     """A random network that fits `params`: 1-3 layers, shapes 1..max_dim (any, not only
     multiples of N), weight density 1-100 %, activation density 0-100 %, output batches
-    of 1..acc_depth rows (so layers often span several batches), 1-3 samples."""
+    of 1..acc_depth rows (so layers often span several batches), 1-3 samples; each layer
+    has a bias with probability 1/2 (drawn from a generator of its own, so the rest of
+    a seed's case is what it was before biases)."""
     rng = np.random.default_rng(seed)
     N = params.n_pe
     cap = min(max_dim, N * params.act_depth)
@@ -66,7 +68,9 @@ def random_case(seed: int, params: ArrayParams, max_dim: int = 48) -> Case:
         a_density = float(rng.choice([0.0, 0.1, 0.5, 0.9, 1.0]))
         acc_depth = int(rng.choice([d for d in (1, 2, 4, 8, 16) if d <= params.acc_depth]))
         Ws = [_sparse(rng, dims[i + 1], dims[i], w_density) for i in range(layers)]
-        image = encode_network(Ws, N, acc_depth=acc_depth, seed=seed % 997)
+        bias_rng = np.random.default_rng([seed, 1])
+        biases = [bias_rng.normal(0, 0.5, d) if bias_rng.random() < 0.5 else None for d in dims[1:]]
+        image = encode_network(Ws, N, acc_depth=acc_depth, seed=seed % 997, biases=biases)
         try:
             place_image(image, params)
         except ConfigError:
@@ -74,7 +78,7 @@ def random_case(seed: int, params: ArrayParams, max_dim: int = 48) -> Case:
         full_scale = rng.random() < 0.15          # sometimes saturate the 16-bit outputs
         a = _inputs(rng, int(rng.integers(1, 4)), dims[0], a_density, 32767 if full_scale else 512)
         info = {"dims": dims, "w_density": w_density, "a_density": a_density, "acc_depth": acc_depth,
-                "full_scale": bool(full_scale)}
+                "full_scale": bool(full_scale), "biases": [b is not None for b in biases]}
         return Case(f"random_{seed}", image, a, seed=seed, info=info)
     raise ConfigError(f"seed {seed}: no random network fits {params}")
 
@@ -157,6 +161,19 @@ def _accumulator_saturation(N, rng):
     return encode_network([W], N, acc_depth=8, codebooks=[cb]), rng.integers(-32768, 32767, (2, 24))
 
 
+def _bias_columns(N, rng):
+    # biases on the first and last layers: their bias columns (index n_in) sit in PEs
+    # n_in mod N = 1 and 3 mod N, after every other entry of those PEs' lists; the first
+    # sample is all zeros, so the bias is the only broadcast; layers of several batches
+    dims = [4 * N + 1, 5 * N, 2 * N + 3]
+    Ws = [_sparse(rng, dims[1], dims[0], 0.4), _sparse(rng, dims[2], dims[1], 0.5),
+          _sparse(rng, 7, dims[2], 0.6)]
+    bs = [rng.normal(0, 0.5, dims[1]), None, rng.normal(0, 0.5, 7)]
+    a = _inputs(rng, 3, dims[0], 0.7)
+    a[0] = 0
+    return encode_network(Ws, N, acc_depth=2, biases=bs), a
+
+
 CORNER_CASES = {
     "runs_of_15_and_16_zeros": _runs_15_16,
     "empty_columns": _empty_columns,
@@ -171,6 +188,7 @@ CORNER_CASES = {
     "register_file_swap_across_layers": _register_file_swap,
     "output_saturation_16_bit": _output_saturation,
     "accumulator_saturation": _accumulator_saturation,   # bites with a narrow acc_bits build
+    "bias_columns": _bias_columns,
 }
 
 

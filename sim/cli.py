@@ -41,6 +41,8 @@ def _default_case():
 
 
 def cmd_sim(args) -> int:
+    if args.bias and not args.fc8:
+        raise UserError("--bias: only with --fc8 (an image file says itself which layers have a bias)")
     if args.output:
         check_output(args.output, "-o", args.force)
     from eie.hdl.loader import params_for_image  # Amaranth and cocotb: deferred until an RTL run
@@ -51,9 +53,9 @@ def cmd_sim(args) -> int:
     if args.fc8:
 
         ref = load_fc8(None if args.fc8 == "default" else args.fc8)
-        image = fc8_image(ref)
+        image = fc8_image(ref, bias=args.bias)
         a = quantize_input(image, ref.act[None, :])
-        what = f"AlexNet FC8 ({ref.source})"
+        what = f"AlexNet FC8 ({ref.source}{', with its bias column' if args.bias else ''})"
     elif args.image:
         image = load_image(args.image)
         if args.n_pe is not None and args.n_pe != image.n_pe:
@@ -286,6 +288,7 @@ def add_subcommands(sub):
     p.add_argument("--int-input", action="store_true", help="the input is already int16 fixed point")
     p.add_argument("--fc8", nargs="?", const="default", help="run the authors' AlexNet FC8 layer on 64 PEs "
                    "(optionally its directory)")
+    p.add_argument("--bias", action="store_true", help="with --fc8: include the authors' bias column (4,097 columns)")
     p.add_argument("--n-pe", type=int, help="PEs (must match the image)")
     p.add_argument("--fifo-depth", type=int, default=8, help="activation queue depth")
     p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default 48)")

@@ -26,7 +26,7 @@ from eie.hdl import host_map as hm
 from eie.hdl.loader import output_reads
 
 from .helpers import sparse_matrix
-from .test_image_file import read_raw, write_raw
+from .test_image_file import as_version, read_raw, write_raw
 
 
 def uneven_matrix(rng, n_out, n_in, density):
@@ -198,7 +198,7 @@ def test_image_file_round_trip(balanced_net, tmp_path):
     image, x = balanced_net
     path = save_image(image, tmp_path / "b.eie")
     raw = read_raw(path)
-    assert (raw.major, raw.minor) == (1, 2)
+    assert (raw.major, raw.minor) == (1, 3)
     assert "layers[0].row_perm" in raw.arrays and raw.arrays["layers[0].row_perm"].dtype == np.dtype("<u4")
     assert not any(k.endswith("col_perm") for k in raw.arrays)    # implied by the previous layer
     loaded = load_image(path)
@@ -215,7 +215,7 @@ def test_unpermuted_image_has_no_permutation_arrays(tmp_path):
     rng = np.random.default_rng(1)
     image = encode_network([sparse_matrix(rng, 8, 6, 0.5)], 2)
     raw = read_raw(save_image(image, tmp_path / "p.eie"))
-    assert (raw.major, raw.minor) == (1, 2)
+    assert (raw.major, raw.minor) == (1, 3)
     assert not any(k.endswith("row_perm") for k in raw.arrays)
 
 
@@ -224,7 +224,7 @@ def test_file_without_the_permutation_is_hardware_order(balanced_net, tmp_path):
     image, x = balanced_net
     raw = read_raw(save_image(image, tmp_path / "b.eie"))
     raw.arrays = {k: v for k, v in raw.arrays.items() if not k.endswith("row_perm")}
-    raw.minor = 0
+    as_version(raw, 0)
     old = load_image(write_raw(tmp_path / "old.eie", raw))
     assert all(L.row_perm is None for L in old.layers)
     np.testing.assert_array_equal(run_image(old, x).outputs_int, run_image(image, x).hw_outputs_int)

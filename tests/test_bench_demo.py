@@ -12,7 +12,7 @@ from eie.bench.paper import TABLE_III, layer_by_name
 from eie.bench.table import bench_layers, fc8_row, layer_cycles
 from eie.cli import main
 from eie.demo import DemoConfig, run_demo
-from eie.golden_model.fc8 import AUTHORS_CYCLES
+from eie.golden_model.fc8 import AUTHORS_CYCLES, AUTHORS_CYCLES_WITH_BIAS
 from eie.golden_model.image_file import load_image
 
 HAVE_ICARUS = shutil.which("iverilog") is not None
@@ -118,6 +118,10 @@ def test_fc8_row_is_within_1_percent_of_the_authors(fc8_dir):
         assert abs(row["cycles"] - AUTHORS_CYCLES[depth]) <= 0.01 * AUTHORS_CYCLES[depth]
         assert row["diff_vs_authors_percent"] == pytest.approx(100 * (row["cycles"] / AUTHORS_CYCLES[depth] - 1))
         assert row["cycles"] >= row["lower_bound_busiest_pe"] >= row["lower_bound_ideal"]
+        b = row["with_bias"]   # the bias column: one more broadcast, as in the authors' published figures
+        assert row["cycles"] < b["cycles"] and abs(b["cycles"] - AUTHORS_CYCLES_WITH_BIAS[depth]) <= \
+            0.01 * AUTHORS_CYCLES_WITH_BIAS[depth]
+        assert b["authors_cycles"] == AUTHORS_CYCLES_WITH_BIAS[depth]
 
 
 def test_bench_cli_writes_the_report(tmp_path, capsys):

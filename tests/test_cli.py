@@ -197,7 +197,7 @@ def test_decode_refuses_to_overwrite(tmp_path, image, capsys):
 def test_info_json(stack_image, stack, capsys):
     s = eie_json(capsys, "info", stack_image)
     img = load_image(stack_image)
-    assert s == img.summary() | {"file": {"version": "1.2", "header": "crc32"}}
+    assert s == img.summary() | {"file": {"version": "1.3", "header": "crc32"}}
     assert (s["n_pe"], s["acc_depth"]) == (N_PE, 4)
     for L, EL, W in zip(s["layers"], img.layers, stack):
         assert L["entries"] == EL.v.size == int(EL.ptr[:, -1].astype(np.int64).sum())
@@ -407,7 +407,7 @@ def test_console_script_end_to_end(tmp_path, W, x):
 
     p = subprocess.run([*cmd, "info", "W.eie", "--json"], **env_run)
     assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout) == img.summary() | {"file": {"version": "1.2", "header": "crc32"}}
+    assert json.loads(p.stdout) == img.summary() | {"file": {"version": "1.3", "header": "crc32"}}
 
     p = subprocess.run([*cmd, "run", "W.eie", "--input", "x.npy", "--json", "-o", "Y.npy"], **env_run)
     assert p.returncode == 0, p.stderr

@@ -23,7 +23,7 @@ from eie.golden_model import files, image_file
 from eie.golden_model.image_file import load_image, save_image
 
 from .helpers import sparse_matrix
-from .test_image_file import INTEGRITY, PREAMBLE, assert_same_image, read_raw, reseal_header, write_raw
+from .test_image_file import INTEGRITY, PREAMBLE, as_version, assert_same_image, read_raw, reseal_header, write_raw
 
 FUZZ = settings(max_examples=1200, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                           HealthCheck.too_slow])
@@ -256,7 +256,7 @@ def test_header_field_edit_fails_the_crc(image_bytes, tmp_path, field):
 
 def test_old_files_load_and_are_reported_unprotected(image, image_bytes, tmp_path, capsys):
     raw = read_raw_bytes(image_bytes, tmp_path)
-    raw.minor = 1
+    as_version(raw, 1)
     p = write_raw(tmp_path / "old.eie", raw)
     loaded = load_image(p)
     assert_same_image(image, loaded)

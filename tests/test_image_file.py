@@ -110,6 +110,16 @@ def write_raw(path, raw: Raw, edit_header=None) -> Path:
     return path
 
 
+def as_version(raw: Raw, minor: int) -> Raw:
+    """`raw` relabelled as format 1.`minor`: the layer fields that minor has not (bias, 1.3)
+    are dropped (only bias-free images can be written as such)."""
+    raw.minor = minor
+    if minor < 3:
+        for lh in raw.header["layers"]:
+            assert not lh.pop("bias", False), "a biased layer has no form before 1.3"
+    return raw
+
+
 def save_unvalidated(image: EIEImage, path) -> Path:
     """save_image without its validate() step, to put an invalid image on disk."""
     with mock.patch.object(EIEImage, "validate", lambda self: self):
@@ -175,7 +185,7 @@ def test_round_trip_with_padding_entries(padded, tmp_path):
 def test_file_layout_matches_the_documentation(net, saved):
     data = saved.read_bytes()
     magic, major, minor, hlen = PREAMBLE.unpack_from(data)
-    assert magic == b"EIEIMAGE" and (major, minor) == (1, 2)
+    assert magic == b"EIEIMAGE" and (major, minor) == (1, 3)
     body = PREAMBLE.size + hlen
     assert body % 8 == 0
     crc, reserved = INTEGRITY.unpack_from(data, body)
