@@ -128,14 +128,17 @@ def check_image(image: EIEImage, codes, biases_carried: bool = False) -> dict:
             "fixed_point_half_lsb": 2.0 ** -(L.w_frac + 1),
         }
         if biases_carried and bias_idx is not None:
+            from eie.golden_model.decoder import decode_bias_indices
+
             got = decoded_bias(L)
+            row["bias_indices_equal"] = bool(np.array_equal(decode_bias_indices(L), bias_idx))
             row["bias_equal"] = got is not None and bool(np.array_equal(np.asarray(got, dtype=np.float64),
                                                                          q[bias_idx]))
         per.append(row)
     with_bias = any(bi is not None for _, _, bi in codes)
     return {"layers": per,
             "decode_matches": all(p["indices_equal"] and p["weights_equal"] and p.get("bias_equal", True)
-                                  for p in per),
+                                  and p.get("bias_indices_equal", True) for p in per),
             "biases_dropped": with_bias and not biases_carried, "biases_carried": with_bias and biases_carried}
 
 

@@ -215,6 +215,9 @@ ITERATIVE = (Option("steps", 4, type=steps, help="prune -> finetune rounds (defa
 SPARSITY = Option("sparsity", 0.92, type=fraction, help="fraction of the weights to remove (default 0.92: 8 %% kept)")
 SCOPE = Option("scope", "global", choices=("layer", "global"),
                help="the same ratio in every layer, or one |w| threshold across layers")
+ITER_SCOPE = Option("scope", "global", choices=("layer", "global", "sensitivity"),
+                    help="the same ratio in every layer, one |w| threshold across layers, or per-layer ratios "
+                         "from a sensitivity scan that reach --sparsity overall (Han et al. 2015)")
 SWEEP = Option("sweep", "0.5,0.7,0.8,0.9,0.95", type=floats, help="sparsities of the no-finetune sweep (plot)")
 
 # The options of `eie prune compare` itself (the methods add their compare_options).
@@ -228,7 +231,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            compare=(CompareRow("magnitude one-shot (per layer)", "magnitude:compare", MATCHED, (("scope", "layer"),)),
                     CompareRow("magnitude one-shot (global)", "magnitude:compare", MATCHED, (("scope", "global"),)))),
     Method("iterative", "iterative prune -> finetune to the target, vs one-shot at equal budget", "iterative:run",
-           (SPARSITY, SCOPE, Option("no_one_shot", False, "skip the one-shot comparison", switch=True), *ITERATIVE),
+           (SPARSITY, ITER_SCOPE, Option("no_one_shot", False, "skip the one-shot comparison", switch=True),
+            *ITERATIVE),
            plots="iterative:plots", default_seeds=(0, 1, 2),
            compare=(CompareRow("iterative (per layer)", "iterative:compare", MATCHED, (("scope", "layer"),)),
                     CompareRow("iterative (global)", "iterative:compare", MATCHED, (("scope", "global"),)))),
@@ -265,7 +269,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("share", "weight sharing (k-means, 16 entries, trained centroids) + EIE export", "share:run",
            (Option("from_checkpoint", None, type=Path, flag="--from",
                    help="start from this pruned checkpoint (.pt of another method) instead of iterative pruning"),
-            Option("sparsity", 0.92, type=fraction, help="iterative target without --from"), SCOPE,
+            Option("sparsity", 0.92, type=fraction, help="iterative target without --from"), ITER_SCOPE,
             Option("centroid_epochs", 30, type=non_negative_int, help="centroid finetuning epochs"), *ITERATIVE),
            plots="share:plots", default_seeds=(0, 1, 2), seeds="share:default_seeds"),
     Method("lottery", "lottery tickets: IMP with reset / rewind / random re-init", "lottery:run",
