@@ -102,7 +102,7 @@ def load_mnist_idx(directory, seed: int = 0) -> Splits:
                 return cand
         raise InputError(f"{d}: missing {stem}[.gz]")
 
-    xtr = load_idx(find("train-images-idx3-ubyte")).reshape(-1, 28 * 28) / 255.0
+    xtr = load_idx(find("train-images-idx3-ubyte")).reshape(-1, 28 * 28) / 255.0   # float64: any IDX type
     ytr = load_idx(find("train-labels-idx1-ubyte"))
     xte = load_idx(find("t10k-images-idx3-ubyte")).reshape(-1, 28 * 28) / 255.0
     yte = load_idx(find("t10k-labels-idx1-ubyte"))
@@ -111,16 +111,21 @@ def load_mnist_idx(directory, seed: int = 0) -> Splits:
     return mnist_splits(xtr, ytr, xte, yte, seed)
 
 
-def mnist_splits(x_train, y_train, x_test, y_test, seed: int = 0) -> Splits:
-    """MNIST arrays (pixels in [0, 1]) as Splits: the official test set stays the test set,
-    a fixed stratified 1/12 of the training set becomes the validation set."""
+def mnist_splits(x_train, y_train, x_test, y_test, seed: int = 0, divisor: float = 1.0) -> Splits:
+    """MNIST arrays (pixels / `divisor` in [0, 1]) as Splits: the official test set stays the
+    test set, a fixed stratified 1/12 of the training set becomes the validation set."""
     from sklearn.model_selection import train_test_split  # scikit-learn: deferred (slow to import)
 
-    x_train = np.asarray(x_train, dtype=np.float32).reshape(len(y_train), -1)
-    x_tr, x_val, y_tr, y_val = train_test_split(x_train, np.asarray(y_train, dtype=np.int64),
-                                                test_size=MNIST_VAL_FRACTION, stratify=y_train, random_state=seed)
-    return Splits("mnist", x_tr, y_tr, x_val, y_val, np.asarray(x_test, dtype=np.float32).reshape(len(y_test), -1),
-                  np.asarray(y_test, dtype=np.int64), (28, 28))
+    y_train = np.asarray(y_train, dtype=np.int64)
+    tr, val = train_test_split(np.arange(len(y_train)), test_size=MNIST_VAL_FRACTION, stratify=y_train,
+                               random_state=seed)      # split indices: the images are copied once, below
+    x_train = np.asarray(x_train).reshape(len(y_train), -1)
+
+    def images(x, rows=slice(None)):
+        return np.divide(x[rows], divisor, dtype=np.float32)
+
+    return Splits("mnist", images(x_train, tr), y_train[tr], images(x_train, val), y_train[val],
+                  images(np.asarray(x_test).reshape(len(y_test), -1)), np.asarray(y_test, dtype=np.int64), (28, 28))
 
 
 def load_mnist_csv(path, n_pixels: int = 28 * 28) -> tuple[np.ndarray, np.ndarray]:
@@ -191,7 +196,7 @@ def load_mnist_packaged(seed: int = 0, csv_dir=None, cache_dir=None) -> Splits:
                 np.savez_compressed(f, **dict(zip(("x_train", "y_train", "x_test", "y_test"), arrays)))
             tmp.replace(cache)
     xtr, ytr, xte, yte = arrays
-    return mnist_splits(xtr / np.float32(255.0), ytr, xte / np.float32(255.0), yte, seed)
+    return mnist_splits(xtr, ytr, xte, yte, seed, divisor=255)
 
 
 def subset(splits: Splits, n_train: int, n_val: int | None = None, n_test: int | None = None) -> Splits:
