@@ -156,30 +156,33 @@ def default_model(dataset: str) -> str:
 
 
 # The papers' networks train on 55,000 MNIST images (LeNet-5: ~12 s per epoch on the
-# 2-core machine), not on 1,077 digits: shorter schedules, larger batches, cosine decay.
+# 2-core machine), not on 1,077 digits: shorter schedules, SGD with momentum and weight
+# decay as Caffe's LeNet solvers (Adam overfits LeNet-300-100: 2.1 % test error after
+# pruning vs 1.64 % with SGD), cosine decay per run, finetuning at the dense LR.
 # {model: {"*": common options, method: that method's options}}; an option the user
 # gives on the command line wins. Chosen on the validation split (docs/pruning.md).
+_SGD = {"batch_size": 128, "lr_schedule": "cosine", "optimizer": "sgd", "weight_decay": 5e-4, "lr_scale": 1.0}
 PRESETS: dict[str, dict[str, dict]] = {
     "lenet300": {
-        "*": {"epochs": 20, "batch_size": 128, "lr_schedule": "cosine", "steps": 4, "ft_epochs": 8,
-              "final_epochs": 20, "lr_scale": 1.0, "centroid_epochs": 5, "reg_epochs": 10},
-        "magnitude": {"ft_epochs": 52},
-        "regularize": {"ft_epochs": 52},
-        "slimming": {"reg_epochs": 10, "ft_epochs": 52},
+        "*": _SGD | {"epochs": 30, "lr": 0.05, "steps": 4, "ft_epochs": 6, "final_epochs": 30,
+                     "centroid_epochs": 5, "reg_epochs": 10},
+        "magnitude": {"ft_epochs": 54},
+        "regularize": {"ft_epochs": 54},
+        "slimming": {"reg_epochs": 10, "ft_epochs": 54},
         "lottery": {"rounds": 8},
         "netadapt": {"long_epochs": 20, "latency_samples": 32},
         "amc": {"finetune_epochs": 20, "val_samples": 1000},
         "compare": {"amc_val_samples": 1000},
     },
     "lenet5": {
-        "*": {"epochs": 12, "batch_size": 128, "lr_schedule": "cosine", "steps": 3, "ft_epochs": 3,
-              "final_epochs": 8, "lr_scale": 1.0, "centroid_epochs": 2, "reg_epochs": 4, "layers": "all"},
-        "magnitude": {"ft_epochs": 17},
-        "regularize": {"ft_epochs": 17},
-        "slimming": {"reg_epochs": 4, "ft_epochs": 17},
-        "lottery": {"rounds": 6},
-        "netadapt": {"long_epochs": 8, "short_epochs": 1, "latency_samples": 16},
-        "amc": {"finetune_epochs": 8, "val_samples": 1000, "baselines": 300},
+        "*": _SGD | {"epochs": 12, "lr": 0.02, "steps": 3, "ft_epochs": 2, "final_epochs": 6, "centroid_epochs": 1,
+                     "reg_epochs": 3, "layers": "all"},
+        "magnitude": {"ft_epochs": 12},
+        "regularize": {"ft_epochs": 12},
+        "slimming": {"reg_epochs": 3, "ft_epochs": 12},
+        "lottery": {"rounds": 5},
+        "netadapt": {"long_epochs": 6, "short_epochs": 1, "latency_samples": 16},
+        "amc": {"finetune_epochs": 6, "val_samples": 1000, "baselines": 300},
         "compare": {"amc_val_samples": 1000},
     },
 }

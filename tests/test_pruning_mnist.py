@@ -164,3 +164,31 @@ def test_corrupt_packaged_csv_is_one_line_naming_it(capsys, tmp_path, monkeypatc
     rc, o = prune(capsys, "magnitude", "--dataset", "mnist", "--quiet", "--cache-dir", str(tmp_path / "c"),
                   "--out", str(tmp_path / "o"))
     assert rc == 2 and "mnist_train.csv: missing" in o.err and len(o.err.strip().splitlines()) == 1
+
+
+def test_presets_name_real_options_and_apply(tmp_path):
+    """Every preset of the papers' networks names an option of its method (a typo would be
+    silently ignored otherwise), and a preset gives way to an option on the command line."""
+    from eie.cli import build_parser
+    from eie.pruning.cli import _network, _resolve_defaults
+    from eie.pruning.registry import COMPARE_OPTIONS, PRESETS
+
+    common = {"epochs", "lr", "batch_size", "lr_schedule", "layers", "optimizer", "weight_decay"}
+    every = {o.name for m in METHODS.values() for o in m.options} | {o.name for o in COMPARE_OPTIONS}
+    compare = {o.name for o in COMPARE_OPTIONS} | {o.name for m in METHODS.values() for o in m.compare_options}
+    for model, table in PRESETS.items():
+        for key, opts in table.items():
+            names = (common | every if key == "*" else
+                     compare if key == "compare" else {o.name for o in METHODS[key].options})
+            assert set(opts) <= names, (model, key, set(opts) - names)
+    parse = build_parser().parse_args
+    args = parse(["prune", "iterative", "--dataset", "mnist", "--final-epochs", "3"])
+    _network(args)
+    _resolve_defaults(args, METHODS["iterative"].options, "iterative")
+    assert args.model == "lenet300" and args.bias is True
+    assert args.final_epochs == 3                                           # given: kept
+    assert args.ft_epochs == PRESETS["lenet300"]["*"]["ft_epochs"]          # not given: the preset
+    args = parse(["prune", "iterative"])
+    _network(args)
+    _resolve_defaults(args, METHODS["iterative"].options, "iterative")
+    assert (args.model, args.bias, args.ft_epochs, args.epochs) == ("mlp", False, 60, 60)   # digits: unchanged
