@@ -48,8 +48,12 @@ class TrainConfig:
 
 
 def set_threads() -> int:
-    """Torch threads = the machine's cores (2 here): LeNet-5's convolutions gain from both."""
+    """Torch threads = the machine's cores (2 here): LeNet-5's convolutions gain from both.
+    $EIE_TORCH_THREADS overrides it (1 on a machine that other jobs keep busy: busy OpenMP
+    threads then wait on each other)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if os.environ.get("EIE_TORCH_THREADS", "").isdigit():
+        n = int(os.environ["EIE_TORCH_THREADS"])
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
 
