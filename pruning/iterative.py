@@ -33,6 +33,7 @@ __all__ = ["FinetuneConfig", "schedule", "SCHEDULES", "iterative_prune", "ft_con
            "plots", "compare", "matched_note"]
 
 SCHEDULES = ("geometric", "linear")
+ITERATIVE_SCOPES = ("layer", "global", "sensitivity")
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,16 @@ def iterative_prune(model: nn.Module, splits: Splits, target, cfg: TrainConfig, 
                     ft: FinetuneConfig = FinetuneConfig(), scope: str = "global", kind: str = "geometric",
                     layers: str = "fc", progress: bool = False) -> list[dict]:
     """Prune -> finetune `steps` times up to `target`; returns one record per step
-    (after its finetuning): target, kept fraction, validation accuracy, per-layer sparsity."""
-    history = [step_record(model, splits, 0, 0.0, layers)]
+    (after its finetuning): target, kept fraction, validation accuracy, per-layer sparsity.
+
+    scope "sensitivity": per-layer ratios that reach the overall `target` from a
+    no-finetune sensitivity scan of the model (Han et al. 2015's per-layer thresholds,
+    sensitivity.allocate), then per-layer schedules; the first record holds them."""
+    ratios = None
+    if scope == "sensitivity":
+        target, ratios = sensitivity_ratios(model, splits, target, layers, progress)
+        scope = "layer"
+    history = [step_record(model, splits, 0, 0.0, layers) | ({"ratios": ratios} if ratios else {})]
     for t, s in enumerate(tqdm(schedule(target, steps, kind), desc="iterative", disable=not progress,
                                leave=False), start=1):
         prune_to(model, s, scope=scope, layers=layers)
@@ -91,6 +100,16 @@ def iterative_prune(model: nn.Module, splits: Splits, target, cfg: TrainConfig, 
     return history
 
 
+def sensitivity_ratios(model, splits, target: float, layers: str = "fc", progress: bool = False):
+    """(per-layer ratios, the same): `target` overall, allocated from the layers' sensitivity
+    curves (ratios 0 ... 0.99, validation split, no finetuning)."""
+    from .sensitivity import DEFAULT_RATIOS, allocate, scan  # sensitivity.py builds on this module
+
+    res = scan(model, splits, list(DEFAULT_RATIOS) + [0.95, 0.98, 0.99], layers=layers, progress=progress)
+    ratios, _ = allocate(res, float(target))
+    return ratios, ratios
+
+
 def ft_config(opts) -> FinetuneConfig:
     """The FinetuneConfig of a method's options (ft_epochs, lr_scale, final_epochs)."""
     return FinetuneConfig(epochs=opts.ft_epochs, lr_scale=opts.lr_scale, final_epochs=getattr(opts, "final_epochs", 0))
@@ -102,12 +121,16 @@ def run(model, splits, ctx, seed, opts):
     cfg = ctx.dense.with_(seed=seed)
     extra = {}
     budget = finetune_budget(opts.steps, opts.ft_epochs, opts.final_epochs)
+    target, scope = opts.sparsity, opts.scope
+    if scope == "sensitivity":   # one scan of the dense model for both runs
+        target, extra["sensitivity_ratios"] = sensitivity_ratios(model, splits, target, ctx.layers, ctx.progress)
+        scope = "layer"
     if not opts.no_one_shot:
         m1 = clone_model(model)
-        h1 = one_shot_prune(m1, splits, opts.sparsity, cfg, epochs=budget, lr_scale=opts.lr_scale,
-                            scope=opts.scope, layers=ctx.layers, progress=ctx.progress)
+        h1 = one_shot_prune(m1, splits, target, cfg, epochs=budget, lr_scale=opts.lr_scale,
+                            scope=scope, layers=ctx.layers, progress=ctx.progress)
         extra["one_shot"] = {"history": h1, "final": evaluate_model(m1, splits), "epochs": budget}
-    hist = iterative_prune(model, splits, opts.sparsity, cfg, steps=opts.steps, ft=ft_config(opts), scope=opts.scope,
+    hist = iterative_prune(model, splits, target, cfg, steps=opts.steps, ft=ft_config(opts), scope=scope,
                            kind=opts.schedule, layers=ctx.layers, progress=ctx.progress)
     return model, {"history": hist, **extra}
 

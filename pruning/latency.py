@@ -13,7 +13,6 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from torch import nn
 
 from eie.golden_model import encode_network
@@ -22,7 +21,7 @@ from eie.golden_model.cycle_model import cycle_report
 from eie.golden_model.functional import quantize_input, run_network
 
 from .masks import weight_of
-from .models import fc_layers
+from .models import fc_input, fc_layers
 
 __all__ = ["EIELatency", "WeightCount", "LatencySettings"]
 
@@ -68,19 +67,8 @@ class EIELatency:
     def weights(self, model: nn.Module) -> list[np.ndarray]:
         return [weight_of(m).numpy().astype(np.float64) for _, m in fc_layers(model)]
 
-    @torch.no_grad()
     def fc_input(self, model: nn.Module) -> np.ndarray:
-        first = fc_layers(model)[0][1]
-        seen = {}
-        h = first.register_forward_pre_hook(lambda mod, inp: seen.setdefault("x", inp[0].detach().clone()))
-        try:
-            was = model.training
-            model.eval()
-            model(torch.as_tensor(self.calibration))
-            model.train(was)
-        finally:
-            h.remove()
-        return seen["x"].flatten(1).numpy().astype(np.float64)
+        return fc_input(model, self.calibration).numpy().astype(np.float64)
 
     def _encode_run(self, weights, fc_in, sharing):
         cbs = [_linear_codebook(W) for W in weights] if sharing == "linear" else None

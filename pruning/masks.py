@@ -88,15 +88,18 @@ def clone_model(model: nn.Module) -> nn.Module:
     """deepcopy that also works for pruned and parametrised (weight-shared) models.
 
     - Pruned: `module.weight` is a non-leaf tensor, which deepcopy refuses; it is
-      detached for the copy (the forward pre-hook recomputes it anyway).
+      detached for the copy (the forward pre-hook recomputes it anyway). The same for a
+      shared bias (sharing.SharedBias).
     - Parametrised: torch's deepcopy gives the copy the *same* dynamically created
       `Parametrized<Cls>` class, so `remove_parametrizations` on the copy would delete
       the property from the original's class too. Each copied module gets its own class.
     """
     saved = []
-    for m, name in _pruned_attrs(model):
-        saved.append((m, name, getattr(m, name)))
-        setattr(m, name, getattr(m, name).detach())
+    for m in model.modules():   # prune's `weight`, sharing's `bias`: tensors computed by a pre-hook
+        for name, t in list(vars(m).items()):
+            if isinstance(t, torch.Tensor) and t.grad_fn is not None:
+                saved.append((m, name, t))
+                setattr(m, name, t.detach())
     try:
         out = copy.deepcopy(model)
     finally:

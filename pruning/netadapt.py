@@ -88,6 +88,9 @@ class NetAdaptConfig(LatencySettings):
     min_density: float = 0.01   # a layer keeps at least this fraction of its weights
     adapt_delta: bool = False   # no layer alone can cut delta: cut as deep as one layer can instead of stopping
     enforce_final: bool = True  # after the long-term finetune, prune back to the last target if it moved up
+    optimizer: str = "adam"     # the finetunes' optimiser, weight decay and LR schedule (train.TrainConfig)
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
     seed: int = 0
 
     def __post_init__(self):
@@ -169,7 +172,9 @@ def _deepest_cut(model: nn.Module, est: EIELatency, min_density: float) -> float
 
 def _finetune(model, splits, cfg: NetAdaptConfig, epochs: int, seed: int, lr: float | None = None):
     if epochs > 0:
-        train(model, splits, TrainConfig(epochs=epochs, lr=lr or cfg.lr, batch_size=cfg.batch_size, seed=seed))
+        train(model, splits, TrainConfig(epochs=epochs, lr=lr or cfg.lr, batch_size=cfg.batch_size, seed=seed,
+                                         optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
+                                         lr_schedule=cfg.lr_schedule))
     model.eval()
     refresh_weights(model)
 
@@ -340,13 +345,19 @@ def run(model, splits, ctx, seed, opts):
                          max_iterations=opts.iterations, short_epochs=opts.short_epochs,
                          long_epochs=opts.long_epochs, lr=ctx.dense.lr, batch_size=ctx.dense.batch_size,
                          n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=opts.latency_samples,
-                         sharing=opts.sharing, adapt_delta=opts.adapt_delta, seed=seed)
+                         sharing=opts.sharing, adapt_delta=opts.adapt_delta, seed=seed, **_optim(ctx))
     res = run_netadapt(model, splits, cfg, log=progress_log(ctx))
     return res.pop("model"), {"netadapt": res}
 
 
 def plots(report, out):
     return plot_per_seed(report, out, "netadapt", plot_netadapt)
+
+
+def _optim(ctx) -> dict:
+    """The dense training's optimiser settings, for the finetunes."""
+    return {"optimizer": ctx.dense.optimizer, "weight_decay": ctx.dense.weight_decay,
+            "lr_schedule": ctx.dense.lr_schedule}
 
 
 def _compare_config(model, ctx, seed, settings) -> NetAdaptConfig:
@@ -357,7 +368,7 @@ def _compare_config(model, ctx, seed, settings) -> NetAdaptConfig:
                           max_iterations=2 * int(np.ceil(sparsity / settings.netadapt_delta)) + 5,
                           short_epochs=settings.netadapt_short_epochs, long_epochs=_budget(settings),
                           lr=ctx.dense.lr, long_lr=ctx.dense.lr * settings.lr_scale, batch_size=ctx.dense.batch_size,
-                          n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, adapt_delta=True, seed=seed)
+                          n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, adapt_delta=True, seed=seed, **_optim(ctx))
 
 
 def _budget(settings) -> int:

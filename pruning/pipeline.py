@@ -18,9 +18,9 @@ from eie.golden_model.decoder import decode_image
 from eie.golden_model.image_file import save_image
 
 from .data import Splits
-from .export import compression, export_image, image_accuracy
+from .export import compression, decoded_bias, eie_input, export_image, image_accuracy
 from .masks import clone_model, kept_fraction, remove_pruning, sparsity_report
-from .models import MLP, ConvNet, has_bias, strip_bias
+from .models import MLP, ConvNet, LeNet5, fc_layers, runs_on_eie, strip_bias
 from .sharing import codebooks, unshare
 from .train import CACHE_DIR, TrainConfig, accuracy, dense_model
 
@@ -43,6 +43,7 @@ class Context:
     calib: int = 256
     cache_dir: Path | None = CACHE_DIR
     progress: bool = False
+    subset: int | None = None          # first N training images (N/5 val and test): quick runs
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -61,13 +62,17 @@ def dense_for(ctx: Context, seed: int) -> tuple[nn.Module, Splits]:
     """The trained dense model of this seed (cached; with and without biases in different
     files), and the data splits (split seed 0)."""
     return dense_model(ctx.model, ctx.dataset, ctx.dense.with_(seed=seed), bias=ctx.bias, data_path=ctx.data_path,
-                       cache_dir=ctx.cache_dir, progress=ctx.progress)
+                       cache_dir=ctx.cache_dir, progress=ctx.progress, subset_size=ctx.subset)
 
 
 # -- checkpoints ---------------------------------------------------------------------------
 def arch_of(model: nn.Module) -> dict:
     if isinstance(model, MLP):
         return {"kind": "mlp", "sizes": list(model.sizes), "bias": model.layers[0].bias is not None}
+    if isinstance(model, LeNet5):
+        return {"kind": "lenet5", "image_shape": list(model.image_shape), "n_classes": model.fc2.out_features,
+                "channels": [model.conv1.out_channels, model.conv2.out_channels],
+                "hidden": model.fc1.out_features, "bias": model.fc1.bias is not None}
     if isinstance(model, ConvNet):
         return {"kind": "conv", "image_shape": list(model.image_shape), "n_classes": model.fc2.out_features,
                 "channels": [model.conv1.out_channels, model.conv2.out_channels],
@@ -78,6 +83,8 @@ def arch_of(model: nn.Module) -> dict:
 def build_from_arch(arch: dict) -> nn.Module:
     if arch["kind"] == "mlp":
         m = MLP(arch["sizes"])
+    elif arch["kind"] == "lenet5":
+        m = LeNet5(tuple(arch["image_shape"]), arch["n_classes"], tuple(arch["channels"]), arch["hidden"])
     elif arch["kind"] == "conv":
         m = ConvNet(tuple(arch["image_shape"]), arch["n_classes"], tuple(arch["channels"]), arch["hidden"])
     else:
@@ -124,23 +131,29 @@ def evaluate_model(model: nn.Module, splits: Splits) -> dict:
 
 
 @torch.no_grad()
-def _with_weights(model: MLP, mats) -> MLP:
+def _with_weights(model: nn.Module, mats, biases=None) -> nn.Module:
+    """A plain copy of `model` whose FC layers hold `mats` (and `biases`, where given)."""
     m = unshare(remove_pruning(clone_model(model)))
-    for fc, W in zip(m.layers, mats):
+    for i, ((_, fc), W) in enumerate(zip(fc_layers(m), mats)):
         fc.weight.copy_(torch.as_tensor(W, dtype=fc.weight.dtype))
+        if biases is not None and biases[i] is not None:
+            fc.bias.copy_(torch.as_tensor(biases[i], dtype=fc.bias.dtype))
     return m.eval()
 
 
 def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str, seed: int, *,
              meta: dict | None = None, write: bool = True, reference_weights: int | None = None) -> dict:
-    """Evaluate the final model of one run, write its checkpoint and (MLP) EIE image.
+    """Evaluate the final model of one run, write its checkpoint and EIE image (the FC
+    layers of the MLP or LeNet-5; LeNet-5's conv features, computed in PyTorch, are the
+    golden model's input).
 
-    Returns {"pruned": {val_acc, test_acc, kept, layers}, "checkpoint", and for the MLP
-    "image": {path, n_pe, decode_matches, check, quantised: {val_acc, test_acc},
-    golden_test: {accuracy, cycles_per_input, ...}, biases_dropped, bias_warning},
-    "compression": {...}}. A model with biases is exported without them (EIE computes
-    ReLU(W a)): `biases_dropped` is then true and `bias_warning` states the accuracy of
-    the exported network (golden model) against the float model with biases.
+    Returns {"pruned": {val_acc, test_acc, kept, layers}, "checkpoint", and for those
+    networks "image": {path, n_pe, decode_matches, check, quantised: {val_acc, test_acc},
+    golden_test: {accuracy, cycles_per_input, cycles_per_input_by_layer, ...},
+    biases_dropped, bias_warning}, "compression": {...}}. The biases are carried when the
+    encoder takes them; with an encoder without biases they are dropped: `biases_dropped`
+    is then true and `bias_warning` states the accuracy of the exported network (golden
+    model) against the float model with biases.
     `reference_weights` (structured methods): FC weights of the original network, so that
     `kept` and the compression ratios are relative to it.
     """
@@ -153,16 +166,17 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
     meta = dict(meta or {}) | {"seed": seed, "dataset": ctx.dataset}
     if write:
         res["checkpoint"] = str(save_checkpoint(model, out_dir / f"{stem}-seed{seed}.pt", meta))
-    if isinstance(model, MLP):
+    if runs_on_eie(model):
         calib = splits.x_train[: ctx.calib]
         image, check = export_image(model, calib, ctx.n_pe, acc_depth=ctx.acc_depth, seed=seed, meta=meta)
-        quant = _with_weights(model, decode_image(image))
+        quant = _with_weights(model, decode_image(image), _image_biases(image) if check["biases_carried"] else None)
         res["image"] = {"n_pe": ctx.n_pe, "acc_depth": ctx.acc_depth, "decode_matches": check["decode_matches"],
                         "biases_dropped": check["biases_dropped"], "check": check,
                         "quantised": evaluate_model(quant, splits),
-                        "golden_test": image_accuracy(image, splits.x_test, splits.y_test)}
+                        "golden_test": image_accuracy(image, eie_input(model, splits.x_test), splits.y_test)}
         golden = res["image"]["golden_test"]["accuracy"]
-        res["image"]["bias_warning"] = bias_warning(res["pruned"]["test_acc"], golden) if has_bias(model) else None
+        res["image"]["bias_warning"] = (bias_warning(res["pruned"]["test_acc"], golden) if check["biases_dropped"]
+                                        else None)
         if write:
             path = out_dir / f"{stem}-seed{seed}.eie"
             save_image(image, path, overwrite=True)
@@ -171,6 +185,10 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
         res["compression_by_pe"] = compression_by_pe(model, calib, seed=seed, acc_depth=ctx.acc_depth,
                                                      reference_weights=reference_weights)
     return res
+
+
+def _image_biases(image) -> list:
+    return [decoded_bias(L) for L in image.layers]
 
 
 def bias_warning(float_acc: float, exported_acc: float) -> str:

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["Option", "CompareRow", "Method", "METHODS", "COMPARE_OPTIONS", "COMMON_DEFAULTS", "ONE_SHOT_BUDGET",
+__all__ = ["Option", "CompareRow", "Method", "METHODS", "MODELS", "PRESETS", "preset", "default_model", "COMPARE_OPTIONS",
+           "COMMON_DEFAULTS", "ONE_SHOT_BUDGET",
            "DEFAULT_RATIOS", "resolve", "fraction", "floats", "seeds_list", "non_negative_int", "a_max_list"]
 
 
@@ -137,6 +138,65 @@ def resolve(ref: str) -> Callable:
     return getattr(importlib.import_module(f"eie.pruning.{module}"), name)
 
 
+# -- networks and their defaults -----------------------------------------------------------------
+# models.MODELS builds them; the descriptions are here so that the parser imports no torch.
+MODELS = {
+    "mlp": "n_in-300-100-10 MLP, no biases by default (64-300-100-10 on digits); every layer on EIE",
+    "conv": "small BatchNorm conv net (network slimming's channels); not exported",
+    "lenet300": "LeNet-300-100 of Han et al. 2015 (784-300-100-10 on MNIST), with biases; every layer on EIE",
+    "lenet5": "LeNet-5, Caffe variant (conv 20@5x5, pool, conv 50@5x5, pool, FC 800-500-10), with biases; "
+              "the FC layers on EIE, fed by the convs in PyTorch",
+}
+PAPER_MODELS = ("lenet300", "lenet5")   # biases by default, MNIST schedules below
+
+
+def default_model(dataset: str) -> str:
+    """The network a data set gets without --model: LeNet-300-100 on MNIST, else the MLP."""
+    return "lenet300" if dataset == "mnist" else "mlp"
+
+
+# The papers' networks train on 55,000 MNIST images (LeNet-5: ~12 s per epoch on the
+# 2-core machine), not on 1,077 digits: shorter schedules, SGD with momentum and weight
+# decay as Caffe's LeNet solvers (Adam overfits LeNet-300-100: 2.1 % test error after
+# pruning vs 1.64 % with SGD), cosine decay per run, finetuning at the dense LR.
+# {model: {"*": common options, method: that method's options}}; an option the user
+# gives on the command line wins. Chosen on the validation split (docs/pruning.md).
+_SGD = {"batch_size": 128, "lr_schedule": "cosine", "optimizer": "sgd", "weight_decay": 5e-4, "lr_scale": 1.0}
+PRESETS: dict[str, dict[str, dict]] = {
+    "lenet300": {
+        "*": _SGD | {"epochs": 30, "lr": 0.05, "steps": 4, "ft_epochs": 6, "final_epochs": 30,
+                     "centroid_epochs": 5, "reg_epochs": 10},
+        "magnitude": {"ft_epochs": 54},
+        "regularize": {"ft_epochs": 54},
+        "slimming": {"reg_epochs": 10, "ft_epochs": 54},
+        "lottery": {"rounds": 8},
+        "netadapt": {"long_epochs": 20, "latency_samples": 32},
+        "amc": {"finetune_epochs": 20, "val_samples": 1000},
+        "compare": {"amc_val_samples": 1000},
+    },
+    "lenet5": {
+        "*": _SGD | {"epochs": 8, "lr": 0.02, "steps": 2, "ft_epochs": 2, "final_epochs": 4, "centroid_epochs": 1,
+                     "reg_epochs": 3, "layers": "all"},
+        "magnitude": {"ft_epochs": 8},
+        "regularize": {"ft_epochs": 8},
+        "slimming": {"reg_epochs": 3, "ft_epochs": 8},
+        "lottery": {"rounds": 5},
+        "netadapt": {"long_epochs": 6, "short_epochs": 1, "latency_samples": 16},
+        "amc": {"finetune_epochs": 6, "val_samples": 1000, "baselines": 300},
+        "compare": {"amc_val_samples": 1000},
+    },
+}
+
+
+def preset(model: str, method: str | None, name: str):
+    """The papers' networks' default of option `name` for `method` (None: none)."""
+    table = PRESETS.get(model, {})
+    for key in (method, "*"):
+        if key is not None and name in table.get(key, {}):
+            return table[key][name]
+    return None
+
+
 # -- shared options ----------------------------------------------------------------------------
 # Equal to train.TrainConfig(), finetune.FinetuneConfig().lr_scale and sensitivity.DEFAULT_RATIOS
 # (tests/test_pruning_cli.py checks that); kept here so that the parser imports no torch.
@@ -158,6 +218,9 @@ ITERATIVE = (Option("steps", 4, type=steps, help="prune -> finetune rounds (defa
 SPARSITY = Option("sparsity", 0.92, type=fraction, help="fraction of the weights to remove (default 0.92: 8 %% kept)")
 SCOPE = Option("scope", "global", choices=("layer", "global"),
                help="the same ratio in every layer, or one |w| threshold across layers")
+ITER_SCOPE = Option("scope", "global", choices=("layer", "global", "sensitivity"),
+                    help="the same ratio in every layer, one |w| threshold across layers, or per-layer ratios "
+                         "from a sensitivity scan that reach --sparsity overall (Han et al. 2015)")
 SWEEP = Option("sweep", "0.5,0.7,0.8,0.9,0.95", type=floats, help="sparsities of the no-finetune sweep (plot)")
 
 # The options of `eie prune compare` itself (the methods add their compare_options).
@@ -171,7 +234,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            compare=(CompareRow("magnitude one-shot (per layer)", "magnitude:compare", MATCHED, (("scope", "layer"),)),
                     CompareRow("magnitude one-shot (global)", "magnitude:compare", MATCHED, (("scope", "global"),)))),
     Method("iterative", "iterative prune -> finetune to the target, vs one-shot at equal budget", "iterative:run",
-           (SPARSITY, SCOPE, Option("no_one_shot", False, "skip the one-shot comparison", switch=True), *ITERATIVE),
+           (SPARSITY, ITER_SCOPE, Option("no_one_shot", False, "skip the one-shot comparison", switch=True),
+            *ITERATIVE),
            plots="iterative:plots", default_seeds=(0, 1, 2),
            compare=(CompareRow("iterative (per layer)", "iterative:compare", MATCHED, (("scope", "layer"),)),
                     CompareRow("iterative (global)", "iterative:compare", MATCHED, (("scope", "global"),)))),
@@ -208,8 +272,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("share", "weight sharing (k-means, 16 entries, trained centroids) + EIE export", "share:run",
            (Option("from_checkpoint", None, type=Path, flag="--from",
                    help="start from this pruned checkpoint (.pt of another method) instead of iterative pruning"),
-            Option("sparsity", 0.92, type=fraction, help="iterative target without --from"), SCOPE,
-            Option("centroid_epochs", 30, type=non_negative_int, help="centroid finetuning epochs"), *ITERATIVE),
+            Option("sparsity", 0.92, type=fraction, help="iterative target without --from"), ITER_SCOPE,
+            Option("centroid_epochs", 30, type=non_negative_int, help="centroid finetuning epochs"),
+            Option("centroid_lr", 1e-4, type=float,
+                   help="centroid finetuning learning rate (always Adam, no weight decay; default 1e-4)"),
+            *ITERATIVE),
            plots="share:plots", default_seeds=(0, 1, 2), seeds="share:default_seeds"),
     Method("lottery", "lottery tickets: IMP with reset / rewind / random re-init", "lottery:run",
            (Option("rounds", 10, type=int, help="pruning rounds R"),
@@ -270,7 +337,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
             Option("reward_lr", 1e-3, type=float, help="learning rate (Adam) of those batches (default 0.001)"),
             Option("finetune_epochs", 30, type=int, help="finetuning of the best policy (default 30)"),
             Option("latency_samples", 16, type=int, help="training samples the cycle model runs (default 16)"),
-            Option("val_samples", 0, type=int, help="validation samples per search episode (0: all)")),
+            Option("val_samples", 0, type=int, help="validation samples per search episode (0: all)"),
+            Option("baselines", 0, type=non_negative_int,
+                   help="also score the uniform-ratio policy and this many random policies at the same budget, "
+                        "before finetuning, against the agent's (does it learn?; default 0: off)")),
            plots="amc:plots", description="AMC: AutoML for Model Compression (He et al., ECCV 2018).",
            compare=(CompareRow("AMC (DDPG, FLOPs budget)", "amc:compare", "amc:compare_note"),),
            compare_options=(
@@ -280,5 +350,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                       help="AMC: largest pruning ratio of the output layer (default 0.8; the hidden layers' is 0.98)"),
                Option("amc_reward_batches", 0, type=int,
                       help="AMC: finetuning batches before each episode's reward is measured (default 0: accuracy "
-                           "without finetuning)"))),
+                           "without finetuning)"),
+               Option("amc_val_samples", 0, type=int,
+                      help="AMC: validation samples per search episode (default 0: all)"))),
 )}

@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
 
 from eie.common import write_json
 
 from .masks import clone_model
 from .models import target_layers
+from .papers import paper_density
 from .pipeline import Context, bias_warning, dense_for, evaluate_model, finalize, summarize
 from .plots import plot_bars, plot_compression
 from .registry import METHODS, Method, resolve
-from .train import finetune_budget
+from .train import finetune_budget, set_threads
 
 __all__ = ["run_method", "compare_rows", "select_rows", "run_compare", "stderr_warning"]
 
@@ -33,7 +33,7 @@ def stderr_warning(where: str, message: str) -> None:
 def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: Path, *,
                warn=stderr_warning) -> dict:
     """`method` once per seed; writes the checkpoints, images, report.json and PNGs to `out`."""
-    torch.set_num_threads(1)   # the CPU is shared, and the tiny networks gain nothing from more
+    set_threads()
     out.mkdir(parents=True, exist_ok=True)
     run_fn = resolve(method.run)
     t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: 
 
 def compare_rows(model_kind: str) -> list[tuple[Method, object]]:
     """(method, row) of every compare row of the registry that applies to the model."""
-    return [(m, row) for m in METHODS.values() for row in m.compare if model_kind == "mlp" or not row.mlp_only]
+    return [(m, row) for m in METHODS.values() for row in m.compare if model_kind != "conv" or not row.mlp_only]
 
 
 def select_rows(rows, wanted: list[str] | None):
@@ -94,7 +94,7 @@ def _mean(xs):
 def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows, *, warn=stderr_warning) -> dict:
     """Every row at `settings.sparsity`, per seed, exported like a method's final network
     (nothing written but compare.json and compare.png)."""
-    torch.set_num_threads(1)
+    set_threads()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results = {row.label: [] for _, row in rows}
@@ -111,6 +111,7 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
             results[row.label].append({
                 "seed": seed, "val_acc": fin["pruned"]["val_acc"], "test_acc": fin["pruned"]["test_acc"],
                 "kept": fin["pruned"]["kept"], "golden_test_acc": golden.get("accuracy"),
+                "density": {n: 1 - r["sparsity"] for n, r in fin["pruned"]["layers"].items()},
                 "cycles_per_input": golden.get("cycles_per_input"),
                 "biases_dropped": fin.get("image", {}).get("biases_dropped"),
                 "ratio_total": fin.get("compression", {}).get("ratio_total"),
@@ -122,6 +123,7 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
         t = {"method": row.label, "matching": resolve(row.note)(settings, **dict(row.kwargs))}
         t |= {k: _mean(r[k] for r in rs) for k in ("kept", "val_acc", "test_acc", "golden_test_acc",
                                                    "cycles_per_input", "ratio_total")}
+        t["density"] = {n: _mean(r["density"].get(n) for r in rs) for n in rs[0]["density"]}
         table.append(t | {"test_acc_drop": dense_test - t["test_acc"], "runs": rs})
         if any(r["biases_dropped"] for r in rs):
             warn(f"eie prune compare: {row.label} (mean of {len(rs)} seed(s))",
@@ -130,7 +132,8 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
               "options": vars(settings).copy(),
               "finetune_budget_epochs": finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs),
               "dense": dense_rows, "dense_test_acc": dense_test, "dense_val_acc": _mean(r["val_acc"] for r in dense_rows),
-              "table": table, "seconds": round(time.perf_counter() - t0, 1), "output_dir": str(out),
+              "table": table, "paper_density": paper_density(ctx.model, table[0]["density"]) if table else None,
+              "seconds": round(time.perf_counter() - t0, 1), "output_dir": str(out),
               "files": ["compare.json", "compare.png"]}
     write_json(out / "compare.json", report)
     plot_bars({f"{t['method']}\n({100 * t['kept']:.1f} % kept)": t["test_acc"] for t in table}, out / "compare.png",

@@ -11,7 +11,7 @@ from .plots import dense_val, mean_points, plot_bars, plot_history, seeds_label
 from .sharing import distinct_nonzero, share_weights
 from .train import finetune
 
-__all__ = ["run", "plots", "default_seeds"]
+__all__ = ["run", "plots", "default_seeds", "centroid_config"]
 
 
 def default_seeds(opts) -> tuple[int, ...]:
@@ -19,6 +19,15 @@ def default_seeds(opts) -> tuple[int, ...]:
     if opts.from_checkpoint is None:
         return (0, 1, 2)
     return (int(load_checkpoint(opts.from_checkpoint)[1].get("meta", {}).get("seed", 0)),)
+
+
+def centroid_config(cfg, lr: float):
+    """Centroid finetuning: Adam at `lr`, no weight decay, the run's LR schedule. A
+    centroid's gradient is the sum over the hundreds to thousands of weights that share
+    it, so plain SGD at the weights' learning rate diverges (LeNet-300-100: 88.7 % test
+    error after 5 epochs at 0.05), and weight decay would shrink every weight of the
+    cluster; Adam's per-parameter step does not depend on the cluster's size."""
+    return cfg.with_(optimizer="adam", lr=lr, weight_decay=0.0)
 
 
 def run(model, splits, ctx, seed, opts):
@@ -35,8 +44,8 @@ def run(model, splits, ctx, seed, opts):
     res["pruned"] = evaluate_model(model, splits) | {"kept": kept_fraction(model, ctx.layers)}
     share_weights(model, ctx.layers, seed=seed)
     res["kmeans"] = evaluate_model(model, splits)
-    finetune(model, splits, ctx.dense.with_(seed=seed), opts.centroid_epochs, opts.lr_scale, progress=ctx.progress,
-             desc="centroid finetuning", seed_offset=500)
+    finetune(model, splits, centroid_config(ctx.dense.with_(seed=seed), opts.centroid_lr), opts.centroid_epochs, 1.0,
+             progress=ctx.progress, desc="centroid finetuning", seed_offset=500)
     res["centroid_finetuned"] = evaluate_model(model, splits)
     res["sharing_kept"] = all(distinct_nonzero(m) <= 15 and bool(((m.weight.detach() == 0) == zeros[n]).all())
                               for n, m in target_layers(model, ctx.layers))

@@ -12,6 +12,15 @@ weights with idx_ij = k, the Deep Compression rule, and the optimiser updates th
 centroids only: the index matrix (so the sharing and the zeros) cannot change.
 `unshare` removes the parametrisation and leaves plain weights equal to the codebook
 lookup.
+
+Biases share the layer's codebook. EIE stores a layer's bias as one more CSC column whose
+activation is always 1.0 (as the authors' FC8 data does), so the hardware's bias of row i
+is a codebook entry like any weight. k-means therefore runs over the kept weights and
+the biases together, and the bias becomes `bias = [0, c_1 ... c_15][bias_idx]` on the
+same trainable centroids (a forward pre-hook, `SharedBias`, recomputes it, as
+torch.nn.utils.prune does for masked weights): centroid finetuning gets the biases'
+gradients too, and the float model computes what EIE computes. A bias that snaps to the
+zero entry is exactly 0 (it stores no entry).
 """
 
 from __future__ import annotations
@@ -26,8 +35,8 @@ from eie.golden_model.codebook import assign_indices, kmeans_codebook
 from .masks import is_pruned, remove_pruning, weight_of
 from .models import target_layers
 
-__all__ = ["SharedWeight", "share_layer", "share_weights", "is_shared", "codebook_of", "codebooks",
-           "unshare", "distinct_nonzero", "CODEBOOK_SIZE"]
+__all__ = ["SharedWeight", "SharedBias", "share_layer", "share_weights", "is_shared", "codebook_of", "codebooks",
+           "unshare", "shared_bias", "has_shared_bias", "distinct_nonzero", "CODEBOOK_SIZE"]
 
 CODEBOOK_SIZE = 16
 
@@ -61,6 +70,42 @@ class SharedWeight(nn.Module):
         return (s / n.clamp(min=1))[1:].to(weight.dtype)
 
 
+class SharedBias:
+    """Forward pre-hook: module.bias = [0, centroids][module.bias_idx], the centroids being
+    those of the weight's SharedWeight parametrisation (a hook object, like
+    torch.nn.utils.prune's, so that model copies carry it)."""
+
+    def __call__(self, module: nn.Module, inputs) -> None:
+        module.bias = shared_bias_value(module)
+
+
+def shared_bias_value(module: nn.Module) -> torch.Tensor:
+    c = module.parametrizations.weight.original
+    return torch.cat([c.new_zeros(1), c])[module.bias_idx]
+
+
+def has_shared_bias(module: nn.Module) -> bool:
+    return any(isinstance(h, SharedBias) for h in module._forward_pre_hooks.values())
+
+
+def _share_bias(module: nn.Module, bias_idx: np.ndarray) -> None:
+    del module._parameters["bias"]
+    module.register_buffer("bias_idx", torch.from_numpy(bias_idx.astype(np.int64)))
+    module.register_forward_pre_hook(SharedBias())
+    module.bias = shared_bias_value(module)
+
+
+def _unshare_bias(module: nn.Module) -> None:
+    value = shared_bias_value(module).detach().clone()
+    for k, h in list(module._forward_pre_hooks.items()):
+        if isinstance(h, SharedBias):
+            del module._forward_pre_hooks[k]
+    del module.bias_idx
+    if "bias" in module.__dict__:
+        del module.__dict__["bias"]
+    module.bias = nn.Parameter(value)
+
+
 def is_shared(module: nn.Module) -> bool:
     return parametrize.is_parametrized(module, "weight") and any(
         isinstance(p, SharedWeight) for p in module.parametrizations.weight)
@@ -72,10 +117,12 @@ def _to_float32_codebook(cb) -> np.ndarray:
 
 
 def share_layer(module: nn.Module, codebook=None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster one layer's (pruned) weights and register the shared parametrisation.
+    """Cluster one layer's (pruned) weights, and its bias if it has one, and register the
+    shared parametrisation (and the shared bias).
 
-    Returns (codebook float32 (16,), idx uint8 of the weight's shape). Removes the
-    layer's pruning mask first (the zeros are baked in and become index 0).
+    Returns (codebook float32 (16,), idx uint8 of the weight's shape); the bias's indices
+    are `module.bias_idx`. Removes the layer's pruning mask first (the zeros are baked in
+    and become index 0).
     """
     if is_shared(module):
         raise ValueError("layer is already weight-shared")
@@ -83,12 +130,16 @@ def share_layer(module: nn.Module, codebook=None, seed: int = 0) -> tuple[np.nda
         remove_pruning(module)
     w = weight_of(module).double().numpy()
     flat = w.reshape(w.shape[0], -1)
-    cb = _to_float32_codebook(kmeans_codebook(flat, seed=seed) if codebook is None else codebook)
+    b = module.bias.detach().double().numpy() if module.bias is not None else None
+    values = flat if b is None else np.concatenate([flat.ravel(), b])
+    cb = _to_float32_codebook(kmeans_codebook(values, seed=seed) if codebook is None else codebook)
     idx = assign_indices(flat, cb.astype(np.float64)).reshape(w.shape)
     dtype = module.weight.dtype
     parametrize.register_parametrization(
         module, "weight", SharedWeight(torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(cb).to(dtype)),
         unsafe=True)
+    if b is not None:
+        _share_bias(module, assign_indices(b, cb.astype(np.float64)))
     return cb, idx
 
 
@@ -111,10 +162,19 @@ def codebooks(model: nn.Module, layers: str = "fc") -> dict[str, tuple[np.ndarra
     return {n: codebook_of(m) for n, m in target_layers(model, layers) if is_shared(m)}
 
 
+def shared_bias(module: nn.Module) -> tuple[np.ndarray, np.ndarray] | None:
+    """(bias float32 = codebook[bias_idx], bias_idx uint8) of a layer whose bias is shared, else None."""
+    if not has_shared_bias(module):
+        return None
+    return shared_bias_value(module).detach().float().numpy(), module.bias_idx.numpy().astype(np.uint8)
+
+
 def unshare(model: nn.Module) -> nn.Module:
-    """Replace every shared parametrisation by its current plain weight."""
+    """Replace every shared parametrisation by its current plain weight (and bias)."""
     for _, m in model.named_modules():
         if is_shared(m):
+            if has_shared_bias(m):
+                _unshare_bias(m)
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
     return model
 

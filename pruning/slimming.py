@@ -17,11 +17,11 @@ from torch import nn
 from torch.nn.utils import prune
 
 from .masks import is_pruned, weight_of
-from .models import MLP, ConvNet, target_layers
+from .models import MLP, ConvNet, LeNet5, target_layers
 from .plots import plot_layer_ratios, pyplot, save_figure
 from .train import accuracy, finetune, finetune_budget, train
 
-__all__ = ["NeuronScale", "SlimMLP", "scale_penalty", "scaling_factors", "slim", "slim_to_budget", "compact",
+__all__ = ["NeuronScale", "SlimMLP", "SlimLeNet5", "slimmable", "scale_penalty", "scaling_factors", "slim", "slim_to_budget", "compact",
            "kept_units", "run", "plots", "compare", "compare_note"]
 
 
@@ -55,10 +55,42 @@ class SlimMLP(nn.Module):
         return x
 
 
+class SlimLeNet5(nn.Module):
+    """LeNet-5 with a trainable factor per channel of both conv layers (after pooling) and
+    per hidden FC neuron (h = ReLU(gamma * (W x + b))). LeNet-5 has no BatchNorm, and the
+    max-pool after a conv commutes only with positive factors, so the conv factors are
+    folded into the *next* layer's input weights, which is exact for either sign."""
+
+    def __init__(self, net: LeNet5):
+        super().__init__()
+        self.net = net
+        self.s1 = NeuronScale(net.conv1.out_channels)
+        self.s2 = NeuronScale(net.conv2.out_channels)
+        self.s3 = NeuronScale(net.fc1.out_features)
+
+    def forward(self, x):
+        n = self.net
+        x = x.view(-1, 1, *n.image_shape)
+        h = self.s1(n.pool(n.conv1(x)).transpose(1, 3)).transpose(1, 3)
+        h = self.s2(n.pool(n.conv2(h)).transpose(1, 3)).transpose(1, 3).flatten(1)
+        return n.fc2(torch.relu(self.s3(n.fc1(h))))
+
+
+def slimmable(model: nn.Module) -> nn.Module:
+    """The model with scaling factors to train (SlimMLP / SlimLeNet5; ConvNet has its BN scales)."""
+    if isinstance(model, MLP):
+        return SlimMLP(model)
+    if isinstance(model, LeNet5):
+        return SlimLeNet5(model)
+    return model
+
+
 def _factor_modules(model) -> list[tuple[str, nn.Module, str]]:
     """(name, module holding the factor, parameter name) per slimmable layer."""
     if isinstance(model, SlimMLP):
         return [(f"hidden{i}", sc, "weight") for i, sc in enumerate(model.scales)]
+    if isinstance(model, SlimLeNet5):
+        return [("conv1", model.s1, "weight"), ("conv2", model.s2, "weight"), ("fc1", model.s3, "weight")]
     if isinstance(model, ConvNet):
         return [("bn1", model.bn1, "weight"), ("bn2", model.bn2, "weight")]
     raise ValueError(f"network slimming needs a SlimMLP or ConvNet, got {type(model).__name__}")
@@ -117,23 +149,35 @@ def _mlp_params(sizes) -> int:
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def slim_to_budget(model: SlimMLP, kept_fraction: float) -> dict[str, int]:
-    """Remove neurons (smallest |factor| first, across layers) until the compacted MLP has
-    at most `kept_fraction` of the original FC weights."""
-    sizes = list(model.mlp.sizes)
-    budget = kept_fraction * _mlp_params(sizes)
+def _weights_of(model, units: list[int], layers: str) -> int:
+    """Weights of the target layers of the compacted network with `units` per factor layer."""
+    if isinstance(model, SlimMLP):
+        return _mlp_params([model.mlp.sizes[0], *units, model.mlp.sizes[-1]])
+    n = model.net
+    c1, c2, h = units
+    k = n.conv1.kernel_size[0] * n.conv1.kernel_size[1]
+    hw = n.fc1.in_features // n.conv2.out_channels
+    fc = c2 * hw * h + h * n.fc2.out_features
+    return fc if layers == "fc" else fc + c1 * k + c2 * c1 * k
+
+
+def slim_to_budget(model, kept_fraction: float, layers: str = "fc") -> dict[str, int]:
+    """Remove units (smallest |factor| first, across layers) until the compacted network
+    (SlimMLP or SlimLeNet5) has at most `kept_fraction` of the original weights of the
+    target layers (`layers`: fc, or all with the convs)."""
     f = scaling_factors(model)
+    cur = [v.numel() for v in f.values()]
+    budget = kept_fraction * _weights_of(model, cur, layers)
     cand = sorted(((float(v[j].abs()), li, j) for li, v in enumerate(f.values()) for j in range(v.numel())))
-    cur = list(sizes)
     drop = {n: torch.zeros(v.numel(), dtype=torch.bool) for n, v in f.items()}
     names = list(f)
     for _, li, j in cand:
-        if _mlp_params(cur) <= budget:
+        if _weights_of(model, cur, layers) <= budget:
             break
-        if cur[li + 1] <= 1:
+        if cur[li] <= 1:
             continue
         drop[names[li]][j] = True
-        cur[li + 1] -= 1
+        cur[li] -= 1
     _mask_units(model, drop)
     return kept_units(model)
 
@@ -143,9 +187,39 @@ def compact(model) -> nn.Module:
     """The physically smaller network without the removed units (same outputs in eval)."""
     if isinstance(model, SlimMLP):
         return _compact_mlp(model)
+    if isinstance(model, SlimLeNet5):
+        return _compact_lenet5(model)
     if isinstance(model, ConvNet):
         return _compact_conv(model)
     raise ValueError(f"cannot compact a {type(model).__name__}")
+
+
+def _compact_lenet5(model: SlimLeNet5) -> LeNet5:
+    n = model.net
+    g1, g2, g3 = scaling_factors(model).values()
+    k1, k2, k3 = (torch.nonzero(g).flatten() for g in (g1, g2, g3))
+    out = LeNet5(n.image_shape, n.fc2.out_features, channels=(len(k1), len(k2)), hidden=len(k3))
+    hw = n.fc1.in_features // n.conv2.out_channels
+    cols = (k2[:, None] * hw + torch.arange(hw)[None, :]).flatten()     # channel-major flatten
+    g2cols = g2[k2].repeat_interleave(hw)
+
+    def put(dst, w, b):
+        dst.weight.copy_(w)
+        if b is None:
+            dst.register_parameter("bias", None)
+        else:
+            dst.bias.copy_(b)
+
+    def bias(src, k):
+        return None if src.bias is None else src.bias.detach()[k]
+
+    put(out.conv1, weight_of(n.conv1)[k1], bias(n.conv1, k1))
+    put(out.conv2, weight_of(n.conv2)[k2][:, k1] * g1[k1][None, :, None, None], bias(n.conv2, k2))   # fold g1
+    w1 = weight_of(n.fc1)[k3][:, cols] * g2cols[None, :]                                           # fold g2
+    b1 = bias(n.fc1, k3)
+    put(out.fc1, w1 * g3[k3][:, None], None if b1 is None else b1 * g3[k3])                      # fold g3
+    put(out.fc2, weight_of(n.fc2)[:, k3], bias(n.fc2, slice(None)))
+    return out.eval()
 
 
 def _compact_mlp(model: SlimMLP) -> MLP:
@@ -211,19 +285,21 @@ def run(model, splits, ctx, seed, opts):
     """L1 on the scaling factors, removal of the smallest (to a weight budget for the MLP,
     else a ratio of the units), compaction, finetuning."""
     original = sum(m.weight.numel() for _, m in target_layers(model, ctx.layers))
-    net = SlimMLP(model) if isinstance(model, MLP) else model
+    net = slimmable(model)
     train(net, splits, ctx.dense.with_(epochs=opts.reg_epochs, seed=seed + 3000), extra_loss=scale_penalty(opts.lam),
           progress=ctx.progress, desc="slimming (L1 on scales)")
     factors = {n: v.tolist() for n, v in scaling_factors(net).items()}
     acc_reg = accuracy(net, splits, "val")
-    if isinstance(model, MLP) and opts.ratio is None:
-        kept = slim_to_budget(net, opts.kept)
+    if isinstance(net, (SlimMLP, SlimLeNet5)) and opts.ratio is None:
+        kept = slim_to_budget(net, opts.kept, ctx.layers)
     else:
         kept = slim(net, 0.5 if opts.ratio is None else opts.ratio)
     acc_slim = accuracy(net, splits, "val")
     small = compact(net)
     finetune(small, splits, ctx.dense.with_(seed=seed), opts.ft_epochs, opts.lr_scale, progress=ctx.progress)
-    arch = list(small.sizes) if isinstance(small, MLP) else [small.conv1.out_channels, small.conv2.out_channels]
+    arch = (list(small.sizes) if isinstance(small, MLP) else
+            [small.conv1.out_channels, small.conv2.out_channels] + ([small.fc1.out_features]
+                                                                     if isinstance(small, LeNet5) else []))
     return small, {"factors": factors, "units_before": {n: len(v) for n, v in factors.items()}, "units_kept": kept,
                    "compact_arch": arch, "params_before": sum(p.numel() for p in model.parameters()),
                    "params_after": sum(p.numel() for p in small.parameters()),
@@ -250,11 +326,11 @@ def plots(report, out):
 
 
 def compare(model, splits, ctx, seed, settings):
-    """Slimming of the MLP until at most 1 - sparsity of the FC weights remain, finetuned."""
-    net = SlimMLP(model)
+    """Slimming until at most 1 - sparsity of the target layers' weights remain, finetuned."""
+    net = slimmable(model)
     train(net, splits, ctx.dense.with_(epochs=settings.reg_epochs, seed=seed + 3000),
           extra_loss=scale_penalty(settings.slim_lam), progress=ctx.progress, desc="slimming")
-    slim_to_budget(net, 1 - settings.sparsity)
+    slim_to_budget(net, 1 - settings.sparsity, ctx.layers)
     small = compact(net)
     finetune(small, splits, ctx.dense.with_(seed=seed),
              finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs), settings.lr_scale,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -14,13 +16,15 @@ from tqdm import tqdm
 
 from eie.common import cache_key
 
-from .data import Splits, load_dataset
+from .data import Splits, load_dataset, subset
 from .models import build_model
 
 __all__ = ["TrainConfig", "set_seed", "train", "evaluate", "accuracy", "dense_model", "CACHE_DIR", "finetune",
-           "finetune_budget"]
+           "finetune_budget", "set_threads", "LR_SCHEDULES"]
 
 CACHE_DIR = Path("build/prune/cache")
+LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "sgd")
 
 
 @dataclass(frozen=True)
@@ -30,9 +34,28 @@ class TrainConfig:
     batch_size: int = 64
     weight_decay: float = 0.0
     seed: int = 0
+    lr_schedule: str = "constant"   # or "cosine": lr decays to 0 over the run (per step)
+    optimizer: str = "adam"         # or "sgd": momentum 0.9 (with weight_decay: Caffe's LeNet solvers)
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
 
     def with_(self, **kw) -> "TrainConfig":
         return replace(self, **kw)
+
+
+def set_threads() -> int:
+    """Torch threads = the machine's cores (2 here): LeNet-5's convolutions gain from both.
+    $EIE_TORCH_THREADS overrides it (1 on a machine that other jobs keep busy: busy OpenMP
+    threads then wait on each other)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if os.environ.get("EIE_TORCH_THREADS", "").isdigit():
+        n = int(os.environ["EIE_TORCH_THREADS"])
+    torch.set_num_threads(max(1, n))
+    return torch.get_num_threads()
 
 
 def set_seed(seed: int) -> None:
@@ -61,20 +84,29 @@ def train(model: nn.Module, splits: Splits, cfg: TrainConfig, *,
           extra_loss: Callable[[nn.Module], torch.Tensor] | None = None,
           after_step: Callable[[nn.Module], None] | None = None,
           progress: bool = False, desc: str = "train") -> list[dict]:
-    """Adam on cross-entropy (+ `extra_loss(model)`, e.g. L1); `after_step` runs after each
+    """Adam (or SGD with momentum) on cross-entropy (+ `extra_loss(model)`, e.g. L1); `after_step` runs after each
     optimiser step (e.g. re-applying masks). Returns the per-epoch history."""
     set_seed(cfg.seed)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                           weight_decay=cfg.weight_decay)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     x = torch.as_tensor(splits.x_train)
     y = torch.as_tensor(splits.y_train)
     gen = torch.Generator().manual_seed(cfg.seed)
     history = []
+    per_epoch = -(-len(y) // cfg.batch_size)
+    total_steps, step = max(1, cfg.epochs * per_epoch), 0
     for epoch in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
         model.train()
         perm = torch.randperm(len(y), generator=gen)
         total = 0.0
         for i in range(0, len(y), cfg.batch_size):
+            if cfg.lr_schedule == "cosine":
+                for g in opt.param_groups:
+                    g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total_steps))
+            step += 1
             idx = perm[i:i + cfg.batch_size]
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             if extra_loss is not None:
@@ -91,17 +123,25 @@ def train(model: nn.Module, splits: Splits, cfg: TrainConfig, *,
 
 
 def dense_model(model_name: str = "mlp", dataset: str = "digits", cfg: TrainConfig = TrainConfig(), *,
-                bias: bool = False, data_path=None, cache_dir: Path | None = CACHE_DIR, progress: bool = False):
+                bias: bool = False, data_path=None, cache_dir: Path | None = CACHE_DIR, progress: bool = False,
+                subset_size: int | None = None):
     """(trained dense model, splits): trained once per (model, bias, data, config), then
     loaded from `cache_dir` (None: no cache). The default network has no biases (EIE
     computes ReLU(W a)); with and without biases the files differ
-    (`<model>-<dataset>-<key>.pt` and `<model>-nobias-<dataset>-<key>.pt`)."""
-    splits = load_dataset(dataset, data_path, seed=0)
+    (`<model>-<dataset>-<key>.pt` and `<model>-nobias-<dataset>-<key>.pt`). `subset_size`:
+    the first that many training images and a fifth as many validation and test images
+    (quick runs and tests)."""
+    splits = load_dataset(dataset, data_path, seed=0, cache_dir=cache_dir)
+    if subset_size is not None:
+        splits = subset(splits, subset_size, max(10, subset_size // 5))
     set_seed(cfg.seed)
     model = build_model(model_name, splits.n_features, splits.n_classes, splits.image_shape, bias=bias)
     path = None
     if cache_dir is not None:
-        parts = (model_name, dataset, str(data_path), asdict(cfg)) + (() if bias else ("no-bias",))
+        config = {k: v for k, v in asdict(cfg).items()            # the defaults added later keep the old keys
+                  if (k, v) not in (("lr_schedule", "constant"), ("optimizer", "adam"))}
+        parts = ((model_name, dataset, str(data_path), config) + (() if bias else ("no-bias",))
+                 + (() if subset_size is None else (("subset", subset_size),)))
         path = Path(cache_dir) / f"{model_name}{'' if bias else '-nobias'}-{dataset}-{cache_key(*parts)}.pt"
         if path.is_file():
             model.load_state_dict(torch.load(path, weights_only=True))

