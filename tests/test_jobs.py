@@ -133,3 +133,84 @@ def test_executor_options_are_checked():
     assert executor_from_args(p.parse_args([])).workers == (os.cpu_count() or 1)
     with pytest.raises(UserError, match="--workers 0: expected a positive"):
         executor_from_args(p.parse_args(["--workers", "0"]))
+
+
+# -- the commands on the three executors --------------------------------------------------
+def _strip(o, keys):
+    """A summary without what differs between two runs (timings, the executor's name)."""
+    if isinstance(o, dict):
+        return {k: _strip(v, keys) for k, v in o.items() if k not in keys}
+    if isinstance(o, list):
+        return [_strip(v, keys) for v in o]
+    return o
+
+
+@pytest.mark.sim
+def test_regress_summary_is_the_same_serially_on_a_pool_and_on_ray(tmp_path, capsys, ray_local):
+    """4 cases on two cached Verilator builds, one case per job (two jobs per build)."""
+    import json
+
+    from eie.cli import main
+
+    summaries = []
+    for where in (["--workers", "1"], ["--workers", "2"], ["--ray", "local", "--workers", "2"]):
+        assert main(["regress", "--cases", "4", "--seed", "40", "--builds", "1x1,3x8", "--chunk", "1", "--json",
+                     "--simulator", "verilator", "--failures", str(tmp_path / "fail"), *where]) == 0
+        summaries.append(json.loads(capsys.readouterr().out))
+    assert [s["executor"] for s in summaries] == ["serial", "2-process pool", "Ray (local)"]
+    keys = set(summaries[0]["timing_keys"]) | {"executor"}
+    first = _strip(summaries[0], keys)
+    assert first["passed"] == first["cases_run"] == 4 and first["complete"]
+    assert [(b["n_pe"], b["cases"]) for b in first["builds"]] == [(1, 2), (3, 2)]
+    for s in summaries[1:]:
+        assert _strip(s, keys) == first
+
+
+@pytest.mark.sim
+def test_a_worker_reuses_its_simulator_build(monkeypatch):
+    """The second build() of a parameter set in a process generates no Verilog again."""
+    from eie.sim import runner
+    from eie.sim.cases import sim_params
+
+    calls = []
+    real = runner.generate_verilog
+    monkeypatch.setattr(runner, "generate_verilog", lambda p: calls.append(p) or real(p))
+    a = runner.build(sim_params(1, 1), simulator="verilator")
+    b = runner.build(sim_params(1, 1), simulator="verilator")
+    assert a.directory == b.directory and len(calls) <= 1 and b.seconds == 0
+
+
+def test_workers_and_ray_options_are_one_line_errors(capsys, monkeypatch):
+    import sys
+
+    from eie.cli import main
+
+    assert main(["regress", "--cases", "1", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--workers 0: expected a positive number" in err and "\n" not in err
+    monkeypatch.setitem(sys.modules, "ray", None)              # as if the extra were not installed
+    assert main(["regress", "--cases", "1", "--ray", "local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install -e '.[cluster]'" in err and "\n" not in err
+
+
+def test_prune_compare_is_the_same_serially_on_a_pool_and_on_ray(tmp_path, capsys, ray_local):
+    """Two rows x two seeds of a tiny comparison (2 dense epochs, cached per seed)."""
+    import json
+
+    from eie.cli import main
+
+    reports = []
+    for where in (["--workers", "1"], ["--workers", "2"], ["--ray", "local", "--workers", "2"]):
+        assert main(["prune", "compare", "--epochs", "2", "--seeds", "0,1", "--quiet", "--n-pe", "4", "--calib", "32",
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--json",
+                     "--sparsity", "0.8", "--steps", "1", "--ft-epochs", "1", "--final-epochs", "0",
+                     "--methods", "one-shot (global),L1", *where]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    keys = {"seconds", "executor"}
+    first = _strip(reports[0], keys)
+    assert [t["method"] for t in first["table"]] == ["magnitude one-shot (global)", "L1 + one-shot global"]
+    assert all([r["seed"] for r in t["runs"]] == [0, 1] for t in first["table"])
+    assert not first["job_failures"] and not first["interrupted"]
+    for r in reports[1:]:
+        assert _strip(r, keys) == first
