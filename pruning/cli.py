@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from eie.common import UserError, emit_json, print_table
+from eie.jobs import add_executor_options, executor_from_args
 
 from .registry import (COMMON_DEFAULTS, COMPARE_OPTIONS, METHODS, MODELS, PAPER_MODELS, Method, Option, default_model,
                        non_negative_int, preset, resolve, seeds_list)
@@ -173,11 +174,16 @@ def _run_compare(args) -> int:
         rows = select_rows(compare_rows(ctx.model), wanted)
     except ValueError as e:
         raise UserError(f"--methods: {e}") from None
+    executor = executor_from_args(args)
     try:
-        report = run_compare(_compare_settings(args), ctx, list(args.seeds or (0, 1, 2)), _out_dir(args), rows)
+        report = run_compare(_compare_settings(args), ctx, list(args.seeds or (0, 1, 2)), _out_dir(args), rows,
+                             executor=executor)
     except ValueError as e:
         raise UserError(str(e)) from None
-    return _show(args, report, print_compare)
+    _show(args, report, print_compare)
+    if report["interrupted"]:
+        return 130
+    return 1 if report["job_failures"] else 0
 
 
 # -- human output ----------------------------------------------------------------------------
@@ -230,7 +236,11 @@ def print_compare(report: dict) -> None:
     for t in table:
         if t["matching"]:
             print(f"  {t['method']}: {t['matching']}")
-    print(f"wrote {report['output_dir']}/compare.json, compare.png ({report['seconds']} s)")
+    for f in report["job_failures"]:
+        print(f"  NOT RUN {f['key']}: {f['error']} (failed twice; the means leave it out)")
+    if report["interrupted"]:
+        print("  interrupted: the table holds the jobs that finished")
+    print(f"wrote {report['output_dir']}/compare.json, compare.png ({report['seconds']} s, {report['executor']})")
 
 
 # -- registration -----------------------------------------------------------------------------
@@ -256,5 +266,6 @@ def add_subcommands(sub) -> argparse.ArgumentParser:
             g = q.add_argument_group(f"{method.name} in the comparison")
             for o in method.compare_options:
                 _add_option(g, o)
+    add_executor_options(q)
     q.set_defaults(func=_run_compare)
     return p

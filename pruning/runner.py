@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
 
-from eie.common import write_json
+from eie.common import cache_key, write_json
+from eie.jobs import Executor, Job, Outcome, run_jobs, worker_cache
 
 from .masks import clone_model
 from .models import target_layers
@@ -23,7 +25,7 @@ from .plots import plot_bars, plot_compression
 from .registry import METHODS, Method, resolve
 from .train import finetune_budget, set_threads
 
-__all__ = ["run_method", "compare_rows", "select_rows", "run_compare", "stderr_warning"]
+__all__ = ["run_method", "compare_rows", "select_rows", "run_compare", "dense_job", "compare_job", "stderr_warning"]
 
 
 def stderr_warning(where: str, message: str) -> None:
@@ -91,31 +93,91 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
-def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows, *, warn=stderr_warning) -> dict:
+def _context_args(ctx: Context) -> dict:
+    """The context as a job's JSON-able argument (progress off: the jobs' bar counts)."""
+    return ctx.describe() | {"progress": False}
+
+
+def _context_from(d: dict) -> Context:
+    from .train import TrainConfig
+
+    return Context(**(d | {"dense": TrainConfig(**d["dense"]),
+                           "cache_dir": None if d["cache_dir"] is None else Path(d["cache_dir"])}))
+
+
+def _dense(ctx_args: dict, seed: int):
+    """The dense model of a seed and its splits, kept in the worker for its next jobs."""
+    cache = worker_cache().setdefault("dense_models", {})
+    key = cache_key(ctx_args, seed)
+    if key not in cache:
+        cache[key] = dense_for(_context_from(ctx_args), seed)
+    return cache[key]
+
+
+def _threads(n: int | None) -> None:
+    """Torch threads of a job: the machine's (train.set_threads) when jobs run one at a time,
+    else `n` (1: the jobs, not the threads, share the cores)."""
+    if n is None:
+        set_threads()
+    else:
+        torch.set_num_threads(n)
+
+
+def dense_job(ctx: dict, seed: int, threads: int | None = None) -> dict:
+    """Train (or load from the cache) the dense model of `seed`; its accuracies."""
+    _threads(threads)
+    dense, splits = _dense(ctx, seed)
+    return {"seed": seed} | evaluate_model(dense, splits)
+
+
+def compare_job(ctx: dict, settings: dict, run: str, kwargs: dict, seed: int, out: str,
+                threads: int | None = None) -> dict:
+    """One compare row (`run`, `kwargs`) on the dense model of one seed."""
+    from .train import set_seed
+
+    _threads(threads)
+    t1 = time.perf_counter()
+    c = _context_from(ctx)
+    dense, splits = _dense(ctx, seed)
+    set_seed(seed)          # the same start whatever this worker ran before
+    original = sum(m.weight.numel() for _, m in target_layers(dense, c.layers))
+    model = resolve(run)(clone_model(dense), splits, c, seed, SimpleNamespace(**settings), **kwargs)
+    fin = finalize(model, splits, c, Path(out), "compare", seed, write=False, reference_weights=original)
+    golden = fin.get("image", {}).get("golden_test", {})
+    return {"seed": seed, "val_acc": fin["pruned"]["val_acc"], "test_acc": fin["pruned"]["test_acc"],
+            "kept": fin["pruned"]["kept"], "golden_test_acc": golden.get("accuracy"),
+            "density": {n: 1 - r["sparsity"] for n, r in fin["pruned"]["layers"].items()},
+            "cycles_per_input": golden.get("cycles_per_input"),
+            "biases_dropped": fin.get("image", {}).get("biases_dropped"),
+            "ratio_total": fin.get("compression", {}).get("ratio_total"),
+            "seconds": round(time.perf_counter() - t1, 1)}
+
+
+def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows, *, warn=stderr_warning,
+                executor: Executor = Executor()) -> dict:
     """Every row at `settings.sparsity`, per seed, exported like a method's final network
-    (nothing written but compare.json and compare.png)."""
-    set_threads()
+    (nothing written but compare.json and compare.png). The dense models (one job per seed),
+    then one job per (row, seed) on `executor`; the report does not depend on it."""
+    threads = None if executor.workers == 1 and not executor.ray else 1
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = {row.label: [] for _, row in rows}
-    dense_rows = []
-    for seed in seeds:
-        dense, splits = dense_for(ctx, seed)
-        original = sum(m.weight.numel() for _, m in target_layers(dense, ctx.layers))
-        dense_rows.append({"seed": seed} | evaluate_model(dense, splits))
-        for _, row in rows:
-            t1 = time.perf_counter()
-            model = resolve(row.run)(clone_model(dense), splits, ctx, seed, settings, **dict(row.kwargs))
-            fin = finalize(model, splits, ctx, out, "compare", seed, write=False, reference_weights=original)
-            golden = fin.get("image", {}).get("golden_test", {})
-            results[row.label].append({
-                "seed": seed, "val_acc": fin["pruned"]["val_acc"], "test_acc": fin["pruned"]["test_acc"],
-                "kept": fin["pruned"]["kept"], "golden_test_acc": golden.get("accuracy"),
-                "density": {n: 1 - r["sparsity"] for n, r in fin["pruned"]["layers"].items()},
-                "cycles_per_input": golden.get("cycles_per_input"),
-                "biases_dropped": fin.get("image", {}).get("biases_dropped"),
-                "ratio_total": fin.get("compression", {}).get("ratio_total"),
-                "seconds": round(time.perf_counter() - t1, 1)})
+    c = _context_args(ctx)
+    if c["cache_dir"] is not None:
+        c["cache_dir"] = str(Path(c["cache_dir"]).resolve())
+    progress = ctx.progress
+    dense_out = run_jobs([Job(dense_job, {"ctx": c, "seed": s, "threads": threads}, key=f"dense seed {s}")
+                          for s in seeds],
+                         executor, progress=progress, desc="dense models")
+    dense_rows = [r for r in dense_out.results if r is not None]
+    opts = vars(settings).copy()
+    jobs = [Job(compare_job, {"ctx": c, "settings": opts, "run": row.run, "kwargs": dict(row.kwargs), "seed": s,
+                              "out": str(out.resolve()), "threads": threads}, key=f"{row.label}, seed {s}")
+            for _, row in rows for s in seeds]
+    outcome = (run_jobs(jobs, executor, progress=progress, desc=f"compare ({executor.describe()})")
+               if not dense_out.interrupted else Outcome([None] * len(jobs), interrupted=True))
+    n = len(seeds)
+    results = {row.label: [r for r in outcome.results[k * n:(k + 1) * n] if r is not None]
+               for k, (_, row) in enumerate(rows)}
     dense_test = _mean(r["test_acc"] for r in dense_rows)
     table = []
     for _, row in rows:
@@ -123,8 +185,9 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
         t = {"method": row.label, "matching": resolve(row.note)(settings, **dict(row.kwargs))}
         t |= {k: _mean(r[k] for r in rs) for k in ("kept", "val_acc", "test_acc", "golden_test_acc",
                                                    "cycles_per_input", "ratio_total")}
-        t["density"] = {n: _mean(r["density"].get(n) for r in rs) for n in rs[0]["density"]}
-        table.append(t | {"test_acc_drop": dense_test - t["test_acc"], "runs": rs})
+        t["density"] = {n: _mean(r["density"].get(n) for r in rs) for n in rs[0]["density"]} if rs else {}
+        drop = None if dense_test is None or t["test_acc"] is None else dense_test - t["test_acc"]
+        table.append(t | {"test_acc_drop": drop, "runs": rs})
         if any(r["biases_dropped"] for r in rs):
             warn(f"eie prune compare: {row.label} (mean of {len(rs)} seed(s))",
                  bias_warning(t["test_acc"], t["golden_test_acc"]))
@@ -132,11 +195,15 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
               "options": vars(settings).copy(),
               "finetune_budget_epochs": finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs),
               "dense": dense_rows, "dense_test_acc": dense_test, "dense_val_acc": _mean(r["val_acc"] for r in dense_rows),
-              "table": table, "paper_density": paper_density(ctx.model, table[0]["density"]) if table else None,
+              "table": table,
+              "paper_density": paper_density(ctx.model, table[0]["density"]) if table and table[0]["runs"] else None,
               "seconds": round(time.perf_counter() - t0, 1), "output_dir": str(out),
+              "executor": executor.describe(), "interrupted": outcome.interrupted,
+              "job_failures": dense_out.failures + outcome.failures, "jobs_rerun": dense_out.retried + outcome.retried,
               "files": ["compare.json", "compare.png"]}
     write_json(out / "compare.json", report)
-    plot_bars({f"{t['method']}\n({100 * t['kept']:.1f} % kept)": t["test_acc"] for t in table}, out / "compare.png",
+    plot_bars({f"{t['method']}\n({100 * t['kept']:.1f} % kept)": t["test_acc"] for t in table if t["runs"]},
+              out / "compare.png",
               f"methods at {100 * (1 - settings.sparsity):.0f} % of the FC weights kept "
               f"(mean of {len(dense_rows)} seed(s))", "test accuracy (%)", dense_test)
     return report

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tqdm import tqdm
 
 from eie.cli_inputs import check_output, load_input
 from eie.common import UserError, emit_json, write_json
@@ -18,6 +17,7 @@ from eie.golden_model.fc8 import AUTHORS_CYCLES, fc8_image, load_fc8
 from eie.golden_model.functional import check_int_input, quantize_input
 from eie.golden_model.image_file import load_image
 from eie.golden_model.model import run_image
+from eie.jobs import add_executor_options, executor_from_args, run_jobs
 
 from .simulator import ENV_VAR, SIMULATORS, choose
 from .verilator_env import require
@@ -149,18 +149,6 @@ def _builds(text: str):
     return out
 
 
-def _save_failure(directory: Path, case, params, sim: str, results) -> Path:
-    """One failing case as a directory `eie regress --replay` reruns: the case (image +
-    inputs, sim/cases.py), the build's parameters and what went wrong."""
-    from .cases import save_cases  # Amaranth: deferred (see cmd_sim)
-
-    d = directory / f"seed{case.seed}_{params.n_pe}x{params.fifo_depth}"
-    save_cases([case], d)
-    (d / "params.json").write_text(json.dumps({"params": params.as_dict(), "simulator": sim,
-                                               "results": results}, indent=1))
-    return d
-
-
 def _replay(args) -> int:
     from eie.hdl.params import ArrayParams  # Amaranth and cocotb: deferred (see cmd_sim)
 
@@ -186,18 +174,9 @@ def _replay(args) -> int:
     return 0 if run.ok else 1
 
 
-def _write_summary(path, summary: dict, t0: float, cases_run: int, done: bool):
-    """The summary so far (after every chunk, so a stopped regression still reports)."""
-    summary |= {"complete": done, "cases_run": cases_run, "wall_seconds": round(time.perf_counter() - t0, 1),
-                "passed": cases_run - len(summary["failures"])}
-    if path:  # rewritten after every chunk: the file is this run's own (checked with --force at the start)
-        write_json(path, summary, overwrite=True)
-
-
 def cmd_regress(args) -> int:
-
-    from .cases import random_case, sim_params  # Amaranth and cocotb: deferred (see cmd_sim)
-    from .runner import build, run_cases
+    from .regress import TIMING_KEYS, plan, summarize  # Amaranth and cocotb: deferred (see cmd_sim)
+    from .runner import SIM_ROOT
 
     if args.output:
         check_output(args.output, "-o", args.force)
@@ -206,72 +185,49 @@ def cmd_regress(args) -> int:
     if args.cases < 1 or args.chunk < 1:
         raise UserError(f"--cases and --chunk must be positive, not {args.cases} and {args.chunk}")
     builds = _builds(args.builds)
+    executor = executor_from_args(args)
     sim = choose(args.simulator)
     if sim == "verilator":                  # a missing tool is one line, before the progress bar
-
         require()
-    plan = {b: [] for b in builds}
-    for i in range(args.cases):
-        plan[builds[i % len(builds)]].append(args.seed + i)
+    # absolute paths: a worker (a Ray one above all) need not share this process's directory
+    jobs = plan(args.cases, args.seed, builds, args.chunk, sim, SIM_ROOT.resolve(), Path(args.failures).resolve())
+    head = {"cases": args.cases, "first_seed": args.seed, "simulator": sim, "executor": executor.describe(),
+            "timing_keys": list(TIMING_KEYS)}
     t0 = time.perf_counter()
-    summary = {"cases": args.cases, "first_seed": args.seed, "simulator": sim, "builds": [], "failures": [],
-               "samples": 0,
-               "parameter_ranges": {"n_pe_x_fifo_depth": [f"{n}x{d}" for n, d in builds],
-                                    "layers": [1, 3], "dims": [1, 48], "weight_density": [0.01, 1.0],
-                                    "activation_density": [0.0, 1.0], "rows_per_batch": [1, 16],
-                                    "samples_per_case": [1, 3]}}
-    bar = tqdm(total=args.cases, unit="case", disable=args.json, desc=f"regression ({sim})")
-    cases_run = 0
-    for (n, d), seeds in plan.items():
-        if not seeds:
-            continue
-        params = sim_params(n, d)
-        bar.set_postfix_str(f"building {n}x{d}")
-        b = build(params, simulator=sim)
-        bar.set_postfix_str(f"{n}x{d}")
-        cycles = secs = run_cycles = run_secs = 0
-        t_build = time.perf_counter()
-        entry = {"n_pe": n, "fifo_depth": d, "cases": len(seeds), "build_seconds": round(b.seconds, 1)}
-        summary["builds"].append(entry)
-        for start in range(0, len(seeds), args.chunk):
-            chunk = [random_case(s, params) for s in seeds[start:start + args.chunk]]
-            counted = set()
+    results = [None] * len(jobs)
 
-            def tick(res):
-                if res["case"] not in counted:
-                    counted.add(res["case"])
-                    bar.update(1)
+    def write(done: bool, outcome=None):
+        summary = head | summarize(jobs, results, builds)
+        summary |= {"complete": done, "wall_seconds": round(time.perf_counter() - t0, 1)}
+        if outcome is not None:
+            summary |= {"interrupted": outcome.interrupted, "job_failures": outcome.failures,
+                        "jobs_rerun": outcome.retried}
+        if args.output:  # rewritten after every job: the file is this run's own (checked with --force at the start)
+            write_json(args.output, summary, overwrite=True)
+        return summary
 
-            run = run_cases(chunk, params, on_result=tick, simulator=sim)
-            bar.update(len(chunk) - len(counted))
-            summary["samples"] += len(run.results)
-            cycles, secs = cycles + run.clock_cycles, secs + run.sim_seconds
-            run_cycles, run_secs = run_cycles + run.run_clock_cycles, run_secs + run.run_seconds
-            entry |= {"clock_cycles": cycles, "cycles_per_second": round(cycles / secs, 1) if secs else None,
-                      "compute_cycles_per_second": round(run_cycles / run_secs, 1) if run_secs else None}
-            bad_cases = {r["case"] for r in run.failures}
-            if run.failed_tests and not bad_cases:      # the test stopped: every case without results
-                bad_cases = {c.name for c in chunk} - {r["case"] for r in run.results}
-            for c in chunk:
-                if c.name in bad_cases:
-                    res = [r for r in run.results if r["case"] == c.name]
-                    saved = _save_failure(Path(args.failures), c, params, sim, res)
-                    summary["failures"].append({"seed": c.seed, "n_pe": n, "fifo_depth": d, "info": c.info,
-                                                "results": res, "saved": str(saved)})
-            cases_run += len(chunk)
-            _write_summary(args.output, summary, t0, cases_run, done=False)
-        summary["builds"][-1]["run_wall_seconds"] = round(time.perf_counter() - t_build, 1)
-    bar.close()
-    _write_summary(args.output, summary, t0, args.cases, done=True)
+    def progress(i, res):
+        results[i] = res
+        write(done=False)
+
+    outcome = run_jobs(jobs, executor, progress=not args.json, desc=f"regression ({sim}, {executor.describe()})",
+                       on_result=progress)
+    summary = write(done=outcome.ok, outcome=outcome)
     if args.json:
         emit_json(summary)
     else:
         print(f"{summary['passed']} / {args.cases} cases passed ({summary['samples']} samples) in "
-              f"{summary['wall_seconds']} s over builds {args.builds} under {sim}")
+              f"{summary['wall_seconds']} s over builds {args.builds} under {sim}, {executor.describe()}")
         for f in summary["failures"]:
             print(f"  FAIL seed {f['seed']} on {f['n_pe']}x{f['fifo_depth']}: {f['info']}; "
                   f"replay: eie regress --replay {f['saved']}")
-    return 1 if summary["failures"] else 0
+        for f in outcome.failures:
+            print(f"  NOT RUN {f['key']}: {f['error']} (failed twice)")
+        if outcome.interrupted:
+            print(f"  interrupted: {summary['cases_run']} of {args.cases} cases ran; the summary keeps them")
+    if outcome.interrupted:
+        return 130
+    return 1 if summary["failures"] or outcome.failures else 0
 
 
 def _add_simulator(p):
@@ -303,11 +259,12 @@ def add_subcommands(sub):
     p.add_argument("--cases", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0, help="seed of the first case (cases use seed, seed+1, ...)")
     p.add_argument("--builds", default=DEFAULT_BUILDS, help="comma-separated NxD builds (PEs x queue depth)")
-    p.add_argument("--chunk", type=int, default=200, help="cases per simulator process")
+    p.add_argument("--chunk", type=int, default=200, help="cases per simulator process (one job)")
     p.add_argument("--failures", default="reports/regress/failures",
                    help="save each failing case here, replayable with --replay")
     p.add_argument("--replay", metavar="DIR", help="rerun the cases saved in DIR (by a failing regression)")
     _add_simulator(p)
+    add_executor_options(p)
     p.add_argument("-o", "--output", help="also write the JSON summary here")
     p.add_argument("--force", action="store_true", help="replace --output if it exists")
     p.add_argument("--json", action="store_true")

@@ -29,6 +29,7 @@ from eie.golden_model.errors import EIEError
 from eie.hdl.params import ArrayParams
 from eie.hdl.synth import ToolMissing
 from eie.hdl.verilog_out import DEFAULT_TOP, generate_verilog
+from eie.jobs import worker_cache
 
 from . import verilator_env
 from .cases import save_cases
@@ -161,6 +162,13 @@ def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = No
             if trace == "fst" and not verilator_env.fst_supported():
                 raise ToolMissing("FST waves on Verilator need the lz4 headers (`apt-get install -y liblz4-dev`); "
                                   "use a .vcd file instead")
+    # Generating the Verilog takes seconds (a minute and more at 64 PEs): a process that
+    # already has this build (a regression worker's next chunk) reuses it.
+    memo = worker_cache().setdefault("sim_builds", {})
+    mkey = (str(Path(root).resolve()), simulator, trace, json.dumps(params.as_dict(), sort_keys=True))
+    known = memo.get(mkey)
+    if known is not None and (known.directory / "built.ok").exists():
+        return SimBuild(known.params, known.directory, known.verilog, simulator, trace)
     text, desc = generate_verilog(params)
     flags = _flags(simulator, trace)
     key = cache_key(simulator, params.as_dict(), flags, text, length=10)
@@ -170,6 +178,7 @@ def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = No
     b = SimBuild(params, d, d / "eie.v", simulator, trace)
     stamp = d / "built.ok"
     with _locked(d):
+        memo[mkey] = b
         if stamp.exists():
             return b
         b.verilog.write_text(text)

@@ -12,7 +12,7 @@ from eie.golden_model.image_file import save_image
 from eie.golden_model.model import run_image
 from eie.hdl.loader import params_for_image
 from eie.sim.cases import random_case, sim_params
-from eie.sim.cli import _save_failure
+from eie.sim.regress import save_failure
 from eie.sim.simulator import choose
 
 from .cocotb_sims import SIMS, sim_param
@@ -122,7 +122,7 @@ def test_regress_small_run_summary(tmp_path, capsys, sim):
 def test_a_saved_case_replays(tmp_path, capsys, sim):
     """What a failing regression saves can be rerun: here a saved (passing) case."""
     params = sim_params(8, 1)
-    saved = _save_failure(tmp_path, random_case(77, params), params, sim, [])
+    saved = save_failure(tmp_path, random_case(77, params), params, sim, [])
     assert saved.name == "seed77_8x1"
     assert main(["regress", "--replay", str(saved)]) == 0
     assert f"PASS: {saved} on 8x1 under {sim}" in capsys.readouterr().out

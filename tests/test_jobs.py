@@ -1,0 +1,216 @@
+"""eie/jobs.py: the same jobs give the same results serially, on a 2-process pool and on a
+local Ray instance; a job that raises and a worker that dies are reported with their seed,
+run once more, and do not cost the other jobs' results."""
+
+import os
+
+import pytest
+
+from eie.jobs import Executor, Job, run_jobs, worker_cache
+
+POOL = Executor(workers=2)
+SERIAL = Executor(workers=1)
+
+
+# -- jobs (top level, so that workers import them by name) ---------------------------------
+def square_sum(seed: int, n: int) -> dict:
+    import numpy as np
+
+    x = np.random.default_rng(seed).integers(0, 100, n)
+    return {"seed": seed, "sum": int((x * x).sum()), "first": x[:3].tolist()}
+
+
+def flaky(seed: int, mode: str, marker: str = "") -> dict:
+    """Fails on `seed` 3: always ('raise', 'exit'), or only the first time ('once': the
+    marker file records the first attempt, so the re-run passes)."""
+    if seed == 3:
+        if mode == "raise":
+            raise ValueError(f"bad case {seed}")
+        if mode == "exit":
+            os._exit(7)
+        if mode == "once" and not os.path.exists(marker):
+            open(marker, "w").close()
+            raise RuntimeError("first attempt fails")
+    return {"seed": seed, "pid": os.getpid()}
+
+
+def cached(seed: int) -> dict:
+    """Counts, per worker process, how often its 'build' was made."""
+    cache = worker_cache()
+    made = "build" not in cache
+    cache.setdefault("build", object())
+    return {"seed": seed, "pid": os.getpid(), "made": made}
+
+
+def _jobs(fn, seeds, **kw):
+    return [Job(fn, {"seed": s, **kw}, key=f"seed {s}") for s in seeds]
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A one-machine Ray instance started by this test module (2 CPUs), shut down after."""
+    ray = pytest.importorskip("ray")  # the `cluster` extra; `make venv` installs it
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield Executor(workers=2, ray="local")
+    ray.shutdown()
+
+
+def test_same_results_serial_pool_and_ray(ray_local):
+    jobs = [Job(square_sum, {"seed": s, "n": 50 + s}, key=f"seed {s}") for s in range(8)]
+    serial = run_jobs(jobs, SERIAL)
+    assert serial.ok and [r["seed"] for r in serial.results] == list(range(8))
+    for ex in (POOL, ray_local):
+        out = run_jobs(jobs, ex)
+        assert out.ok and out.results == serial.results, ex.describe()
+
+
+@pytest.mark.parametrize("where", ["serial", "pool", "ray"])
+def test_a_raising_job_is_reported_rerun_once_and_the_rest_complete(where, request):
+    ex = {"serial": SERIAL, "pool": POOL}.get(where) or request.getfixturevalue("ray_local")
+    out = run_jobs(_jobs(flaky, range(6), mode="raise"), ex)
+    assert not out.ok and not out.interrupted
+    assert [r["key"] for r in out.failures] == ["seed 3"] and "bad case 3" in out.failures[0]["error"]
+    assert [r["key"] for r in out.retried] == ["seed 3"]          # the first attempt, re-run once
+    assert out.results[3] is None
+    assert [r["seed"] for i, r in enumerate(out.results) if i != 3] == [0, 1, 2, 4, 5]
+
+
+@pytest.mark.parametrize("where", ["pool", "ray"])
+def test_a_killed_worker_is_reported_and_the_rest_complete(where, request):
+    ex = POOL if where == "pool" else request.getfixturevalue("ray_local")
+    out = run_jobs(_jobs(flaky, range(8), mode="exit"), ex)
+    assert [r["key"] for r in out.failures] == ["seed 3"]
+    assert "died" in out.failures[0]["error"]
+    assert "seed 3" in [r["key"] for r in out.retried]
+    assert [r["seed"] for i, r in enumerate(out.results) if i != 3] == [0, 1, 2, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("where", ["serial", "pool"])
+def test_a_job_that_fails_once_passes_on_its_rerun(where, tmp_path):
+    out = run_jobs(_jobs(flaky, range(5), mode="once", marker=str(tmp_path / "m")), SERIAL if where == "serial" else POOL)
+    assert out.ok and [r["seed"] for r in out.results] == list(range(5))
+    assert out.retried == [{"index": 3, "key": "seed 3", "error": "RuntimeError: first attempt fails"}]
+
+
+def test_no_rerun_when_retries_is_zero():
+    out = run_jobs(_jobs(flaky, range(5), mode="raise"), SERIAL, retries=0)
+    assert out.retried == [] and [r["key"] for r in out.failures] == ["seed 3"]
+
+
+def test_ctrl_c_keeps_what_finished():
+    seen = []
+
+    def stop_after_two(i, res):
+        seen.append(i)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    for ex in (SERIAL, POOL):
+        seen.clear()
+        out = run_jobs(_jobs(flaky, range(10), mode="none"), ex, on_result=stop_after_two)
+        assert out.interrupted and not out.ok
+        kept = [i for i, r in enumerate(out.results) if r is not None]
+        assert sorted(kept) == sorted(seen) and len(kept) == 2
+
+
+def test_worker_cache_is_kept_across_jobs():
+    out = run_jobs(_jobs(cached, range(8)), POOL)
+    by_pid = {}
+    for r in out.results:
+        by_pid.setdefault(r["pid"], []).append(r["made"])
+    assert len(by_pid) <= 2 and all(made.count(True) == 1 for made in by_pid.values())
+
+
+def test_executor_options_are_checked():
+    import argparse
+
+    from eie.common import UserError
+    from eie.jobs import add_executor_options, executor_from_args
+
+    p = argparse.ArgumentParser()
+    add_executor_options(p)
+    assert executor_from_args(p.parse_args(["--workers", "3"])) == Executor(workers=3)
+    assert executor_from_args(p.parse_args([])).workers == (os.cpu_count() or 1)
+    with pytest.raises(UserError, match="--workers 0: expected a positive"):
+        executor_from_args(p.parse_args(["--workers", "0"]))
+
+
+# -- the commands on the three executors --------------------------------------------------
+def _strip(o, keys):
+    """A summary without what differs between two runs (timings, the executor's name)."""
+    if isinstance(o, dict):
+        return {k: _strip(v, keys) for k, v in o.items() if k not in keys}
+    if isinstance(o, list):
+        return [_strip(v, keys) for v in o]
+    return o
+
+
+@pytest.mark.sim
+def test_regress_summary_is_the_same_serially_on_a_pool_and_on_ray(tmp_path, capsys, ray_local):
+    """4 cases on two cached Verilator builds, one case per job (two jobs per build)."""
+    import json
+
+    from eie.cli import main
+
+    summaries = []
+    for where in (["--workers", "1"], ["--workers", "2"], ["--ray", "local", "--workers", "2"]):
+        assert main(["regress", "--cases", "4", "--seed", "40", "--builds", "1x1,3x8", "--chunk", "1", "--json",
+                     "--simulator", "verilator", "--failures", str(tmp_path / "fail"), *where]) == 0
+        summaries.append(json.loads(capsys.readouterr().out))
+    assert [s["executor"] for s in summaries] == ["serial", "2-process pool", "Ray (local)"]
+    keys = set(summaries[0]["timing_keys"]) | {"executor"}
+    first = _strip(summaries[0], keys)
+    assert first["passed"] == first["cases_run"] == 4 and first["complete"]
+    assert [(b["n_pe"], b["cases"]) for b in first["builds"]] == [(1, 2), (3, 2)]
+    for s in summaries[1:]:
+        assert _strip(s, keys) == first
+
+
+@pytest.mark.sim
+def test_a_worker_reuses_its_simulator_build(monkeypatch):
+    """The second build() of a parameter set in a process generates no Verilog again."""
+    from eie.sim import runner
+    from eie.sim.cases import sim_params
+
+    calls = []
+    real = runner.generate_verilog
+    monkeypatch.setattr(runner, "generate_verilog", lambda p: calls.append(p) or real(p))
+    a = runner.build(sim_params(1, 1), simulator="verilator")
+    b = runner.build(sim_params(1, 1), simulator="verilator")
+    assert a.directory == b.directory and len(calls) <= 1 and b.seconds == 0
+
+
+def test_workers_and_ray_options_are_one_line_errors(capsys, monkeypatch):
+    import sys
+
+    from eie.cli import main
+
+    assert main(["regress", "--cases", "1", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--workers 0: expected a positive number" in err and "\n" not in err
+    monkeypatch.setitem(sys.modules, "ray", None)              # as if the extra were not installed
+    assert main(["regress", "--cases", "1", "--ray", "local"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pip install -e '.[cluster]'" in err and "\n" not in err
+
+
+def test_prune_compare_is_the_same_serially_on_a_pool_and_on_ray(tmp_path, capsys, ray_local):
+    """Two rows x two seeds of a tiny comparison (2 dense epochs, cached per seed)."""
+    import json
+
+    from eie.cli import main
+
+    reports = []
+    for where in (["--workers", "1"], ["--workers", "2"], ["--ray", "local", "--workers", "2"]):
+        assert main(["prune", "compare", "--epochs", "2", "--seeds", "0,1", "--quiet", "--n-pe", "4", "--calib", "32",
+                     "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "out"), "--json",
+                     "--sparsity", "0.8", "--steps", "1", "--ft-epochs", "1", "--final-epochs", "0",
+                     "--methods", "one-shot (global),L1", *where]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    keys = {"seconds", "executor"}
+    first = _strip(reports[0], keys)
+    assert [t["method"] for t in first["table"]] == ["magnitude one-shot (global)", "L1 + one-shot global"]
+    assert all([r["seed"] for r in t["runs"]] == [0, 1] for t in first["table"])
+    assert not first["job_failures"] and not first["interrupted"]
+    for r in reports[1:]:
+        assert _strip(r, keys) == first
