@@ -6,6 +6,7 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .host_map import PTR_COUNT_BITS
 from .params import ACT_BITS
 
 __all__ = ["ColumnIssue", "issued_entry"]
@@ -27,7 +28,9 @@ class ColumnIssue(wiring.Component):
 
     Pop cycle P: the column key `base + j` goes to the pointer banks. The pointers are on
     the banks' ports in cycle P + 1 and land in the *column register* at its end
-    (`pointer_latency` = 2). The issue stage takes the column register in a cycle where it
+    (`pointer_latency` = 2), with the column's entry count (0, 1, 2, 3 or more) that the
+    loader stores beside each end pointer (host_map.pointer_word): "is there an entry",
+    "a second", "a third" are register bits, no subtraction or compare of pointers. The issue stage takes the column register in a cycle where it
     has nothing else to issue and issues entries p_j ... p_{j+1} - 1 then, one per cycle
     (an empty column spends that cycle as a bubble). A PE pops as soon as the column
     register will be free, or taken, by the time the pointers land, so consecutive columns
@@ -44,6 +47,7 @@ class ColumnIssue(wiring.Component):
             "ptr_en": Out(1),
             "ptr_start": In(entry_bits),            # the cycle after ptr_en
             "ptr_end": In(entry_bits),
+            "ptr_count": In(PTR_COUNT_BITS),    # min(ptr_end - ptr_start, 3), stored with ptr_end
             "issued": Out(issued_entry(entry_bits)),
             "active": Out(1),                       # an issue cycle (entry or bubble)
             "idle": Out(1),                         # nothing queued, fetched or issuing
@@ -60,6 +64,7 @@ class ColumnIssue(wiring.Component):
         col_start = Signal(eb)
         col_end = Signal(eb)
         col_act = Signal(signed(ACT_BITS))
+        col_count = Signal(PTR_COUNT_BITS)  # entries of the column register's column, 3 = 3+
         # issue stage: the second and later entries of the column it took
         iss_active = Signal()
         iss_cur = Signal(eb)
@@ -69,9 +74,8 @@ class ColumnIssue(wiring.Component):
         iss_more = Signal()                 # iss_cur + 1 < iss_end, kept as a register
         take = Signal()
         m.d.comb += take.eq(col_valid & ~iss_active)
-        col_len = Signal(signed(eb + 1))
         col_multi = Signal()                # the column register's column has 2+ entries
-        m.d.comb += [col_len.eq(col_end - col_start), col_multi.eq(~col_len[-1] & (col_len[1:] != 0))]
+        m.d.comb += col_multi.eq(col_count[1])
         iss_active_next = Signal()
         with m.If(take):
             m.d.comb += iss_active_next.eq(col_multi)
@@ -87,9 +91,10 @@ class ColumnIssue(wiring.Component):
         ]
 
         e_cur = Mux(take, col_start, iss_cur)
-        e_end = Mux(take, col_end, iss_end)
+        # The issue stage is active only while its column has an entry left (iss_more), so
+        # an issue cycle is a bubble only when it takes an empty column.
         m.d.comb += [
-            self.issued.valid.eq((take | iss_active) & (e_cur < e_end)),
+            self.issued.valid.eq(iss_active | (take & (col_count != 0))),
             self.issued.entry.eq(e_cur),
             self.issued.first.eq(take),
             self.issued.act.eq(Mux(take, col_act, iss_act)),
@@ -101,12 +106,12 @@ class ColumnIssue(wiring.Component):
         with m.If(pop):
             m.d.sync += fetch_act.eq(self.i.payload.value)
         with m.If(take):
-            m.d.sync += [iss_end.eq(col_end), iss_act.eq(col_act), iss_more.eq(col_start + 2 < col_end)]
+            m.d.sync += [iss_end.eq(col_end), iss_act.eq(col_act), iss_more.eq(col_count == 3)]
         with m.Else():
             m.d.sync += iss_more.eq(iss_cur + 2 < iss_end)
         with m.If(fetch_pending):
             m.d.sync += [col_valid.eq(1), col_start.eq(self.ptr_start), col_end.eq(self.ptr_end),
-                         col_act.eq(fetch_act)]
+                         col_count.eq(self.ptr_count), col_act.eq(fetch_act)]
         with m.Elif(take):
             m.d.sync += col_valid.eq(0)
         return m

@@ -17,6 +17,8 @@ from eie.golden_model.config import EIEConfig, Timing
 from eie.golden_model.errors import ConfigError
 from eie.golden_model.layout import ENTRIES_PER_SRAM_ROW, SRAM_ROW_BITS
 
+from .host_map import PTR_COUNT_BITS
+
 __all__ = ["ArrayParams", "memory_bits", "bits_for", "fits_signed", "ACT_BITS", "PRODUCT_BITS", "CODEBOOK_SIZE"]
 
 ACT_BITS = nm.ACT_BITS              # activations and codebook values (docs/numerics.md)
@@ -128,6 +130,12 @@ class ArrayParams:
         return data.StructLayout({"index": self.index_bits, "value": signed(ACT_BITS)})
 
     @cached_property
+    def ptr_item(self) -> data.StructLayout:
+        """One stored pointer p[t]: its entry index and the entries of the column ending at
+        it, saturated (host_map.pointer_word packs the host's word)."""
+        return data.StructLayout({"value": self.entry_bits, "count": PTR_COUNT_BITS})
+
+    @cached_property
     def nz_item(self) -> data.StructLayout:
         """One non-zero activation held by a PE: local index m (j = m * N + k) and value."""
         return data.StructLayout({"local": self.local_bits, "value": signed(ACT_BITS)})
@@ -145,7 +153,7 @@ class ArrayParams:
 def memory_bits(p: ArrayParams) -> dict:
     """Bits of each on-chip memory of one PE (what block RAM / SRAM macros must hold)."""
     return {
-        "pointers": p.ptr_depth * p.entry_bits,
+        "pointers": p.ptr_depth * p.ptr_item.size,
         "sparse_matrix": p.spmat_depth * SRAM_ROW_BITS,
         "activations": 2 * p.act_depth * ACT_BITS,
         "nonzero_lists": 2 * p.act_depth * (p.local_bits + ACT_BITS),

@@ -43,7 +43,7 @@ class PE(wiring.Component):
             "nz": Out(stream.Signature(p.nz_item)),
             "nz_done": Out(1),
             # host access
-            "ptr_w_addr": In(p.ptr_addr_bits), "ptr_w_data": In(p.entry_bits), "ptr_w_en": In(1),
+            "ptr_w_addr": In(p.ptr_addr_bits), "ptr_w_data": In(p.ptr_item), "ptr_w_en": In(1),
             "spmat_w_addr": In(p.spmat_addr_bits), "spmat_w_data": In(64), "spmat_w_en": In(1),
             "cb_w_addr": In(p.layer_bits + 4), "cb_w_data": In(signed(ACT_BITS)), "cb_w_en": In(1),
             "in_en": In(1), "in_local": In(p.local_bits), "in_data": In(signed(ACT_BITS)),
@@ -56,7 +56,7 @@ class PE(wiring.Component):
         p = self.params
         m.submodules.queue = queue = ActivationQueue(p.act_item, p.fifo_depth)
         m.submodules.column_issue = issue = ColumnIssue(p.act_item, ptr_addr_bits=p.ptr_addr_bits, entry_bits=p.entry_bits)
-        m.submodules.ptr_read = ptrs = PointerRead(p.ptr_depth, p.ptr_addr_bits, p.entry_bits)
+        m.submodules.ptr_read = ptrs = PointerRead(p.ptr_depth, p.ptr_addr_bits, p.ptr_item)
         m.submodules.spmat_read = spmat = SparseMatrixRead(p.spmat_depth, p.entry_bits, p.spmat_addr_bits)
         m.submodules.arith = arith = ArithmeticUnit(acc_depth=p.acc_depth, acc_bits=p.acc_bits,
                                                     max_layers=p.max_layers, row_bits=p.row_bits,
@@ -75,7 +75,8 @@ class PE(wiring.Component):
         m.d.comb += [
             issue.base.eq(self.batch.base),
             ptrs.addr.eq(issue.ptr_addr), ptrs.en.eq(issue.ptr_en),
-            issue.ptr_start.eq(ptrs.start), issue.ptr_end.eq(ptrs.end),
+            issue.ptr_start.eq(ptrs.start.value), issue.ptr_end.eq(ptrs.end.value),
+            issue.ptr_count.eq(ptrs.end.count),
             arith.layer.eq(self.batch.layer),
             self.idle.eq(issue.idle),
             self.popped.eq(queue.o.valid & queue.o.ready),

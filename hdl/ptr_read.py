@@ -13,6 +13,8 @@ __all__ = ["PointerRead"]
 class PointerRead(wiring.Component):
     """p[a] and p[a+1] for pointer index a, available the cycle after `en` (EIE Sec. IV).
 
+    A pointer is any shape (`ArrayParams.ptr_item` in a PE: entry index and column count).
+
     Pointer p[i] lives in the even bank at i // 2 when i is even and in the odd bank at
     i // 2 when i is odd, so p[a] and p[a+1] are always in different banks and one read
     of each gives both. Both banks are single-ported SRAMs with a synchronous read port.
@@ -21,26 +23,26 @@ class PointerRead(wiring.Component):
     `w_addr`, `w_data`, `w_en` (host writes, pointer index and value).
     """
 
-    def __init__(self, depth: int, addr_bits: int, value_bits: int):
+    def __init__(self, depth: int, addr_bits: int, shape):
         if depth < 2 or depth & (depth - 1):
             raise TypeError(f"Depth must be a power of two >= 2, not {depth!r}")
         self.depth = depth
-        self.value_bits = value_bits
+        self.shape = shape
         super().__init__({
             "addr": In(addr_bits),
             "en": In(1),
-            "start": Out(value_bits),
-            "end": Out(value_bits),
+            "start": Out(shape),
+            "end": Out(shape),
             "w_addr": In(addr_bits),
-            "w_data": In(value_bits),
+            "w_data": In(shape),
             "w_en": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         half = self.depth // 2
-        m.submodules.even = even = Memory(shape=self.value_bits, depth=half, init=[])
-        m.submodules.odd = odd = Memory(shape=self.value_bits, depth=half, init=[])
+        m.submodules.even = even = Memory(shape=self.shape, depth=half, init=[])
+        m.submodules.odd = odd = Memory(shape=self.shape, depth=half, init=[])
         # Synchronous reads: data one cycle after the address (no write during compute).
         even_r, odd_r = even.read_port(), odd.read_port()
         even_w, odd_w = even.write_port(), odd.write_port()

@@ -114,28 +114,25 @@ def _dense(ctx_args: dict, seed: int):
     return cache[key]
 
 
-def _threads(n: int | None) -> None:
-    """Torch threads of a job: the machine's (train.set_threads) when jobs run one at a time,
-    else `n` (1: the jobs, not the threads, share the cores)."""
-    if n is None:
-        set_threads()
-    else:
-        torch.set_num_threads(n)
+def _job_threads() -> None:
+    """One torch thread in every compare job, whatever runs it: the thread count changes the
+    order of float sums, so a job run serially, on a pool or on Ray gives the same numbers
+    only with the same count (and on a pool the jobs, not the threads, share the cores)."""
+    torch.set_num_threads(1)
 
 
-def dense_job(ctx: dict, seed: int, threads: int | None = None) -> dict:
+def dense_job(ctx: dict, seed: int) -> dict:
     """Train (or load from the cache) the dense model of `seed`; its accuracies."""
-    _threads(threads)
+    _job_threads()
     dense, splits = _dense(ctx, seed)
     return {"seed": seed} | evaluate_model(dense, splits)
 
 
-def compare_job(ctx: dict, settings: dict, run: str, kwargs: dict, seed: int, out: str,
-                threads: int | None = None) -> dict:
+def compare_job(ctx: dict, settings: dict, run: str, kwargs: dict, seed: int, out: str) -> dict:
     """One compare row (`run`, `kwargs`) on the dense model of one seed."""
     from .train import set_seed
 
-    _threads(threads)
+    _job_threads()
     t1 = time.perf_counter()
     c = _context_from(ctx)
     dense, splits = _dense(ctx, seed)
@@ -158,20 +155,19 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
     """Every row at `settings.sparsity`, per seed, exported like a method's final network
     (nothing written but compare.json and compare.png). The dense models (one job per seed),
     then one job per (row, seed) on `executor`; the report does not depend on it."""
-    threads = None if executor.workers == 1 and not executor.ray else 1
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     c = _context_args(ctx)
     if c["cache_dir"] is not None:
         c["cache_dir"] = str(Path(c["cache_dir"]).resolve())
     progress = ctx.progress
-    dense_out = run_jobs([Job(dense_job, {"ctx": c, "seed": s, "threads": threads}, key=f"dense seed {s}")
+    dense_out = run_jobs([Job(dense_job, {"ctx": c, "seed": s}, key=f"dense seed {s}")
                           for s in seeds],
                          executor, progress=progress, desc="dense models")
     dense_rows = [r for r in dense_out.results if r is not None]
     opts = vars(settings).copy()
     jobs = [Job(compare_job, {"ctx": c, "settings": opts, "run": row.run, "kwargs": dict(row.kwargs), "seed": s,
-                              "out": str(out.resolve()), "threads": threads}, key=f"{row.label}, seed {s}")
+                              "out": str(out.resolve())}, key=f"{row.label}, seed {s}")
             for _, row in rows for s in seeds]
     outcome = (run_jobs(jobs, executor, progress=progress, desc=f"compare ({executor.describe()})")
                if not dense_out.interrupted else Outcome([None] * len(jobs), interrupted=True))

@@ -288,6 +288,7 @@ def run_issue(items, B, pmem, base, depth=None, check_room_stalls=False):
             if last_addr is not None:             # pointer memory: read data this cycle
                 ctx.set(iss.ptr_start, int(pmem[last_addr]))
                 ctx.set(iss.ptr_end, int(pmem[last_addr + 1]))
+                ctx.set(iss.ptr_count, min(int(pmem[last_addr + 1] - pmem[last_addr]), 3))
             if depth is None:
                 if nxt < T and B[nxt] + 1 <= c:
                     j, v = items[nxt]

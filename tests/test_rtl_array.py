@@ -153,6 +153,36 @@ def test_bias_field_is_written_for_every_layer():
         (1 << biased.layers[0].in_frac) | (7 % 2) << 16 | (7 // 2) << 32, 0]
 
 
+def test_pointer_words_carry_the_column_counts():
+    """Every PTR write holds the absolute entry index and, from bit 32, the entries of the
+    column ending there, saturated at 3 (0 for a layer's first pointer): what the issue
+    stage decides from. Columns of 0 to 5 entries in every PE, two layers (absolute bases)."""
+    rng = np.random.default_rng(21)
+    W0 = sparse_matrix(rng, 12, 10, 0.5)
+    W0[:, 3] = 0                                  # an empty column
+    W0[:, 4] = 1.0                                # 12 rows: 6 entries per PE at N = 2
+    image = encode_network([W0, sparse_matrix(rng, 6, 12, 0.6)], 2, acc_depth=8)
+    params = params_for_image(image)
+    words = {}
+    for adr, d in image_writes(image, params):
+        region, pe, offset = hm.split_address(adr)
+        if region == hm.Region.PTR:
+            words[pe, offset] = d
+    seen = set()
+    base = 0
+    for li, L in enumerate(image.layers):
+        for k in range(2):
+            p = L.ptr[k].astype(int)
+            entry_base = sum(int(M.ptr[k][-1]) for M in image.layers[:li])
+            for t in range(len(p)):
+                count = 0 if t == 0 else p[t] - p[t - 1]
+                seen.add(min(count, 9))
+                assert words[k, base + t] == (p[t] + entry_base) | (min(count, 3) << 32)
+        base += L.ptr.shape[1]
+    assert {0, 1, 2}.issubset(seen) and max(seen) > 3
+    assert len(words) == 2 * base
+
+
 def test_default_parameters_build():
     """The default 4-PE array (full-size memories), not only the trimmed test builds."""
     rng = np.random.default_rng(3)
