@@ -1,5 +1,5 @@
-"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo, verilog, fpga,
-sim, regress).
+"""`eie` command line: one subcommand per job (encode, import, decode, info, run, bench, demo, verilog,
+fpga, sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
 one-line message naming the file/field (exit 2), never a traceback (eie/boundary.py).
@@ -34,6 +34,7 @@ from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.golden_model.image_file import load_image, save_image
 from eie.golden_model.model import run_image
 from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
+from eie.import_cli import add_subcommands as add_import_subcommands
 from eie.pruning.cli import add_subcommands as add_prune_subcommands
 from eie.sim.cli import add_subcommands as add_sim_subcommands
 
@@ -559,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fpga)
 
+    add_import_subcommands(sub)
     add_prune_subcommands(sub)
     add_sim_subcommands(sub)
     return ap

@@ -61,10 +61,13 @@ def same_image(a, b) -> bool:
                for p, q in zip(a.layers, b.layers))
 
 
-def to_onnx(model, path, n_in):
+def to_onnx(model, path, shape):
+    """torch.onnx's TorchScript-based exporter (dynamo=False: the new one needs onnxscript)
+    for inputs of `shape` (an int: (1, shape))."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")     # the TorchScript-based exporter is deprecated, still the offline one
-        torch.onnx.export(model, (torch.zeros(1, n_in),), str(path), dynamo=False)
+        warnings.simplefilter("ignore")     # that exporter is deprecated
+        torch.onnx.export(model, (torch.zeros((1, shape) if isinstance(shape, int) else shape),), str(path),
+                          dynamo=False)
     return path
 
 
@@ -309,9 +312,7 @@ def test_unsupported_torch_torchscript_onnx(case, tmp_path):
     path = tmp_path / "m.pt"
     torch.jit.trace(model, torch.zeros(shape)).save(str(path))
     one_line_error(lambda: eie.import_model(path), in_script)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(shape),), str(tmp_path / "m.onnx"), dynamo=False)
+    to_onnx(model, tmp_path / "m.onnx", shape)
     one_line_error(lambda: eie.import_model(tmp_path / "m.onnx"), in_onnx)
 
 
