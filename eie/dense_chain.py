@@ -15,8 +15,9 @@ import numpy as np
 
 from eie.golden_model.encoder import check_bias, check_weights
 from eie.golden_model.errors import InputError
+from eie.golden_model.files import FileAccessError, open_regular_file
 
-__all__ = ["UnsupportedModel", "DenseLayer", "DenseChain", "ChainBuilder", "as_batch"]
+__all__ = ["UnsupportedModel", "DenseLayer", "DenseChain", "ChainBuilder", "as_batch", "open_model_file"]
 
 
 class UnsupportedModel(InputError):
@@ -69,6 +70,14 @@ class DenseChain:
             if L.relu:
                 a = np.maximum(a, 0.0)
         return a
+
+
+def open_model_file(path, what: str):
+    """A model file opened for reading (a regular file only), or InputError naming it."""
+    try:
+        return open_regular_file(path, what)[0]
+    except FileAccessError as e:
+        raise InputError(str(e)) from None
 
 
 def as_batch(x, n_in: int, what: str) -> np.ndarray:

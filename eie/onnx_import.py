@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from eie.golden_model.errors import InputError
-from eie.golden_model.files import FileAccessError, open_regular_file
 
-from .dense_chain import ChainBuilder, DenseChain
+from .dense_chain import ChainBuilder, DenseChain, open_model_file
 
 __all__ = ["SUPPORTED", "from_onnx", "load_onnx"]
 
@@ -24,14 +23,13 @@ _PASS = ("Identity", "Dropout", "Flatten")
 
 def load_onnx(path) -> DenseChain:
     """Read an .onnx file (the `onnx` package) and import it."""
-    import onnx  # the `onnx` package: only for ONNX files
-
-    src = str(path)
     try:
-        f, _ = open_regular_file(path, "ONNX file")
-    except FileAccessError as e:
-        raise InputError(str(e)) from None
-    with f:
+        import onnx  # the `onnx` package (the test extras, `make venv`): only for ONNX files
+    except ImportError:
+        raise InputError(f"{path}: reading ONNX needs the onnx package (pip install onnx; make venv installs "
+                         "it)") from None
+    src = str(path)
+    with open_model_file(path, "ONNX file") as f:
         try:
             model = onnx.load_model_from_string(f.read())
         except Exception as e:  # noqa: BLE001 - protobuf's errors vary by version

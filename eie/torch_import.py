@@ -27,9 +27,8 @@ from torch import fx, nn
 from torch.nn.utils import parametrize, prune
 
 from eie.golden_model.errors import InputError
-from eie.golden_model.files import FileAccessError, open_regular_file
 
-from .dense_chain import ChainBuilder, DenseChain
+from .dense_chain import ChainBuilder, DenseChain, open_model_file
 
 __all__ = ["SUPPORTED", "from_module", "from_state_dict", "load_torch"]
 
@@ -259,11 +258,7 @@ def load_torch(path, trust_pickle: bool = False) -> DenseChain:
     """A .pt/.pth file: TorchScript (torch.jit.save), a state_dict, or (with `trust_pickle`)
     a whole nn.Module saved with torch.save."""
     src = str(path)
-    try:
-        f, _ = open_regular_file(path, "PyTorch file")
-    except FileAccessError as e:
-        raise InputError(str(e)) from None
-    with f:
+    with open_model_file(path, "PyTorch file") as f:
         kind = _file_kind(f)
         if kind == "other":
             raise InputError(f"{src}: not a PyTorch file (expected what torch.save or torch.jit.save writes)")
