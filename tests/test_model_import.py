@@ -18,6 +18,8 @@ from eie.golden_model.errors import InputError
 from eie.golden_model.reference import error_bound, saturated_outputs
 from eie.pruning.masks import clone_model, weight_of
 
+from .cocotb_sims import sim_param
+
 torch.set_num_threads(1)
 N_PE = 4
 
@@ -338,6 +340,18 @@ def test_imported_model_runs_on_the_rtl_bit_and_cycle_exact():
     assert sim.simulator == "amaranth" and sim.bit_exact and sim.cycle_exact
     np.testing.assert_array_equal(sim.outputs_int, eie.run(image, x[:2]).outputs_int)
     assert all(c > 0 for c in sim.cycles_per_sample)
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("sim", [sim_param("icarus")])       # a one-second build; Verilator's takes a minute
+def test_imported_model_runs_under_cocotb(sim):
+    model, x = mlp(sizes=(20, 12, 6), bias=True, seed=17), inputs()
+    prune.l1_unstructured(linears(model)[1], "weight", 0.5)
+    image = eie.compile(model, n_pe=2, calibration=x, acc_depth=4, balance=True)
+    assert image.layers[-1].row_perm is not None          # outputs permuted on chip, read back in order
+    result = eie.simulate(image, x[:3], simulator=sim)
+    assert result.simulator == sim and result.bit_exact and result.cycle_exact
+    np.testing.assert_array_equal(result.outputs_int, eie.run(image, x[:3]).outputs_int)   # the weights' row order
 
 
 def test_save_load_keeps_the_report(tmp_path):
