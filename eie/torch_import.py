@@ -36,7 +36,6 @@ SUPPORTED = ("EIE imports a chain of Linear layers (with or without bias) with R
              "(Flatten, Dropout and Identity are ignored)")
 _IGNORED_MODULES = (nn.Flatten, nn.Dropout, nn.Identity)
 _RELU = (F.relu, torch.relu, torch.relu_)
-_IGNORED_FUNCTIONS = (torch.flatten, F.dropout)
 _OPERATOR_WORDS = {operator.add: "a residual or other element-wise add", operator.iadd: "an in-place add",
                    operator.mul: "an element-wise multiply", operator.getitem: "indexing",
                    torch.cat: "a concatenation", torch.add: "an element-wise add"}
@@ -77,8 +76,16 @@ def _linear(builder: ChainBuilder, m: nn.Linear, name: str) -> None:
 
 
 def _fn_name(fn) -> str:
-    mod = {"_operator": "operator"}.get(getattr(fn, "__module__", None) or "", getattr(fn, "__module__", None) or "")
+    mod = (getattr(fn, "__module__", None) or "").replace("_operator", "operator")
     return f"{mod + '.' if mod and mod != 'builtins' else ''}{getattr(fn, '__name__', repr(fn))}"
+
+
+def _flattens_samples(node, m: nn.Module | None) -> bool:
+    """nn.Flatten / torch.flatten / Tensor.flatten from dimension 1 to the last: one row per sample."""
+    if m is not None:
+        return (m.start_dim, m.end_dim) == (1, -1)
+    args = list(node.args[1:]) + [node.kwargs.get(k) for k in ("start_dim", "end_dim") if k in node.kwargs]
+    return args in ([1], [1, -1])
 
 
 def from_module(model: nn.Module, source: str | None = None) -> DenseChain:
@@ -118,14 +125,21 @@ def from_module(model: nn.Module, source: str | None = None) -> DenseChain:
                 _linear(b, m, node.target)
             elif isinstance(m, nn.ReLU):
                 b.relu(what)
+            elif isinstance(m, nn.Flatten) and not _flattens_samples(node, m):
+                b.unsupported(what, f"it flattens dimensions {m.start_dim}..{m.end_dim}, not one row per sample")
             elif not isinstance(m, _IGNORED_MODULES):
                 b.unsupported(what)
         elif node.op == "call_function" and node.target in _RELU:
             b.relu(what)
         elif node.op == "call_method" and node.target in ("relu", "relu_"):
             b.relu(what)
-        elif not ((node.op == "call_function" and node.target in _IGNORED_FUNCTIONS)
-                  or (node.op == "call_method" and node.target == "flatten")):
+        elif node.op == "call_function" and node.target is F.dropout:
+            pass
+        elif (node.op == "call_function" and node.target is torch.flatten) or (
+                node.op == "call_method" and node.target == "flatten"):
+            if not _flattens_samples(node, None):
+                b.unsupported(what, "only flatten(x, 1), one row per sample, is supported")
+        else:
             b.unsupported(what)
         cur = node
     return b.finish()

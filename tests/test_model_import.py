@@ -318,6 +318,31 @@ def test_unsupported_torch_torchscript_onnx(case, tmp_path):
     one_line_error(lambda: eie.import_model(tmp_path / "m.onnx"), in_onnx)
 
 
+class FunctionalMLP(nn.Module):
+    """forward in functional calls: torch.flatten, F.relu, F.dropout, Tensor.relu."""
+
+    def __init__(self, start_dim=1):
+        super().__init__()
+        self.fc1, self.fc2, self.start_dim = nn.Linear(20, 8), nn.Linear(8, 4), start_dim
+
+    def forward(self, x):
+        h = nn.functional.dropout(nn.functional.relu(self.fc1(torch.flatten(x, self.start_dim))), 0.5, self.training)
+        return self.fc2(h).relu()
+
+
+def test_functional_forward_and_flatten_dims():
+    torch.manual_seed(18)
+    model = FunctionalMLP().eval()
+    net = eie.import_model(model)
+    assert [L.name for L in net.layers] == ["fc1", "fc2"] and [L.relu for L in net.layers] == [True, True]
+    with torch.no_grad():
+        want = model(torch.as_tensor(inputs()[:4]).reshape(4, 4, 5)).numpy()
+    np.testing.assert_allclose(net.forward(inputs()[:4]), want, rtol=1e-5, atol=1e-6)
+    one_line_error(lambda: eie.import_model(FunctionalMLP(start_dim=0)), "only flatten(x, 1)")
+    one_line_error(lambda: eie.import_model(nn.Sequential(nn.Flatten(0), nn.Linear(4, 2))),
+                   "layer '0' (Flatten) is not supported: it flattens dimensions 0..-1")
+
+
 def test_untraceable_forward_is_one_line():
     class Branchy(nn.Module):
         def __init__(self):
