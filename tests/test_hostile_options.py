@@ -271,3 +271,17 @@ def test_fuzz_demo_and_sim_options(capsys, data):
     if a is not None:
         event("sim accepted")
         assert 1 <= a.n_pe <= 256 and 1 <= a.fifo_depth <= 1 << 16 and 16 <= a.acc_bits <= 48
+
+
+def test_list_option_defaults_are_parsed_like_given_values():
+    """A default written as text (--sweep, --ratios) reaches the method as the list its
+    type makes of it, as when the option is given (it once arrived as a string)."""
+    from eie.pruning import cli as prune_cli
+    from eie.pruning.registry import METHODS
+
+    for method, name in (("magnitude", "sweep"), ("sensitivity", "ratios"), ("regularize", "sweep")):
+        args = build_parser().parse_args(["prune", method])
+        prune_cli._network(args)
+        prune_cli._resolve_defaults(args, METHODS[method].options, method)
+        default = next(o.default for o in METHODS[method].options if o.name == name)
+        assert getattr(args, name) == [float(v) for v in default.split(",")], (method, name)
