@@ -200,7 +200,12 @@ def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = No
 
 @dataclass
 class SimRun:
-    """What one simulator process did: per-sample results (see sim/scoreboard.py)."""
+    """What one simulator process did: per-sample results (see sim/scoreboard.py).
+
+    The cocotb counterpart of hdl.rtl_sim.RTLRun (the Amaranth simulator in this
+    process, with per-batch traces): the two runs report different things, so they are
+    two types (docs/verification.md, "Two result types").
+    """
 
     results: list = field(default_factory=list)
     simulator: str = "icarus"
