@@ -206,17 +206,19 @@ def _command_line(data, head, valid: dict) -> tuple[list, str | None]:
     return argv, hit
 
 
-def _parsed_or_clean(capsys, argv, hit):
-    """The namespace if `argv` is accepted, else None after checking the error: one line
-    naming the hostile option (only that one can be wrong)."""
+def _fuzzed(capsys, data, head, valid: dict):
+    """(namespace, argv) of a command line from `_command_line`, the namespace None if it
+    was refused, after checking the error: one line naming the hostile option (only that
+    one can be wrong)."""
+    argv, hit = _command_line(data, head, valid)
     try:
-        return build_parser().parse_args(argv)
+        return build_parser().parse_args(argv), argv
     except SystemExit as e:
         err = capsys.readouterr().err
         assert e.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
         assert hit is not None and f"argument {hit}: expected " in err, err
-        event("rejected")
-        return None
+        event(f"{head[-1]} rejected")
+        return None, argv
 
 
 PRUNE = {"--sparsity": st.floats(0, 1, exclude_max=True).map(repr), "--lr": st.floats(1e-6, 10).map(repr),
@@ -227,8 +229,7 @@ PRUNE = {"--sparsity": st.floats(0, 1, exclude_max=True).map(repr), "--lr": st.f
 @OPTION_FUZZ
 @given(data=st.data())
 def test_fuzz_prune_options(capsys, data):
-    argv, hit = _command_line(data, ["prune", "iterative"], PRUNE)
-    a = _parsed_or_clean(capsys, argv, hit)
+    a, argv = _fuzzed(capsys, data, ["prune", "iterative"], PRUNE)
     if a is not None:
         event("accepted")
         assert 0 <= a.sparsity < 1 and 0 < a.lr <= 10 and math.isfinite(a.lr)
@@ -246,8 +247,7 @@ REGRESS = {"--cases": _ints(1, 10 ** 7), "--seed": _ints(0, SEED_MAX), "--chunk"
 @OPTION_FUZZ
 @given(data=st.data())
 def test_fuzz_regress_options(capsys, data):
-    argv, hit = _command_line(data, ["regress"], REGRESS)
-    a = _parsed_or_clean(capsys, argv, hit)
+    a, _ = _fuzzed(capsys, data, ["regress"], REGRESS)
     if a is not None:
         event("accepted")
         assert 1 <= a.cases <= 10 ** 7 and 0 <= a.seed <= SEED_MAX and 1 <= a.chunk and 1 <= a.workers <= 4096
@@ -261,13 +261,11 @@ DEMO = {"--n-pe": _ints(1, 256), "--seed": _ints(0, SEED_MAX), "--rtl-samples": 
 @OPTION_FUZZ
 @given(data=st.data())
 def test_fuzz_demo_and_sim_options(capsys, data):
-    argv, hit = _command_line(data, ["demo"], DEMO)
-    a = _parsed_or_clean(capsys, argv, hit)
+    a, _ = _fuzzed(capsys, data, ["demo"], DEMO)
     if a is not None:
         event("demo accepted")
         assert 1 <= a.n_pe <= 256 and 0 <= a.seed <= SEED_MAX and 1 <= a.rtl_samples <= 100_000
-    argv, hit = _command_line(data, ["sim"], SIM)
-    a = _parsed_or_clean(capsys, argv, hit)
+    a, _ = _fuzzed(capsys, data, ["sim"], SIM)
     if a is not None:
         event("sim accepted")
         assert 1 <= a.n_pe <= 256 and 1 <= a.fifo_depth <= 1 << 16 and 16 <= a.acc_bits <= 48
