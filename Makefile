@@ -49,6 +49,7 @@ fpga: $(STAMP)
 # The built-in case on the RTL under cocotb (Icarus if installed, else Verilator;
 # SIM_ARGS="--simulator verilator"), with waves for GTKWave.
 sim: $(STAMP)
+	@mkdir -p build/sim
 	$(BIN)/eie sim --waves build/sim/eie.vcd $(SIM_ARGS)
 
 # Long random regression on the RTL, N 1-64 x queue depth 1-16 (2,000 cases by default;

@@ -1,5 +1,5 @@
-"""`eie` command line: one subcommand per job (encode, decode, info, run, bench, demo, verilog, fpga,
-sim, regress).
+"""`eie` command line: one subcommand per job (encode, import, decode, info, run, bench, demo, verilog,
+fpga, sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
 one-line message naming the file/field (exit 2), never a traceback (eie/boundary.py).
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from eie.boundary import report, run_command, signal_handlers
-from eie.cli_inputs import (check_output, int_in, load_calibration, load_codebooks, load_input,
-                            load_weights)
+from eie.cli_inputs import (DEPTH_MAX, FIFO_MAX, RTL_MAX_N_PE, SEED_MAX, check_output, check_output_dir,
+                            float_in, int_in, load_calibration, load_codebooks, load_input, load_weights)
 from eie.common import UserError, atomic_write_bytes, emit_json, print_table, write_json
 from eie.fpga_boards import BOARDS
 from eie.fpga_logs import summary_row
@@ -34,14 +34,13 @@ from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.golden_model.image_file import load_image, save_image
 from eie.golden_model.model import run_image
 from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
+from eie.import_cli import add_subcommands as add_import_subcommands
 from eie.pruning.cli import add_subcommands as add_prune_subcommands
 from eie.sim.cli import add_subcommands as add_sim_subcommands
 
 __all__ = ["main", "build_parser", "UserError"]
 
-SEED_MAX = (1 << 32) - 1       # k-means (scikit-learn) and the training seeds
-DEPTH_MAX = 1 << 24            # any memory depth option
-FIFO_MAX = 1 << 16
+BENCH_OUT, DEMO_OUT, FPGA_OUT, FPGA_BUILD = "reports/bench", "reports/demo", "reports/fpga", "build/fpga"
 LEAF_SLICE_HELP = ("a register slice between each PE's non-zero list and its LNZD leaf (one more cycle of "
                    "list latency, docs/rtl.md)")
 
@@ -214,6 +213,7 @@ def cmd_bench(args) -> int:
         except KeyError as e:
             raise UserError(f"--throughput-layer: {e.args[0]}") from None
     cfg = BenchConfig.tiny(**kw) if args.tiny else BenchConfig(**kw)
+    check_output_dir(args.out, "--out", BENCH_OUT)
     out = Path(args.out)
     result = run_bench(cfg, progress=not args.json)
     paths = write_report(result, out)
@@ -242,8 +242,7 @@ def cmd_demo(args) -> int:
     if args.no_waves:
         kw["waves"] = False
     cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
-    if cfg.n_pe < 1 or cfg.rtl_samples < 1:
-        raise UserError("demo: --n-pe and --rtl-samples must be positive integers")
+    check_output_dir(args.out, "--out", DEMO_OUT)
     result = run_demo(out_dir=Path(args.out), cfg=cfg, progress=not args.json)
     if args.json:
         emit_json({k: v for k, v in result.items() if k != "pruning_history"})
@@ -333,8 +332,8 @@ def cmd_fpga(args) -> int:
             print(f"  N = {n}: {'fits' if t['fits'] else 'does not fit'} ({t['by']}{': ' + how if how else ''})", flush=True)
 
     search = "none" if args.no_search else args.search
-    if args.target_mhz is not None and not 0 < args.target_mhz <= 1000:
-        raise UserError(f"--target-mhz {args.target_mhz:g}: expected a clock frequency in MHz, above 0 and at most 1000")
+    check_output_dir(args.out, "--out", FPGA_OUT)
+    check_output_dir(args.build_dir, "--build-dir", FPGA_BUILD)
     res, path = run_fpga(args.board, args.n_pe, search=search, out_dir=args.out, build_dir=args.build_dir,
                          pnr=not args.synth_only, max_n=args.max_n, progress=not args.json, log=log,
                          gate_sim=args.gate_sim, target_mhz=args.target_mhz, **overrides)
@@ -429,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     n_pe, acc_depth = int_in(1, MAX_N_PE), int_in(1, MAX_ACC_DEPTH)
     depth, fifo, seed = int_in(1, DEPTH_MAX), int_in(1, FIFO_MAX), int_in(0, SEED_MAX)
     acc_bits = int_in(MIN_ACC_BITS, MAX_ACC_BITS)
+    rtl_n_pe = int_in(1, RTL_MAX_N_PE)
     ap = _Parser(prog="eie", description="EIE reference implementation (Han et al., ISCA 2016)")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", help="Table IV, FC8, queue/PE sweeps, load balance and model speeds (JSON + plots)")
-    p.add_argument("--out", default="reports/bench", help="report directory (bench.json, bench.md, PNGs)")
+    p.add_argument("--out", default=BENCH_OUT, help="report directory (bench.json, bench.md, PNGs)")
     p.add_argument("--tiny", action="store_true", help="shrunken layers and sweeps (seconds; for tests)")
     p.add_argument("--sections", nargs="+", choices=["table", "fc8", "depth", "pe", "speed", "throughput"],
                    help="run only these sections (default: all)")
@@ -503,29 +503,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON result")
     p.set_defaults(func=cmd_bench)
 
-    # demo, verilog and fpga check their own parameters (DemoConfig, hdl.params.ArrayParams)
+    # verilog and fpga check their array parameters in hdl.params.ArrayParams
     p = sub.add_parser("demo", help="end to end: train, prune, share, encode, golden model, RTL (reports/demo)")
-    p.add_argument("--out", default="reports/demo", help="report directory")
-    p.add_argument("--n-pe", type=int, help="PEs of the image and the RTL (default 8)")
-    p.add_argument("--seed", type=int, help="training/pruning seed (default 0)")
+    p.add_argument("--out", default=DEMO_OUT, help="report directory")
+    p.add_argument("--n-pe", type=int_in(1, RTL_MAX_N_PE), help="PEs of the image and the RTL (default 8)")
+    p.add_argument("--seed", type=seed, help="training/pruning seed (default 0)")
     p.add_argument("--simulator", "--rtl", dest="rtl", choices=["verilator", "icarus", "none"],
                    help="cocotb's simulator for the RTL step, or none to skip it (default $EIE_SIMULATOR, else "
                         "Icarus if installed, else Verilator)")
-    p.add_argument("--rtl-samples", type=int, help="test inputs run on the RTL (default 32)")
+    p.add_argument("--rtl-samples", type=int_in(1, 100_000), help="test inputs run on the RTL (default 32; at most "
+                                                                   "the test set)")
     p.add_argument("--no-waves", action="store_true", help="do not write the RTL waveform (FST)")
     p.add_argument("--quick", action="store_true", help="short training and finetuning (seconds; for tests)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("verilog", help="emit the EIE array as one synthesizable Verilog file")
-    p.add_argument("--n-pe", type=int, help="processing elements (default 4)")
-    p.add_argument("--fifo-depth", type=int, help="activation queue depth (default 8)")
-    p.add_argument("--acc-depth", type=int, help="accumulators per PE (default 64)")
-    p.add_argument("--act-depth", type=int, help="activations per PE per bank (default 1024)")
-    p.add_argument("--ptr-depth", type=int, help="column pointers per PE (default 4096)")
-    p.add_argument("--spmat-depth", type=int, help="64-bit sparse-matrix rows per PE (default 2048)")
-    p.add_argument("--max-layers", type=int, help="layer descriptors/codebooks on chip (default 8)")
-    p.add_argument("--acc-bits", type=int, help="accumulator width (default 48)")
+    p.add_argument("--n-pe", type=rtl_n_pe, help="processing elements (default 4)")
+    p.add_argument("--fifo-depth", type=fifo, help="activation queue depth (default 8)")
+    p.add_argument("--acc-depth", type=depth, help="accumulators per PE (default 64)")
+    p.add_argument("--act-depth", type=depth, help="activations per PE per bank (default 1024)")
+    p.add_argument("--ptr-depth", type=depth, help="column pointers per PE (default 4096)")
+    p.add_argument("--spmat-depth", type=depth, help="64-bit sparse-matrix rows per PE (default 2048)")
+    p.add_argument("--max-layers", type=depth, help="layer descriptors/codebooks on chip (default 8)")
+    p.add_argument("--acc-bits", type=acc_bits, help="accumulator width (default 48)")
     p.add_argument("--leaf-slice", action="store_true", default=None, help=LEAF_SLICE_HELP)
     p.add_argument("--top", default="eie_array", help="top module name")
     p.add_argument("--synth", action="store_true", help="also run Yosys synthesis and report cells")
@@ -536,29 +537,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fpga", help="build the array with a self-test for an FPGA board; resources, Fmax, largest N")
     p.add_argument("--board", required=True, choices=list(BOARDS), help="amaranth-boards platform (docs/fpga.md)")
-    p.add_argument("--n-pe", type=int, default=4, help="processing elements (default 4)")
-    p.add_argument("--fifo-depth", type=int, help="activation queue depth (default: the board's preset)")
+    p.add_argument("--n-pe", type=rtl_n_pe, default=4, help="processing elements (default 4)")
+    p.add_argument("--fifo-depth", type=fifo, help="activation queue depth (default: the board's preset)")
     for name, what in (("acc-depth", "accumulators per PE"), ("act-depth", "activations per PE per bank"),
                        ("ptr-depth", "column pointers per PE"), ("spmat-depth", "64-bit matrix rows per PE"),
                        ("max-layers", "layers on chip"), ("acc-bits", "accumulator width")):
-        p.add_argument(f"--{name}", type=int, help=f"{what} (default: the board's preset)")
+        p.add_argument(f"--{name}", type=acc_bits if name == "acc-bits" else depth,
+                       help=f"{what} (default: the board's preset)")
     p.add_argument("--leaf-slice", action="store_true", default=None, help=LEAF_SLICE_HELP)
     p.add_argument("--search", choices=["auto", "pnr", "synth", "none"], default="auto",
                    help="how to find the largest N that fits: place and route every trial, a synthesis "
                         "utilisation check, or not at all (auto: pnr on iCE40, synth on ECP5)")
     p.add_argument("--no-search", action="store_true", help="same as --search none")
-    p.add_argument("--max-n", type=int, default=256, help="upper bound of the search")
+    p.add_argument("--max-n", type=rtl_n_pe, default=RTL_MAX_N_PE, help="upper bound of the search")
     p.add_argument("--synth-only", action="store_true", help="stop after synthesis (no place and route)")
-    p.add_argument("--target-mhz", type=float, default=None,
+    p.add_argument("--target-mhz", type=float_in(0, 1000, lo_open=True), default=None,
                    help="clock nextpnr is asked for (default: the board's target, docs/fpga.md); the "
                         "bitstream runs from the board's oscillator"),
     p.add_argument("--gate-sim", action="store_true",
                    help="also simulate the synthesised netlist's self-test (iCE40, needs Icarus Verilog)")
-    p.add_argument("--out", default="reports/fpga", help="report directory (<board>-<N>pe.json)")
-    p.add_argument("--build-dir", default="build/fpga", help="build products and tool logs")
+    p.add_argument("--out", default=FPGA_OUT, help="report directory (<board>-<N>pe.json)")
+    p.add_argument("--build-dir", default=FPGA_BUILD, help="build products and tool logs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fpga)
 
+    add_import_subcommands(sub)
     add_prune_subcommands(sub)
     add_sim_subcommands(sub)
     return ap

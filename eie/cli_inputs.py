@@ -8,19 +8,33 @@ module only attaches the option's name.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 
-from eie.common import UserError, output_problem
+from eie.common import UserError, output_dir_problem, output_problem
 from eie.golden_model.codebook import check_codebook
 from eie.golden_model.errors import InputError
 from eie.golden_model.numerics import ACT_BITS, CODEBOOK_SIZE, int_range
 from eie.golden_model.user_arrays import load_array_file, real_array
+from eie.hdl import host_map
 
-__all__ = ["int_in", "check_output", "load_array", "load_weights", "load_codebooks", "load_calibration",
+__all__ = ["int_in", "float_in", "list_of", "SEED_MAX", "DEPTH_MAX", "FIFO_MAX", "RTL_MAX_N_PE", "WORKERS_MAX",
+           "check_output", "check_output_dir", "load_array", "load_weights", "load_codebooks", "load_calibration",
            "load_input"]
+
+# -- option values ---------------------------------------------------------------------------
+SEED_MAX = (1 << 32) - 1       # k-means (scikit-learn) and the training seeds
+DEPTH_MAX = 1 << 24            # any memory depth option
+FIFO_MAX = 1 << 16             # activation queue depth
+RTL_MAX_N_PE = 1 << (host_map.REGION_SHIFT - host_map.PE_SHIFT)  # the host address's PE field: 256
+WORKERS_MAX = 4096             # local worker processes
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else f"a value of {len(text)} characters"
 
 
 def int_in(lo: int, hi: int):
@@ -38,9 +52,53 @@ def int_in(lo: int, hi: int):
     return parse
 
 
+def float_in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False):
+    """argparse type: a finite number in [lo, hi] (`lo_open` / `hi_open`: the bound excluded)."""
+    span = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            val = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number in {span}, got {_shown(text)!r}") from None
+        if not (math.isfinite(val) and (lo < val if lo_open else lo <= val) and (val < hi if hi_open else val <= hi)):
+            raise argparse.ArgumentTypeError(f"expected a number in {span}, got {_shown(text)}")
+        return val
+    parse.__name__ = "number"
+    return parse
+
+
+def list_of(item, max_len: int = 1000):
+    """argparse type: comma-separated values, each parsed by the type `item`; one at least."""
+    def parse(text: str) -> list:
+        parts = [t.strip() for t in text.split(",") if t.strip()]
+        if not parts or len(parts) > max_len:
+            raise argparse.ArgumentTypeError(f"expected 1 to {max_len} comma-separated values, got "
+                                             f"{len(parts) if parts else 'none'}")
+        out = []
+        for t in parts:
+            try:
+                out.append(item(t))
+            except argparse.ArgumentTypeError as e:
+                raise argparse.ArgumentTypeError(f"expected comma-separated values, each "
+                                                 f"{str(e).removeprefix('expected ')}") from None
+        return out
+    parse.__name__ = "list"
+    return parse
+
+
 def check_output(path, option: str, force: bool) -> None:
     """Refuse an output that cannot be written (or exists, without --force) before the work."""
     problem = output_problem(path, overwrite=force)
+    if problem:
+        raise UserError(f"{option} {path}: {problem}")
+
+
+def check_output_dir(path, option: str, default=None) -> None:
+    """Refuse a report directory that cannot be made before the work. It is created by
+    the command; its parent must exist unless `path` is the option's `default` (the
+    project's own reports/ and build/ trees are made on first use)."""
+    problem = output_dir_problem(path, create_parents=default is not None and Path(path) == Path(default))
     if problem:
         raise UserError(f"{option} {path}: {problem}")
 

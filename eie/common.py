@@ -7,6 +7,7 @@ CLI can import this before any heavy dependency and the golden model stays light
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["UserError", "output_problem", "atomic_write_bytes", "write_json", "json_text", "emit_json",
+__all__ = ["UserError", "output_problem", "output_dir_problem", "require_output", "atomic_write_bytes", "write_json", "json_text", "emit_json",
            "find_tool", "cache_key", "print_table"]
 
 
@@ -24,48 +25,84 @@ class UserError(Exception):
 
 
 # -- files ---------------------------------------------------------------------------------
-def output_problem(path, overwrite: bool) -> str | None:
-    """None if `path` can be written as a new file (or replaced, with `overwrite`), else why not.
-
-    Checked before any work starts; the parent directory must already exist.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return "is a directory; expected a file name"
-    parent = path.parent
+def _parent_problem(parent: Path) -> tuple[type[OSError], str] | None:
+    """Why files cannot be created in the existing-or-not directory `parent` (None: they can)."""
     if not parent.exists():
         # a component that is a regular file is reported as such, not as "File exists"
         for p in [parent, *parent.parents]:
             if p.exists() and not p.is_dir():
-                return f"{p} is not a directory"
-        return f"directory {parent} does not exist (create it first)"
+                return NotADirectoryError, f"{p} is not a directory"
+        return FileNotFoundError, f"directory {parent} does not exist (create it first)"
     if not parent.is_dir():
-        return f"{parent} is not a directory"
+        return NotADirectoryError, f"{parent} is not a directory"
     if not os.access(parent, os.W_OK | os.X_OK):
-        return f"directory {parent} is not writable"
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        return "exists; refusing to overwrite it (pass --force to replace it)"
+        return PermissionError, f"directory {parent} is not writable"
     return None
+
+
+def _output_check(path: Path, overwrite: bool) -> tuple[type[OSError], str] | None:
+    if path.is_dir():
+        return IsADirectoryError, "is a directory; expected a file name"
+    problem = _parent_problem(path.parent)
+    if problem:
+        return problem
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        return FileExistsError, "exists; refusing to overwrite it (pass --force to replace it)"
+    return None
+
+
+def output_problem(path, overwrite: bool) -> str | None:
+    """None if `path` can be written as a new file (or replaced, with `overwrite`), else why not.
+
+    The parent directory must already exist: a missing one is a mistyped path more often
+    than a wish, so it is never created (atomic_write_bytes applies the same rule).
+    """
+    problem = _output_check(Path(path), overwrite)
+    return problem[1] if problem else None
+
+
+def output_dir_problem(path, create_parents: bool) -> str | None:
+    """None if `path` is a writable directory or can be made one, else why not.
+
+    A report directory is the output itself, so it is created; its parent must exist
+    unless `create_parents` (the project's own default locations such as reports/ and
+    build/, made on first use).
+    """
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            return "is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    if not create_parents:
+        problem = _parent_problem(path.parent)
+        return problem[1] if problem else None
+    for p in path.parents:       # the nearest existing ancestor must take new directories
+        if p.exists():
+            problem = _parent_problem(p)
+            return problem[1] if problem else None
+    return None
+
+
+def require_output(path, overwrite: bool) -> Path:
+    """`path`, or the OSError output_problem describes (named by its subclass, e.g.
+    FileNotFoundError for a missing parent directory)."""
+    path = Path(path)
+    problem = _output_check(path, overwrite)
+    if problem:
+        kind, what = problem
+        raise kind(_ERRNO[kind], what, str(path))
+    return path
 
 
 def atomic_write_bytes(path, chunks, overwrite: bool = False) -> Path:
     """Write `chunks` to `path` via a temporary file and os.replace.
 
     Nothing is left half-written on an error or an interrupt; an existing file is kept
-    unless `overwrite` is set. Missing parent directories are created (library callers
-    writing report trees rely on it; the CLI refuses missing ones up front, output_problem).
+    unless `overwrite` is set. The parent directory must exist (output_problem's rule):
+    a missing one is an OSError naming it, and functions that write a report tree make
+    their directory first.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(21, "is a directory; expected a file name", str(path))
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite it (pass --force to replace it)")
-    for p in path.parents:
-        if p.exists():
-            if not p.is_dir():
-                raise NotADirectoryError(20, f"{p} is not a directory", str(path))
-            break
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = require_output(path, overwrite)
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -81,6 +118,10 @@ def atomic_write_bytes(path, chunks, overwrite: bool = False) -> Path:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return path
+
+
+_ERRNO = {IsADirectoryError: errno.EISDIR, NotADirectoryError: errno.ENOTDIR, FileNotFoundError: errno.ENOENT,
+          PermissionError: errno.EACCES, FileExistsError: errno.EEXIST}
 
 
 def _umask() -> int:

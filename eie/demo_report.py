@@ -8,7 +8,7 @@ from eie.common import atomic_write_bytes, write_json
 from eie.plotting import pyplot, save_figure
 from eie.pruning.plots import plot_compression
 
-__all__ = ["write_demo_report"]
+__all__ = ["write_demo_report", "plot_per_pe"]
 
 
 def _accuracy_plot(s: dict, path: Path) -> None:
@@ -42,18 +42,24 @@ def _history_plot(s: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
-def _per_pe_plot(s: dict, path: Path) -> None:
+def plot_per_pe(per_pe: list, samples: int, efficiency: float, path) -> None:
+    """Busy and idle cycles of every PE (a cycle report's `per_pe`) over `samples` inputs."""
     plt = pyplot()
-    pes = s["golden"]["per_pe"]
-    busy = [p["busy_cycles"] for p in pes]
+    busy = [p["busy_cycles"] for p in per_pe]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.bar([p["pe"] for p in pes], busy, label="busy")
-    ax.bar([p["pe"] for p in pes], [p["idle_cycles"] for p in pes], bottom=busy, label="idle (starved)", color="0.8")
+    ax.bar([p["pe"] for p in per_pe], busy, label="busy")
+    ax.bar([p["pe"] for p in per_pe], [p["idle_cycles"] for p in per_pe], bottom=busy, label="idle (starved)",
+           color="0.8")
     ax.set_xlabel("PE")
-    ax.set_ylabel(f"cycles over {s['golden']['samples']} inputs")
-    ax.set_title(f"per-PE load, efficiency {s['golden']['load_balance_efficiency']:.1%}")
+    ax.set_ylabel(f"cycles over {samples} inputs")
+    ax.set_title(f"per-PE load, efficiency {efficiency:.1%}")
     ax.legend()
     save_figure(fig, path)
+
+
+def _per_pe_plot(s: dict, path: Path) -> None:
+    g = s["golden"]
+    plot_per_pe(g["per_pe"], g["samples"], g["load_balance_efficiency"], path)
 
 
 def _markdown(s: dict, pngs: list[str]) -> str:

@@ -387,6 +387,7 @@ def run_fpga(board_name: str, n_pe: int = 4, *, search: str | None = "auto", out
                                            progress=progress, log=log, build_dir=Path(build_dir) / "search",
                                            **overrides)
     res["seconds"]["with_search"] = round(time.perf_counter() - t0, 1)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)   # the report directory (`eie fpga` checked --out)
     _add_throughput(res, board, n_pe, out_dir)
     path = Path(out_dir) / f"{board.name}-{n_pe}pe.json"
     write_json(path, res)

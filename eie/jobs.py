@@ -23,6 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from eie.cli_inputs import WORKERS_MAX, int_in
 from eie.common import UserError
 
 __all__ = ["Job", "Executor", "Outcome", "run_jobs", "worker_cache", "add_executor_options",
@@ -241,7 +242,7 @@ def _run_ray(t: _Tracker, executor: Executor) -> None:
 # -- command-line options (the commands' --workers / --ray) ---------------------------------
 def add_executor_options(parser) -> None:
     g = parser.add_argument_group("where the jobs run (docs/scale.md)")
-    g.add_argument("--workers", type=int, default=None,
+    g.add_argument("--workers", type=int_in(1, WORKERS_MAX), default=None,
                    help="local worker processes (default: the CPU count; 1 runs in this process)")
     g.add_argument("--ray", metavar="ADDRESS|local",
                    help=f"run on a Ray cluster (ADDRESS, e.g. 10.0.0.5:6379) or a one-machine Ray instance "
@@ -250,9 +251,7 @@ def add_executor_options(parser) -> None:
 
 def executor_from_args(args) -> Executor:
     """The Executor the options ask for; a bad value is a UserError naming the option."""
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    if workers < 1:
-        raise UserError(f"--workers {args.workers}: expected a positive number of processes")
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)  # --workers: checked by its type
     if args.ray is not None:
         if not args.ray.strip():
             raise UserError("--ray: expected a cluster address (HOST:PORT) or 'local'")

@@ -37,8 +37,9 @@ import heapq
 import time
 from dataclasses import dataclass, field, replace
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import scipy.sparse as sp
 
 from .config import DEFAULT_FIFO_DEPTH, Timing
 from .cycle_model import batch_lengths, simulate_batch
@@ -48,6 +49,9 @@ from .errors import InputError
 from .functional import check_int_input, logical_outputs, quantize_input, run_network
 from .image import EIEImage, is_identity_permutation, permutation_problem
 from .layout import n_blocks, rows_in_block
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 __all__ = ["BalanceOptions", "RowBalance", "lpt_assign", "refine_prefix", "balance_rows",
            "activation_statistics", "balance_image", "pe_work"]
@@ -187,7 +191,7 @@ def refine_prefix(assign, prefix, n_bins: int, max_swaps: int) -> tuple[np.ndarr
     return pe, swaps
 
 
-def _group_matrix(col_prob: np.ndarray, groups: int) -> sp.csr_matrix:
+def _group_matrix(col_prob: np.ndarray, groups: int) -> csr_matrix:
     """(n_in, G') sparse: column j -> its group, weighted by p_j; groups of equal expected
     broadcasts over the active columns in broadcast (increasing index) order."""
     act = np.flatnonzero(col_prob > 0)
@@ -195,7 +199,9 @@ def _group_matrix(col_prob: np.ndarray, groups: int) -> sp.csr_matrix:
     mass = col_prob[act]
     before = np.concatenate([[0.0], np.cumsum(mass)[:-1]])
     gid = np.minimum((before / mass.sum() * g).astype(np.int64), g - 1)
-    return sp.csr_matrix((mass, (act, gid)), shape=(len(col_prob), g))
+    from scipy.sparse import csr_matrix  # deferred (see _balance_rows)
+
+    return csr_matrix((mass, (act, gid)), shape=(len(col_prob), g))
 
 
 # -- evaluation with the cycle model ----------------------------------------------------------
@@ -206,7 +212,7 @@ def _block_rows(n_out: int, n_pe: int, acc_depth: int) -> list[list[np.ndarray]]
             for b in range(rib.shape[1])]
 
 
-def _counts(nz: sp.csr_matrix, idx, perm: np.ndarray, n_pe: int, acc_depth: int) -> np.ndarray:
+def _counts(nz: csr_matrix, idx, perm: np.ndarray, n_pe: int, acc_depth: int) -> np.ndarray:
     """Entries per (PE, column key) of the layer stored in hardware order `perm`, padding
     included: (n_pe, n_blocks * n_in), as EncodedLayer.column_counts()."""
     n_out, n_in = nz.shape
@@ -214,7 +220,9 @@ def _counts(nz: sp.csr_matrix, idx, perm: np.ndarray, n_pe: int, acc_depth: int)
         # no zero run can reach 16 rows: no padding entries, counts are plain sums
         h = np.arange(n_out)
         key = (h % n_pe) * n_blocks(n_out, n_pe, acc_depth) + (h // n_pe) // acc_depth
-        A = sp.csr_matrix((np.ones(n_out), (key, perm)), shape=(n_pe * n_blocks(n_out, n_pe, acc_depth), n_out))
+        from scipy.sparse import csr_matrix  # deferred (see _balance_rows)
+
+        A = csr_matrix((np.ones(n_out), (key, perm)), shape=(n_pe * n_blocks(n_out, n_pe, acc_depth), n_out))
         c = (A @ nz).toarray().astype(np.int64)       # rows (k, b), columns j
         return c.reshape(n_pe, -1)
     ptr, _, _ = encode_indices(np.asarray(idx)[perm], n_pe, acc_depth)
@@ -306,7 +314,9 @@ def _single_threaded_blas():
 
 def _balance_rows(idx, n_pe, acc_depth, p, patterns, options, current, t0, last_layer) -> RowBalance:
     n_out, n_in = idx.shape
-    nz = sp.csr_matrix(idx != 0, dtype=np.float64)
+    from scipy.sparse import csr_matrix  # SciPy: deferred to a balancing run, so `eie --help` and `info` skip it
+
+    nz = csr_matrix(idx != 0, dtype=np.float64)
     cands: dict[str, np.ndarray] = {"identity": np.arange(n_out)}
     if current is not None and not np.array_equal(current, cands["identity"]):
         cands["current"] = np.asarray(current, dtype=np.int64)

@@ -11,28 +11,33 @@ replayed sequentially.
 from __future__ import annotations
 
 import weakref
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import numerics as nm
 from .errors import InputError
 from .image import EIEImage, EncodedLayer
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 __all__ = ["int_matrix", "accumulate", "run_layer", "run_network", "quantize_input", "check_int_input"]
 
 _CSR_CACHE: "weakref.WeakKeyDictionary[EncodedLayer, tuple]" = weakref.WeakKeyDictionary()
 
 
-def _matrices(layer: EncodedLayer) -> tuple[sp.csr_matrix, sp.csr_matrix, float]:
+def _matrices(layer: EncodedLayer) -> tuple[csr_matrix, csr_matrix, float]:
     """(W, |W|, max row L1 norm of W), built once per layer; W is (n_out, n_cols): with a
     bias its last column is the bias, which meets the constant bias activation."""
     cached = _CSR_CACHE.get(layer)
     if cached is None:
+        from scipy.sparse import csr_matrix  # SciPy (a tenth of a second): deferred, `eie info` never needs it
+
         c = layer.coordinates
         real = c.v != 0
         vals = layer.codebook.astype(np.float64)[c.v[real]]
-        W = sp.csr_matrix((vals, (c.row[real], c.col[real])), shape=(layer.n_out, layer.n_cols))
+        W = csr_matrix((vals, (c.row[real], c.col[real])), shape=(layer.n_out, layer.n_cols))
         W.sort_indices()
         absW = abs(W)
         row_l1 = float(np.asarray(absW.sum(axis=1)).max(initial=0.0))
@@ -40,7 +45,7 @@ def _matrices(layer: EncodedLayer) -> tuple[sp.csr_matrix, sp.csr_matrix, float]
     return cached
 
 
-def int_matrix(layer: EncodedLayer) -> sp.csr_matrix:
+def int_matrix(layer: EncodedLayer) -> csr_matrix:
     """The layer's fixed-point weights as a CSR matrix (float64 holding integers), with
     the bias column last if the layer has one (see EncodedLayer.with_bias_input)."""
     return _matrices(layer)[0]

@@ -30,13 +30,17 @@ def float_reference(image: EIEImage, x) -> list[np.ndarray]:
     return acts
 
 
-def error_bound(image: EIEImage, x, golden_acts: list[np.ndarray]) -> list[np.ndarray]:
+def error_bound(image: EIEImage, x, golden_acts: list[np.ndarray], reference=None) -> list[np.ndarray]:
     """Per-output bound on |golden - float| for every layer, valid while no output saturates.
 
     Layer input error e (exact for the first layer), fixed-point weights W~ = W + dW,
     golden input a~ (so |a~ - a| <= e):
         |W~ a~ - W a| <= |dW| |a~| + |W| e,   plus 2**-(out_frac+1) for the rounding,
     and ReLU is 1-Lipschitz. A relative 1e-12 covers float64 rounding of the reference.
+
+    The float network is the image's own (its float centroids) unless `reference` gives
+    one [(W, b or None), ...] per layer in the weights' original order, e.g. an imported
+    model's unshared weights: dW then holds the weight-sharing error too.
     """
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     L0 = image.layers[0]
@@ -44,13 +48,17 @@ def error_bound(image: EIEImage, x, golden_acts: list[np.ndarray]) -> list[np.nd
     bounds = []
     for i, L in enumerate(image.layers):
         idx = decode_indices(L)  # decode once for both weight matrices
-        Wf = L.codebook_float.astype(np.float64)[idx]
-        Wq = dequantize(L.codebook.astype(np.int64)[idx], L.w_frac)
+        bidx = decode_bias_indices(L)
+        cbf, cbq = L.codebook_float.astype(np.float64), dequantize(L.codebook.astype(np.int64), L.w_frac)
+        if reference is None:
+            Wf, bf = cbf[idx], cbf[bidx]
+        else:
+            Wf = np.asarray(reference[i][0], dtype=np.float64)
+            bf = np.zeros(L.n_out) if reference[i][1] is None else np.asarray(reference[i][1], dtype=np.float64)
         a_g = np.abs(dequantize(golden_acts[i], L.in_frac))
         absW = np.abs(Wf)
-        bidx = decode_bias_indices(L)  # the bias meets an exact 1.0: only its codebook error
-        db = np.abs(dequantize(L.codebook.astype(np.int64)[bidx], L.w_frac) - L.codebook_float.astype(np.float64)[bidx])
-        e = a_g @ np.abs(Wq - Wf).T + e @ absW.T + db + 2.0 ** -(L.out_frac + 1)
+        db = np.abs(cbq[bidx] - bf)  # the bias meets an exact 1.0: only its weight error
+        e = a_g @ np.abs(cbq[idx] - Wf).T + e @ absW.T + db + 2.0 ** -(L.out_frac + 1)
         e = e + 1e-12 * (a_g @ absW.T) + 1e-300
         bounds.append(e)
     return bounds

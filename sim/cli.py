@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 
-from eie.cli_inputs import check_output, load_input
+from eie.cli_inputs import (FIFO_MAX, RTL_MAX_N_PE, SEED_MAX, check_output, check_output_dir, int_in, list_of,
+                            load_input)
 from eie.common import UserError, emit_json, write_json
 from eie.golden_model import encode_network
 from eie.golden_model.errors import InputError
@@ -17,6 +19,7 @@ from eie.golden_model.fc8 import AUTHORS_CYCLES, fc8_image, load_fc8
 from eie.golden_model.functional import check_int_input, quantize_input
 from eie.golden_model.image_file import load_image
 from eie.golden_model.model import run_image
+from eie.golden_model.numerics import MAX_ACC_BITS, MIN_ACC_BITS
 from eie.jobs import add_executor_options, executor_from_args, run_jobs
 
 from .simulator import ENV_VAR, SIMULATORS, choose
@@ -26,6 +29,10 @@ __all__ = ["add_subcommands", "cmd_sim", "cmd_regress", "DEFAULT_BUILDS"]
 
 # N x queue depth: N from 1 to 64 (3: not a power of two), depths 1 to 16
 DEFAULT_BUILDS = "1x1,2x16,3x8,4x2,8x1,16x16,64x8"
+DEFAULT_FAILURES = "reports/regress/failures"
+CASES_MAX = 10_000_000
+N_PE = int_in(1, RTL_MAX_N_PE)
+FIFO_DEPTH = int_in(1, FIFO_MAX)
 
 
 def _default_case():
@@ -45,6 +52,8 @@ def cmd_sim(args) -> int:
         raise UserError("--bias: only with --fc8 (an image file says itself which layers have a bias)")
     if args.output:
         check_output(args.output, "-o", args.force)
+    if args.waves:
+        check_output(args.waves, "--waves", force=True)   # rewritten by every run, as a report directory
     from eie.hdl.loader import params_for_image  # Amaranth and cocotb: deferred until an RTL run
 
     from .cases import Case
@@ -138,15 +147,16 @@ def _finish(args, result: dict, params, speed: str) -> int:
     return 0 if ok else 1
 
 
-def _builds(text: str):
-    out = []
-    for part in text.split(","):
-        try:
-            n, d = (int(v) for v in part.lower().split("x"))
-        except ValueError:
-            raise UserError(f"--builds: {part!r} is not NxD (PEs x queue depth), e.g. 4x8") from None
-        out.append((n, d))
-    return out
+def build_spec(text: str) -> tuple[int, int]:
+    """argparse type of one --builds entry: NxD, N PEs and queue depth D, both in range."""
+    expected = f"expected NxD (PEs x queue depth, e.g. 4x8) with N in 1..{RTL_MAX_N_PE} and D in 1..{FIFO_MAX}"
+    n, x, d = text.lower().partition("x")
+    try:
+        if x:
+            return N_PE(n), FIFO_DEPTH(d)
+    except argparse.ArgumentTypeError:
+        pass
+    raise argparse.ArgumentTypeError(f"{expected}, got {text[:40]!r}")
 
 
 def _replay(args) -> int:
@@ -175,16 +185,18 @@ def _replay(args) -> int:
 
 
 def cmd_regress(args) -> int:
-    from .regress import TIMING_KEYS, plan, summarize  # Amaranth and cocotb: deferred (see cmd_sim)
-    from .runner import SIM_ROOT
-
     if args.output:
         check_output(args.output, "-o", args.force)
     if args.replay:
         return _replay(args)
-    if args.cases < 1 or args.chunk < 1:
-        raise UserError(f"--cases and --chunk must be positive, not {args.cases} and {args.chunk}")
-    builds = _builds(args.builds)
+    if args.seed + args.cases - 1 > SEED_MAX:
+        raise UserError(f"--seed {args.seed} --cases {args.cases}: the last case's seed would be "
+                        f"{args.seed + args.cases - 1:,}; expected at most {SEED_MAX:,}")
+    check_output_dir(args.failures, "--failures", DEFAULT_FAILURES)
+    from .regress import TIMING_KEYS, plan, summarize  # Amaranth and cocotb: deferred (see cmd_sim)
+    from .runner import SIM_ROOT
+
+    builds = args.builds
     executor = executor_from_args(args)
     sim = choose(args.simulator)
     if sim == "verilator":                  # a missing tool is one line, before the progress bar
@@ -217,7 +229,7 @@ def cmd_regress(args) -> int:
         emit_json(summary)
     else:
         print(f"{summary['passed']} / {args.cases} cases passed ({summary['samples']} samples) in "
-              f"{summary['wall_seconds']} s over builds {args.builds} under {sim}, {executor.describe()}")
+              f"{summary['wall_seconds']} s over builds {','.join(f'{n}x{d}' for n, d in builds)} under {sim}, {executor.describe()}")
         for f in summary["failures"]:
             print(f"  FAIL seed {f['seed']} on {f['n_pe']}x{f['fifo_depth']}: {f['info']}; "
                   f"replay: eie regress --replay {f['saved']}")
@@ -245,10 +257,12 @@ def add_subcommands(sub):
     p.add_argument("--fc8", nargs="?", const="default", help="run the authors' AlexNet FC8 layer on 64 PEs "
                    "(optionally its directory)")
     p.add_argument("--bias", action="store_true", help="with --fc8: include the authors' bias column (4,097 columns)")
-    p.add_argument("--n-pe", type=int, help="PEs (must match the image)")
-    p.add_argument("--fifo-depth", type=int, default=8, help="activation queue depth")
-    p.add_argument("--acc-bits", type=int, default=None, help="accumulator width (default 48)")
-    p.add_argument("--waves", help="dump waves to this .vcd or .fst (open with GTKWave)")
+    p.add_argument("--n-pe", type=N_PE, help="PEs (must match the image)")
+    p.add_argument("--fifo-depth", type=FIFO_DEPTH, default=8, help="activation queue depth")
+    p.add_argument("--acc-bits", type=int_in(MIN_ACC_BITS, MAX_ACC_BITS), default=None,
+                   help="accumulator width (default 48)")
+    p.add_argument("--waves", help="dump waves to this .vcd or .fst (open with GTKWave; replaced by every run; "
+                                   "its directory must exist)")
     _add_simulator(p)
     p.add_argument("-o", "--output", help="also write the JSON result here")
     p.add_argument("--force", action="store_true", help="replace --output if it exists")
@@ -256,11 +270,13 @@ def add_subcommands(sub):
     p.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("regress", help="seeded random regression on the RTL under cocotb, pass/fail summary")
-    p.add_argument("--cases", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0, help="seed of the first case (cases use seed, seed+1, ...)")
-    p.add_argument("--builds", default=DEFAULT_BUILDS, help="comma-separated NxD builds (PEs x queue depth)")
-    p.add_argument("--chunk", type=int, default=200, help="cases per simulator process (one job)")
-    p.add_argument("--failures", default="reports/regress/failures",
+    p.add_argument("--cases", type=int_in(1, CASES_MAX), default=2000)
+    p.add_argument("--seed", type=int_in(0, SEED_MAX), default=0,
+                   help="seed of the first case (cases use seed, seed+1, ...)")
+    p.add_argument("--builds", type=list_of(build_spec, 100), default=DEFAULT_BUILDS,
+                   help="comma-separated NxD builds (PEs x queue depth)")
+    p.add_argument("--chunk", type=int_in(1, CASES_MAX), default=200, help="cases per simulator process (one job)")
+    p.add_argument("--failures", default=DEFAULT_FAILURES,
                    help="save each failing case here, replayable with --replay")
     p.add_argument("--replay", metavar="DIR", help="rerun the cases saved in DIR (by a failing regression)")
     _add_simulator(p)

@@ -24,7 +24,7 @@ import numpy as np
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import Icarus, Verilator
 
-from eie.common import cache_key
+from eie.common import cache_key, require_output
 from eie.golden_model.errors import EIEError
 from eie.hdl.params import ArrayParams
 from eie.hdl.synth import ToolMissing
@@ -200,7 +200,12 @@ def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = No
 
 @dataclass
 class SimRun:
-    """What one simulator process did: per-sample results (see sim/scoreboard.py)."""
+    """What one simulator process did: per-sample results (see sim/scoreboard.py).
+
+    The cocotb counterpart of hdl.rtl_sim.RTLRun (the Amaranth simulator in this
+    process, with per-batch traces): the two runs report different things, so they are
+    two types (docs/verification.md, "Two result types").
+    """
 
     results: list = field(default_factory=list)
     simulator: str = "icarus"
@@ -262,6 +267,7 @@ def run_cases(cases, params: ArrayParams, *, root: Path = SIM_ROOT, waves: str |
     `simulator`: "icarus" or "verilator" (default: sim/simulator.py's choice).
     `model_overrides`: change the scoreboard's model config (tests of the checker only).
     """
+    wave_path = require_output(Path(waves).resolve(), overwrite=True) if waves else None  # before the build
     b = build(params, root, simulator, waves)
     work = Path(tempfile.mkdtemp(prefix="run_", dir=b.directory))
     manifest = save_cases(list(cases), work / "cases")
@@ -269,8 +275,7 @@ def run_cases(cases, params: ArrayParams, *, root: Path = SIM_ROOT, waves: str |
     results_path.touch()
     runner = b.runner()
     if waves:
-        runner.wave_path = Path(waves).resolve()
-        runner.wave_path.parent.mkdir(parents=True, exist_ok=True)
+        runner.wave_path = wave_path
     env = {"EIE_SIM_MANIFEST": str(manifest), "EIE_SIM_RESULTS": str(results_path),
            "EIE_SIM_PARAMS": json.dumps(params.as_dict()), "COCOTB_RANDOM_SEED": "1",
            "EIE_SIM_SUMMARY": str(work / "summary.json")}

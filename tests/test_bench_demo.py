@@ -156,5 +156,8 @@ def test_demo_end_to_end_quick(tmp_path):
 
 
 def test_demo_cli_rejects_bad_arguments(capsys):
-    assert main(["demo", "--quick", "--n-pe", "0", "--rtl", "none"]) != 0
-    assert "--n-pe" in capsys.readouterr().err
+    for bad in ("0", str(10 ** 30)):          # refused by the parser: no training starts
+        with pytest.raises(SystemExit) as e:
+            main(["demo", "--quick", "--n-pe", bad, "--rtl", "none"])
+        assert e.value.code == 2
+        assert f"argument --n-pe: expected an integer in 1..256, got {bad}" in capsys.readouterr().err

@@ -171,10 +171,15 @@ def test_unknown_board_and_bad_parameters_are_one_line(capsys):
     assert main(["fpga", "--board", "icebreaker", "--ptr-depth", "2", "--n-pe", "1", "--synth-only",
                  "--no-search"]) == 2
     assert "ptr_depth = 2" in capsys.readouterr().err
-    for bad in ("0", "-5", "5000"):
-        assert main(["fpga", "--board", "icebreaker", "--target-mhz", bad, "--synth-only", "--no-search"]) == 2
+    for bad in ("0", "-5", "5000", "nan"):
+        with pytest.raises(SystemExit) as e:     # refused by the parser, before any build
+            main(["fpga", "--board", "icebreaker", "--target-mhz", bad, "--synth-only", "--no-search"])
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "--target-mhz" in err and "MHz" in err
+        assert e.value.code == 2 and err.count("\n") == 1
+        assert f"argument --target-mhz: expected a number in (0, 1000], got {bad}" in err
+    with pytest.raises(SystemExit):
+        main(["fpga", "--board", "icebreaker", "--max-n", "-1"])
+    assert "argument --max-n: expected an integer in 1..256, got -1" in capsys.readouterr().err
 
 
 @pytest.mark.slow

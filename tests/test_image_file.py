@@ -653,9 +653,15 @@ def test_interrupt_inside_save_image(net, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_creates_missing_parent_directories(single, tmp_path):
-    p = save_image(single, tmp_path / "a" / "b" / "net.eie")
-    assert_same_image(single, load_image(p))
+def test_missing_parent_directory_is_an_error_naming_it(single, tmp_path):
+    """The CLI's rule (eie.common.output_problem) holds for library writes too: a missing
+    directory is a mistyped path, never created."""
+    with pytest.raises(FileNotFoundError, match=r"directory .*/a/b does not exist \(create it first\)"):
+        save_image(single, tmp_path / "a" / "b" / "net.eie")
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match=r"/f is not a directory"):
+        save_image(single, tmp_path / "f" / "net.eie")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
 def test_written_file_mode_follows_umask(single, tmp_path):

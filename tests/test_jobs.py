@@ -127,12 +127,14 @@ def test_executor_options_are_checked():
     from eie.common import UserError
     from eie.jobs import add_executor_options, executor_from_args
 
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(exit_on_error=False)
     add_executor_options(p)
     assert executor_from_args(p.parse_args(["--workers", "3"])) == Executor(workers=3)
     assert executor_from_args(p.parse_args([])).workers == (os.cpu_count() or 1)
-    with pytest.raises(UserError, match="--workers 0: expected a positive"):
-        executor_from_args(p.parse_args(["--workers", "0"]))
+    with pytest.raises(argparse.ArgumentError, match="--workers: expected an integer in 1..4096, got 0"):
+        p.parse_args(["--workers", "0"])
+    with pytest.raises(UserError, match="--ray: expected a cluster address"):
+        executor_from_args(p.parse_args(["--ray", " "]))
 
 
 # -- the commands on the three executors --------------------------------------------------
@@ -185,9 +187,10 @@ def test_workers_and_ray_options_are_one_line_errors(capsys, monkeypatch):
 
     from eie.cli import main
 
-    assert main(["regress", "--cases", "1", "--workers", "0"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["regress", "--cases", "1", "--workers", "0"])
     err = capsys.readouterr().err.strip()
-    assert "--workers 0: expected a positive number" in err and "\n" not in err
+    assert e.value.code == 2 and "argument --workers: expected an integer in 1..4096, got 0" in err and "\n" not in err
     monkeypatch.setitem(sys.modules, "ray", None)              # as if the extra were not installed
     assert main(["regress", "--cases", "1", "--ray", "local"]) == 2
     err = capsys.readouterr().err.strip()

@@ -284,8 +284,10 @@ def test_user_errors(capsys, tmp_path, cache):
     assert rc == 2 and "no such checkpoint" in out.err and "Traceback" not in out.err
     rc, out = run(capsys, "compare", *TINY, "--cache-dir", cache, "--out", str(tmp_path / "y"), "--methods", "nope")
     assert rc == 2 and "unknown" in out.err
-    for bad, msg in ((["--sparsity", "1.5"], "fraction"), (["--seeds", "a,b"], "integers"),
-                     (["--lr-scale", "0"], "lr_scale"), (["--steps", "0"], "steps")):
+    for bad, msg in ((["--sparsity", "1.5"], "--sparsity: expected a number in [0, 1), got 1.5"),
+                     (["--seeds", "a,b"], "--seeds: expected comma-separated values, each an integer"),
+                     (["--lr-scale", "0"], "--lr-scale: expected a number in (0, 1], got 0"),
+                     (["--steps", "0"], "--steps: expected an integer in 1..1000, got 0")):
         with pytest.raises(SystemExit) as e:
             main(["prune", "iterative", *bad])
         assert e.value.code == 2 and msg in capsys.readouterr().err

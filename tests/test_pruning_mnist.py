@@ -44,7 +44,11 @@ def cache(tmp_path_factory):
 
 
 def prune(capsys, *argv):
-    rc = main(["prune", *argv])
+    """(exit status, captured output) of `eie prune ARGV`; a parser error is status 2 too."""
+    try:
+        rc = main(["prune", *argv])
+    except SystemExit as e:
+        rc = e.code
     return rc, capsys.readouterr()
 
 

@@ -115,7 +115,10 @@ def test_regress_small_run_summary(tmp_path, capsys, sim):
     saved = json.loads(out.read_text())
     assert saved["passed"] == saved["cases_run"] == 6 and saved["complete"]
     assert not (tmp_path / "fail").exists()
-    assert main(["regress", "--cases", "2", "--builds", "4"]) == 2
+    with pytest.raises(SystemExit) as e:         # a build that is not NxD: refused by the parser
+        main(["regress", "--cases", "2", "--builds", "4"])
+    assert e.value.code == 2 and "argument --builds: expected comma-separated values, each NxD" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("sim", SIMS)
