@@ -58,9 +58,10 @@ _ULX3S_LEDS = {"pass": ("led", 0), "fail": ("led", 1), "busy": ("led", 2), "hear
 # ECP5: every memory in DP16KD block RAM or distributed RAM, chosen by Yosys.
 _ECP5_PRESET = dict(fifo_depth=8, acc_depth=64, act_depth=256, ptr_depth=1024, spmat_depth=512,
                     max_layers=4, acc_bits=32)
-# The self-test's program ROM in LUTs: its registered read then comes from a flip-flop, not
-# from a block RAM's slow output into the sequencer's decoding (the array is not affected).
-_ECP5_STYLES = {"rom": "logic"}
+# The self-test's program ROM in block RAM: read ahead from an address register into a
+# register FIFO (hdl/rom_stream.py), so the block RAM's slow output only feeds flip-flops.
+# (In LUTs, its multiplexer tree, ~2,000 words at 16 PEs, was that build's critical path.)
+_ECP5_STYLES = {"rom": "block"}
 
 # For 16 PEs and more, nextpnr-ecp5 uses router2: router1 was still resolving congestion
 # of the 29-PE design after 30 minutes. Small designs keep router1 (faster for them here,

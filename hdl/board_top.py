@@ -24,9 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Signal
 from amaranth.lib import io, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import Out
 
 from eie.golden_model import encode_network
@@ -37,6 +36,7 @@ from . import host_map as hm
 from .eie import EIEArray
 from .loader import image_writes, input_writes, output_reads, start_writes
 from .params import ArrayParams
+from .rom_stream import RomStream
 
 __all__ = ["Op", "SelfTestProgram", "selftest_image", "selftest_program", "SelfTest", "BoardTop"]
 
@@ -179,17 +179,12 @@ class SelfTest(wiring.Component):
         m = Module()
         prog = self.program
         m.submodules.array = dut = self.array
-        m.submodules.rom = rom = Memory(shape=16, depth=len(prog.words), init=prog.words)
-        rd = rom.read_port()        # synchronous: the word at `pc` is on the port every cycle
+        # the program, read ahead: `word` is the next unconsumed word when `ready`
+        m.submodules.rom = rom = RomStream(prog.words)
         bus = dut.bus
-
-        pc = Signal(range(len(prog.words) + 1))
-        nxt = Signal.like(pc)
         consume = Signal()
-        pc1 = Signal.like(pc, init=1)       # pc + 1, kept as a register: no adder before the ROM
-        m.d.comb += [nxt.eq(Mux(consume, pc1, pc)), rd.addr.eq(nxt)]
-        m.d.sync += [pc.eq(nxt), pc1.eq(nxt + 1)]
-        word = rd.data
+        word, ready = rom.r_data, rom.r_rdy
+        m.d.comb += rom.r_en.eq(consume)
 
         op, region, n_hw1, pe = Signal(2), Signal(4), Signal(2), Signal(8)
         offset, count = Signal(16), Signal(16)
@@ -213,43 +208,45 @@ class SelfTest(wiring.Component):
         w_en, r_en = Signal(), Signal()
         m.d.sync += [bus.addr.eq(addr), bus.w_data.eq(data), bus.w_en.eq(w_en), bus.r_en.eq(r_en)]
 
-        with m.FSM(init="BOOT"):
-            with m.State("BOOT"):         # the ROM port shows rom[0] from the next cycle on
-                m.next = "HDR0"
+        with m.FSM(init="HDR0"):
             with m.State("HDR0"):
-                m.d.comb += consume.eq(1)
-                m.d.sync += [region.eq(word[:4]), n_hw1.eq(word[4:6]), op.eq(word[6:8]), pe.eq(word[8:16])]
-                m.next = "HDR1"
+                with m.If(ready):
+                    m.d.comb += consume.eq(1)
+                    m.d.sync += [region.eq(word[:4]), n_hw1.eq(word[4:6]), op.eq(word[6:8]), pe.eq(word[8:16])]
+                    m.next = "HDR1"
             with m.State("HDR1"):
-                m.d.comb += consume.eq(1)
-                m.d.sync += offset.eq(word)
-                m.next = "HDR2"
+                with m.If(ready):
+                    m.d.comb += consume.eq(1)
+                    m.d.sync += offset.eq(word)
+                    m.next = "HDR2"
             with m.State("HDR2"):
-                m.d.sync += [count.eq(word), hw.eq(0), data.eq(0), polls.eq(0)]
-                with m.Switch(op):
-                    with m.Case(Op.WAIT):
-                        m.d.comb += consume.eq(1)
-                        m.next = "POLL"
-                    with m.Case(Op.END):
-                        # back to the input section: pc must point at loop_pc next cycle
-                        m.d.comb += nxt.eq(prog.loop_pc)
-                        m.d.sync += [passes.eq(passes + 1), done_once.eq(1)]
-                        m.next = "HDR0"
-                    with m.Default():
-                        m.d.comb += consume.eq(1)
-                        with m.If(word == 0):
+                with m.If(ready):
+                    m.d.sync += [count.eq(word), hw.eq(0), data.eq(0), polls.eq(0)]
+                    with m.Switch(op):
+                        with m.Case(Op.WAIT):
+                            m.d.comb += consume.eq(1)
+                            m.next = "POLL"
+                        with m.Case(Op.END):
+                            # back to the input section (what was read ahead is dropped)
+                            m.d.comb += [rom.jump.eq(1), rom.jump_to.eq(prog.loop_pc)]
+                            m.d.sync += [passes.eq(passes + 1), done_once.eq(1)]
                             m.next = "HDR0"
-                        with m.Else():
-                            m.next = "DATA"
+                        with m.Default():
+                            m.d.comb += consume.eq(1)
+                            with m.If(word == 0):
+                                m.next = "HDR0"
+                            with m.Else():
+                                m.next = "DATA"
             with m.State("DATA"):
-                m.d.comb += consume.eq(1)
-                with m.Switch(hw):
-                    for h in range(4):
-                        with m.Case(h):
-                            m.d.sync += data[16 * h:16 * (h + 1)].eq(word)
-                m.d.sync += hw.eq(hw + 1)
-                with m.If(hw == n_hw1):
-                    m.next = "ACCESS"
+                with m.If(ready):
+                    m.d.comb += consume.eq(1)
+                    with m.Switch(hw):
+                        for h in range(4):
+                            with m.Case(h):
+                                m.d.sync += data[16 * h:16 * (h + 1)].eq(word)
+                    m.d.sync += hw.eq(hw + 1)
+                    with m.If(hw == n_hw1):
+                        m.next = "ACCESS"
             with m.State("ACCESS"):
                 with m.If(op == Op.WRITE):
                     m.d.comb += w_en.eq(1)

@@ -209,8 +209,7 @@ class EIEArray(wiring.Component):
                     pe.cb_w_en.eq(g_write & (g_region == hm.Region.CODEBOOK)),
                     pe.cb_w_addr.eq(g_offset), pe.cb_w_data.eq(grq.w_data),
                     pe.ptr_w_en.eq(g_write & (g_region == hm.Region.PTR) & mine),
-                    pe.ptr_w_addr.eq(g_offset), pe.ptr_w_data.value.eq(grq.w_data),
-                    pe.ptr_w_data.count.eq(grq.w_data[hm.PTR_COUNT_SHIFT:]),
+                    pe.ptr_w_addr.eq(g_offset), pe.ptr_w_data.eq(grq.w_data),   # ptr_item's bits
                     pe.spmat_w_en.eq(g_write & (g_region == hm.Region.SPMAT) & mine),
                     pe.spmat_w_addr.eq(g_offset), pe.spmat_w_data.eq(grq.w_data),
                     pe.in_en.eq(g_write & (g_region == hm.Region.ACT) & mine),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = ["REGION_SHIFT", "PE_SHIFT", "OFFSET_BITS", "Region", "Ctrl", "Cmd", "Status",
            "LayerField", "LAYER_STRIDE", "address", "split_address", "bias_word",
-           "PTR_COUNT_SHIFT", "PTR_COUNT_MAX", "PTR_COUNT_BITS", "pointer_word"]
+           "PTR_COUNT_BITS", "PTR_COUNT_MAX", "pointer_word"]
 
 REGION_SHIFT = 28
 PE_SHIFT = 20
@@ -67,19 +67,19 @@ def bias_word(activation: int, pe: int, local: int) -> int:
 
 LAYER_STRIDE = 8
 
-PTR_COUNT_SHIFT = 32   # a PTR word: entry index in the low bits, the column's count from bit 32
+PTR_COUNT_BITS = 2     # a PTR word: the column's count in bits 0-1, the entry index from bit 2
 PTR_COUNT_MAX = 3      # counts saturate: the issue stage only asks "none, one, two, three or more"
-PTR_COUNT_BITS = 2
 
 
 def pointer_word(value: int, count: int) -> int:
-    """A PTR write: absolute entry index `value` of pointer p[t], and above it
-    min(p[t] - p[t-1], 3), the entries of the column that ends at p[t] (0 for a layer's first
-    pointer). The loader knows the counts; stored with the pointers, they spare the issue
-    stage a subtraction between the pointer memory and the sparse-matrix read enable."""
+    """A PTR write, laid out as `ArrayParams.ptr_item`: min(p[t] - p[t-1], 3), the entries
+    of the column that ends at pointer p[t] (0 for a layer's first pointer), then p[t]'s
+    absolute entry index. The loader knows the counts; stored with the pointers, they spare
+    the issue stage a subtraction between the pointer memory and the sparse-matrix read
+    enable. (Low bits: a pointer word of a small build stays one 16-bit halfword.)"""
     if count < 0:
         raise ValueError(f"pointer count {count} is negative: pointers must not decrease")
-    return int(value) | (min(int(count), PTR_COUNT_MAX) << PTR_COUNT_SHIFT)
+    return min(int(count), PTR_COUNT_MAX) | int(value) << PTR_COUNT_BITS
 
 
 def address(region: int, offset: int = 0, pe: int = 0) -> int:

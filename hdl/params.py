@@ -133,7 +133,7 @@ class ArrayParams:
     def ptr_item(self) -> data.StructLayout:
         """One stored pointer p[t]: its entry index and the entries of the column ending at
         it, saturated (host_map.pointer_word packs the host's word)."""
-        return data.StructLayout({"value": self.entry_bits, "count": PTR_COUNT_BITS})
+        return data.StructLayout({"count": PTR_COUNT_BITS, "value": self.entry_bits})
 
     @cached_property
     def nz_item(self) -> data.StructLayout:

@@ -154,9 +154,9 @@ def test_bias_field_is_written_for_every_layer():
 
 
 def test_pointer_words_carry_the_column_counts():
-    """Every PTR write holds the absolute entry index and, from bit 32, the entries of the
-    column ending there, saturated at 3 (0 for a layer's first pointer): what the issue
-    stage decides from. Columns of 0 to 5 entries in every PE, two layers (absolute bases)."""
+    """Every PTR write holds, in bits 0-1, the entries of the column ending there, saturated
+    at 3 (0 for a layer's first pointer), and from bit 2 the absolute entry index: what
+    the issue stage decides from. Columns of 0 to 5 entries in every PE, two layers (absolute bases)."""
     rng = np.random.default_rng(21)
     W0 = sparse_matrix(rng, 12, 10, 0.5)
     W0[:, 3] = 0                                  # an empty column
@@ -177,7 +177,7 @@ def test_pointer_words_carry_the_column_counts():
             for t in range(len(p)):
                 count = 0 if t == 0 else p[t] - p[t - 1]
                 seen.add(min(count, 9))
-                assert words[k, base + t] == (p[t] + entry_base) | (min(count, 3) << 32)
+                assert words[k, base + t] == min(count, 3) | (p[t] + entry_base) << 2
         base += L.ptr.shape[1]
     assert {0, 1, 2}.issubset(seen) and max(seen) > 3
     assert len(words) == 2 * base
