@@ -30,9 +30,10 @@ class ColumnIssue(wiring.Component):
     the banks' ports in cycle P + 1 and land in the *column register* at its end
     (`pointer_latency` = 2), with the column's entry count (0, 1, 2, 3 or more) that the
     loader stores beside each end pointer (host_map.pointer_word): "is there an entry",
-    "a second", "a third" are register bits, no subtraction or compare of pointers. The issue stage takes the column register in a cycle where it
-    has nothing else to issue and issues entries p_j ... p_{j+1} - 1 then, one per cycle
-    (an empty column spends that cycle as a bubble). A PE pops as soon as the column
+    "a second", "a third" are register bits, no subtraction or compare of pointers. The
+    issue stage takes the column register in a cycle where it has nothing else to issue
+    and issues entries p_j ... p_{j+1} - 1 then, one per cycle (an empty column spends
+    that cycle as a bubble). A PE pops as soon as the column
     register will be free, or taken, by the time the pointers land, so consecutive columns
     issue back to back. Every decision is made from registers: no memory output is on
     the path to the queue's read enable.

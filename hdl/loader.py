@@ -85,11 +85,9 @@ def image_writes(image, params: ArrayParams) -> list[tuple[int, int]]:
         for field, val in desc.items():
             writes.append((A(R.LAYER, li * hm.LAYER_STRIDE + field), int(val)))
         for k in range(N):
-            prev = None
-            for i, ptr in enumerate(L.ptr[k]):
-                count = 0 if prev is None else int(ptr) - prev
-                writes.append((A(R.PTR, pl.ptr_base + i, k), hm.pointer_word(int(ptr) + int(pl.entry_base[k]), count)))
-                prev = int(ptr)
+            counts = np.diff(L.ptr[k], prepend=L.ptr[k][:1])     # 0 for the layer's first pointer
+            for i, (ptr, count) in enumerate(zip(L.ptr[k], counts)):
+                writes.append((A(R.PTR, pl.ptr_base + i, k), hm.pointer_word(int(ptr) + int(pl.entry_base[k]), int(count))))
     for k in range(N):
         v = np.concatenate([L.pe_entries(k)[1] for L in image.layers])
         z = np.concatenate([L.pe_entries(k)[2] for L in image.layers])

@@ -131,8 +131,8 @@ class ArrayParams:
 
     @cached_property
     def ptr_item(self) -> data.StructLayout:
-        """One stored pointer p[t]: its entry index and the entries of the column ending at
-        it, saturated (host_map.pointer_word packs the host's word)."""
+        """One stored pointer p[t]: the entries of the column ending at it, saturated, then
+        its entry index (host_map.pointer_word packs the host's word the same way)."""
         return data.StructLayout({"count": PTR_COUNT_BITS, "value": self.entry_bits})
 
     @cached_property
