@@ -34,6 +34,7 @@ from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.golden_model.image_file import load_image, save_image
 from eie.golden_model.model import run_image
 from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
+from eie.jobs import add_executor_options, executor_from_args
 from eie.import_cli import add_subcommands as add_import_subcommands
 from eie.pruning.cli import add_subcommands as add_prune_subcommands
 from eie.sim.cli import add_subcommands as add_sim_subcommands
@@ -213,16 +214,20 @@ def cmd_bench(args) -> int:
         except KeyError as e:
             raise UserError(f"--throughput-layer: {e.args[0]}") from None
     cfg = BenchConfig.tiny(**kw) if args.tiny else BenchConfig(**kw)
+    executor = executor_from_args(args)
     check_output_dir(args.out, "--out", BENCH_OUT)
     out = Path(args.out)
-    result = run_bench(cfg, progress=not args.json)
+    result = run_bench(cfg, progress=not args.json, executor=executor)
     paths = write_report(result, out)
     if args.json:
         emit_json(result)
     else:
         _print_bench(result)
         print("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+    jobs = result["jobs"]
+    for f in jobs["failures"]:
+        print(f"eie bench: job {f['key']} failed twice ({f['error']}); its row is left out", file=sys.stderr)
+    return 130 if jobs["interrupted"] else 1 if jobs["failures"] else 0
 
 
 def _parse_fmax(text: str) -> tuple[str, int, float]:
@@ -501,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--throughput-layer", help="Table III layer whose shape ratio and densities the throughput "
                                               "layer uses (default Alex-8)")
     p.add_argument("--json", action="store_true", help="print the JSON result")
+    add_executor_options(p)
     p.set_defaults(func=cmd_bench)
 
     # verilog and fpga check their array parameters in hdl.params.ArrayParams

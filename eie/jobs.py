@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sys
 import traceback
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -103,10 +104,10 @@ class _Tracker:
         rec = {"index": i, "key": self.jobs[i].key, "error": error}
         if self.attempts[i] <= self.retries:
             self.out.retried.append(rec)
-            self.bar.write(f"job {self.jobs[i].key} failed ({error}); running it again")
+            self.bar.write(f"job {self.jobs[i].key} failed ({error}); running it again", file=sys.stderr)
             return True
         self.out.failures.append(rec)
-        self.bar.write(f"job {self.jobs[i].key} failed again ({error})")
+        self.bar.write(f"job {self.jobs[i].key} failed again ({error})", file=sys.stderr)  # stdout may be JSON
         self.bar.update(1)
         return False
 
@@ -244,9 +245,9 @@ def add_executor_options(parser) -> None:
     g = parser.add_argument_group("where the jobs run (docs/scale.md)")
     g.add_argument("--workers", type=int_in(1, WORKERS_MAX), default=None,
                    help="local worker processes (default: the CPU count; 1 runs in this process)")
-    g.add_argument("--ray", metavar="ADDRESS|local",
-                   help=f"run on a Ray cluster (ADDRESS, e.g. 10.0.0.5:6379) or a one-machine Ray instance "
-                        f"(local); needs `{RAY_HINT}`")
+    g.add_argument("--ray", metavar="HOST:PORT|local",
+                   help=f"run on a running Ray cluster (its head's HOST:PORT, e.g. 10.0.0.5:6379) or on a "
+                        f"one-machine Ray instance started for the run (local); needs `{RAY_HINT}`")
 
 
 def executor_from_args(args) -> Executor:

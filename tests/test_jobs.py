@@ -217,3 +217,55 @@ def test_prune_compare_is_the_same_serially_on_a_pool_and_on_ray(tmp_path, capsy
     assert not first["job_failures"] and not first["interrupted"]
     for r in reports[1:]:
         assert _strip(r, keys) == first
+
+
+def test_bench_is_the_same_serially_on_a_pool_and_on_ray(tmp_path, capsys, ray_local):
+    """`eie bench --tiny`'s cycle-model sections (Table IV both ways, FC8 when its data is
+    present, both sweeps): one job per row, per layer's depth sweep, per (layer, N)."""
+    import json
+
+    from eie.bench.paper import TABLE_III
+    from eie.cli import main
+
+    results = []
+    for i, where in enumerate((["--workers", "1"], ["--workers", "2"], ["--ray", "local", "--workers", "2"])):
+        assert main(["bench", "--tiny", "--sections", "table", "fc8", "depth", "pe", "--json",
+                     "--out", str(tmp_path / f"b{i}"), *where]) == 0
+        results.append(json.loads(capsys.readouterr().out))
+    assert [r["environment"]["executor"] for r in results] == ["serial", "2-process pool", "Ray (local)"]
+    first = _strip(results[0], {"seconds", "environment"})
+    layers = len(TABLE_III) + (first["fc8"] is not None)
+    assert len(first["table_iv"]) == len(first["table_iv_work_matched"]) == len(TABLE_III)
+    assert len(first["depth_sweep"]) == len(first["pe_sweep"]) == layers
+    assert first["jobs"] == {"count": 2 * len(TABLE_III) + (first["fc8"] is not None) + layers + 3 * layers,
+                             "failures": [], "rerun": [], "interrupted": False}
+    for r in results[1:]:
+        assert _strip(r, {"seconds", "environment"}) == first
+
+
+def test_a_failing_bench_job_leaves_its_row_out_and_exits_1(tmp_path, capsys, monkeypatch):
+    import json
+
+    import eie.bench.jobs as bench_jobs
+    from eie.cli import main
+
+    real = bench_jobs.table_row
+
+    def broken(P, L, *a, **kw):
+        if P.name == "VGG-6":
+            raise ArithmeticError("broken row")
+        return real(P, L, *a, **kw)
+
+    monkeypatch.setattr(bench_jobs, "table_row", broken)
+    assert main(["bench", "--tiny", "--sections", "table", "--json", "--workers", "1",
+                 "--out", str(tmp_path / "b")]) == 1
+    out, err = capsys.readouterr()
+    res = json.loads(out)
+    assert "VGG-6" not in [r["layer"] for r in res["table_iv"]] and len(res["table_iv"]) == 8
+    assert "VGG-6" not in [r["layer"] for r in res["table_iv_work_matched"]]
+    keys = ["VGG-6 (table densities)", "VGG-6 (work densities)"]
+    assert [(f["key"], f["error"]) for f in res["jobs"]["failures"]] == [(k, "ArithmeticError: broken row")
+                                                                         for k in keys]
+    assert [f["key"] for f in res["jobs"]["rerun"]] == keys
+    assert "eie bench: job VGG-6 (table densities) failed twice (ArithmeticError: broken row)" in err
+    assert json.loads((tmp_path / "b" / "bench.json").read_text())["jobs"] == res["jobs"]

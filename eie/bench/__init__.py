@@ -19,20 +19,23 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from eie.common import atomic_write_bytes, write_json
+from eie.golden_model.fc8 import find_fc8_dir
+from eie.jobs import Executor, Job, run_jobs, worker_cache
 
+from .jobs import depth_jobs, fc8_row_job, fc8_spec, layer_name, pe_jobs, table_jobs, table_spec
 from .layers import fc8_layer, synthetic_layer
 from .markdown import bench_markdown
-from .paper import PAPER_FIFO_DEPTH, PAPER_N_PE
+from .paper import PAPER_FIFO_DEPTH, PAPER_N_PE, TABLE_III
 from .plots import write_plots
 from .speed import model_speed, rtl_speed
-from .sweeps import DEPTHS, PE_COUNTS, depth_sweep, pe_sweep
-from .table import bench_layers, fc8_row, table_iv
+from .sweeps import DEPTHS, PE_COUNTS, depth_entry, pe_entry
+from .table import table_layer
 
 __all__ = ["BenchConfig", "run_bench", "write_report", "SCHEMA", "TOP_KEYS"]
 
 SCHEMA = "eie-bench/1"
 TOP_KEYS = ("schema", "config", "environment", "table_iv", "table_iv_work_matched", "fc8", "depth_sweep",
-            "pe_sweep", "load_balance", "speed", "throughput", "summary", "seconds")
+            "pe_sweep", "load_balance", "speed", "throughput", "jobs", "summary", "seconds")
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,59 @@ def _summary(res: dict) -> dict:
     return s
 
 
-def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
-    """Run the selected sections; returns the JSON-ready result (see TOP_KEYS)."""
+def _fc8_dir(cfg: BenchConfig) -> str | None:
+    """The FC8 directory as an absolute path (jobs may run elsewhere), or None without the data."""
+    d = cfg.fc8_dir or find_fc8_dir()
+    return None if d is None else str(Path(d).resolve())
+
+
+def _cycle_model_sections(res: dict, cfg: BenchConfig, sections: set, fc8_dir, executor: Executor,
+                          progress: bool) -> None:
+    """Table IV, FC8 and the two sweeps: every cycle-model run is a job (jobs.py), all in
+    one run of `executor` (one pool start). A job that fails twice leaves its row or
+    point out; `res["jobs"]` lists it."""
+    specs = ([fc8_spec(fc8_dir)] if fc8_dir is not None else []) + [table_spec("table", cfg.scale, i)
+                                                                      for i in range(len(TABLE_III))]
+    parts: list[tuple[str, list]] = []
+    if "table" in sections:
+        parts.append(("table_iv", table_jobs("table", cfg.scale, cfg.n_pe, cfg.fifo_depth, cfg.balance)))
+        if cfg.work_matched:
+            parts.append(("table_iv_work_matched", table_jobs("work", cfg.scale, cfg.n_pe, cfg.fifo_depth, False)))
+    if "fc8" in sections and fc8_dir is not None:
+        parts.append(("fc8", [Job(fc8_row_job, {"fc8_dir": fc8_dir, "fifo_depth": cfg.fifo_depth,
+                                                "balance": cfg.balance}, key="FC8 (authors)")]))
+    if "depth" in sections:
+        parts.append(("depth_sweep", depth_jobs(specs, cfg.n_pe, cfg.depths)))
+    if "pe" in sections:
+        parts.append(("pe_sweep", pe_jobs(specs, cfg.fifo_depth, cfg.pe_counts)))
+    jobs = [j for _, js in parts for j in js]
+    if not jobs:
+        res["jobs"] = {"count": 0, "failures": [], "rerun": [], "interrupted": False}
+        return
+    out = run_jobs(jobs, executor, progress=progress, desc=f"cycle model ({executor.describe()})")
+    worker_cache().pop("bench_layer", None)   # this process's layer, if it ran jobs itself
+    res["jobs"] = {"count": len(jobs), "failures": out.failures, "rerun": out.retried,
+                   "interrupted": out.interrupted}
+    start = 0
+    for name, js in parts:
+        got = out.results[start:start + len(js)]
+        start += len(js)
+        if name in ("table_iv", "table_iv_work_matched"):
+            res[name] = [r for r in got if r is not None]
+        elif name == "fc8":
+            res["fc8"] = got[0]
+        elif name == "depth_sweep":
+            res[name] = [depth_entry(layer_name(s), cfg.n_pe, pts) for s, pts in zip(specs, got) if pts]
+        else:
+            k = len(cfg.pe_counts)
+            res[name] = [pe_entry(layer_name(s), cfg.fifo_depth, got[i * k:(i + 1) * k])
+                         for i, s in enumerate(specs) if all(p is not None for p in got[i * k:(i + 1) * k])]
+
+
+def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True, executor: Executor = Executor()) -> dict:
+    """Run the selected sections; returns the JSON-ready result (see TOP_KEYS). The
+    cycle-model sections run as jobs on `executor`; the result does not depend on it
+    (only `environment.executor` and the timings do)."""
     t0 = time.perf_counter()
     sections = set(cfg.sections)
     if "throughput" in sections:         # bad report paths end the run before anything is computed
@@ -108,23 +162,13 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
         tp_sources = throughput_sources(cfg)
     res: dict = {"schema": SCHEMA, "config": cfg.as_dict(),
                  "environment": {"python": platform.python_version(), "machine": platform.machine(),
-                                 "processor": platform.processor() or None},
+                                 "processor": platform.processor() or None, "executor": executor.describe()},
                  "table_iv": [], "table_iv_work_matched": [], "fc8": None, "depth_sweep": [], "pe_sweep": [],
                  "load_balance": [], "speed": {}, "throughput": {}}
-    pairs = bench_layers("table", cfg.scale) if {"table", "depth", "pe", "speed"} & sections else []
-    fc8 = fc8_layer(cfg.fc8_dir) if {"fc8", "depth", "pe", "speed"} & sections else None
-    if "table" in sections:
-        res["table_iv"] = table_iv(pairs, "table", cfg.n_pe, cfg.fifo_depth, cfg.balance, progress)
-        if cfg.work_matched:
-            res["table_iv_work_matched"] = table_iv(bench_layers("work", cfg.scale), "work", cfg.n_pe,
-                                                    cfg.fifo_depth, False, progress)
-    if "fc8" in sections:
-        res["fc8"] = fc8_row(cfg.fc8_dir, cfg.fifo_depth, cfg.balance, layer=fc8)
-    sweep_layers = ([fc8] if fc8 is not None else []) + [L for _, L in pairs]
-    if "depth" in sections:
-        res["depth_sweep"] = depth_sweep(sweep_layers, cfg.n_pe, cfg.depths, progress)
-    if "pe" in sections:
-        res["pe_sweep"] = pe_sweep(sweep_layers, cfg.fifo_depth, cfg.pe_counts, progress)
+    fc8_dir = _fc8_dir(cfg) if {"fc8", "depth", "pe", "speed"} & sections else None
+    _cycle_model_sections(res, cfg, sections, fc8_dir, executor, progress)
+    if res["jobs"]["interrupted"]:       # Ctrl-C: report what finished, run nothing more
+        sections -= {"speed", "throughput"}
     for r in ([res["fc8"]] if res["fc8"] else []) + res["table_iv"]:
         if "balanced" in r:
             res["load_balance"].append({"layer": r["layer"], "cycles": r["cycles"],
@@ -136,7 +180,8 @@ def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True) -> dict:
     if "speed" in sections:
         n_in, n_out, w, a = cfg.rtl_layer
         small = synthetic_layer("rtl-layer", n_in, n_out, w, a, seed=7)
-        big = fc8 if fc8 is not None and cfg.scale == 1.0 else pairs[2][1]      # Alex-8: FC8's shape
+        big = fc8_layer(fc8_dir) if fc8_dir is not None and cfg.scale == 1.0 else table_layer(2, "table", cfg.scale)
+        # (table layer 2 is Alex-8: FC8's shape)
         res["speed"]["models"] = [model_speed(big, cfg.n_pe, cfg.fifo_depth, cfg.repeat),
                                   model_speed(small, cfg.rtl_n_pe, cfg.fifo_depth, cfg.repeat)]
         if cfg.rtl != "none":

@@ -1,53 +1,36 @@
 """Design-space sweeps as in the paper (Section VI): activation-queue depth and PE count.
 
-Both run the cycle model on the benchmark layers. The PE sweep re-encodes each layer for
-every N (rows interleave over N PEs); the activation memories are sized to hold the
-layer (the paper scales them with N as well), the accumulator file stays at 64 rows, so
-small N needs more output batches, each re-broadcasting the input.
+Both run the cycle model on the benchmark layers, one job per layer (depth) or per
+(layer, N) point (PE count; eie/bench/jobs.py); the functions here merge the jobs'
+points into the report's entries. The PE sweep re-encodes each layer for every N (rows
+interleave over N PEs); the activation memories are sized to hold the layer (the paper
+scales them with N as well), the accumulator file stays at 64 rows, so small N needs
+more output batches, each re-broadcasting the input.
 """
 
 from __future__ import annotations
 
-from tqdm import tqdm
-
-from .layers import BenchLayer
-from .table import layer_cycles
-
-__all__ = ["DEPTHS", "PE_COUNTS", "depth_sweep", "pe_sweep"]
+__all__ = ["DEPTHS", "PE_COUNTS", "depth_entry", "pe_entry"]
 
 DEPTHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 PE_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
-def depth_sweep(layers: list[BenchLayer], n_pe: int = 64, depths=DEPTHS, progress: bool = True) -> list[dict]:
-    """Cycles per layer for each queue depth; speed-up relative to depth 1."""
-    out = []
-    for L in tqdm(layers, desc=f"queue-depth sweep ({n_pe} PEs)", disable=not progress):
-        image = L.image(n_pe)
-        pts = [layer_cycles(L, n_pe, d, image) | {"fifo_depth": d} for d in depths]
-        base = pts[0]["cycles"]
-        for p in pts:
-            p["speedup_vs_first"] = base / p["cycles"]
-        out.append({"layer": L.name, "n_pe": n_pe, "points": [_slim(p, "fifo_depth") for p in pts]})
-    return out
+def depth_entry(layer: str, n_pe: int, points: list[dict]) -> dict:
+    """One layer's cycles per queue depth; speed-up relative to the first depth."""
+    base = points[0]["cycles"]
+    pts = [p | {"speedup_vs_first": base / p["cycles"]} for p in points]
+    return {"layer": layer, "n_pe": n_pe, "points": [_slim(p, "fifo_depth") for p in pts]}
 
 
-def pe_sweep(layers: list[BenchLayer], fifo_depth: int = 8, pe_counts=PE_COUNTS, progress: bool = True) -> list[dict]:
-    """Cycles per layer for each PE count; speed-up relative to the smallest N."""
-    out = []
-    bar = tqdm(total=len(layers) * len(pe_counts), desc="PE-count sweep", disable=not progress)
-    for L in layers:
-        pts = []
-        for n in pe_counts:
-            pts.append(layer_cycles(L, n, fifo_depth) | {"n_pe": n})
-            bar.update()
-        base = pts[0]["cycles"] * pe_counts[0]
-        for p in pts:
-            p["speedup_vs_first"] = pts[0]["cycles"] / p["cycles"]
-            p["parallel_efficiency"] = base / (p["cycles"] * p["n_pe"])
-        out.append({"layer": L.name, "fifo_depth": fifo_depth, "points": [_slim(p, "n_pe") for p in pts]})
-    bar.close()
-    return out
+def pe_entry(layer: str, fifo_depth: int, points: list[dict]) -> dict:
+    """One layer's cycles per PE count; speed-up and parallel efficiency relative to the
+    first (smallest) N."""
+    first = points[0]
+    work = first["cycles"] * first["n_pe"]
+    pts = [p | {"speedup_vs_first": first["cycles"] / p["cycles"],
+                "parallel_efficiency": work / (p["cycles"] * p["n_pe"])} for p in points]
+    return {"layer": layer, "fifo_depth": fifo_depth, "points": [_slim(p, "n_pe") for p in pts]}
 
 
 def _slim(p: dict, key: str) -> dict:

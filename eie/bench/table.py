@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tqdm import tqdm
-
 from eie.golden_model.config import EIEConfig
 from eie.golden_model.cycle_model import cycle_report
 from eie.golden_model.balance import balance_image
@@ -13,23 +11,27 @@ from eie.golden_model.model import run_image
 from .layers import BenchLayer, fc8_layer, synthetic_layer
 from .paper import CLOCK_MHZ, PAPER_FIFO_DEPTH, PAPER_N_PE, TABLE_III, PaperLayer
 
-__all__ = ["bench_layers", "layer_cycles", "table_iv", "fc8_row", "TABLE_SEED"]
+__all__ = ["bench_layers", "table_layer", "layer_cycles", "table_row", "fc8_row", "TABLE_SEED"]
 
 TABLE_SEED = 2016   # layer i of Table III uses seed TABLE_SEED + i
 
 
-def bench_layers(mode: str = "table", scale: float = 1.0, layers=TABLE_III) -> list[tuple[PaperLayer, BenchLayer]]:
-    """Synthetic layers for Table III. mode 'table': the stated densities; 'work': densities
-    scaled so the useful MACs equal Table IV's theoretical time (PaperLayer.work_matched_densities).
-    `scale` < 1 shrinks both dimensions (tests and quick runs)."""
+def table_layer(index: int, mode: str = "table", scale: float = 1.0, layers=TABLE_III) -> BenchLayer:
+    """Synthetic layer `index` of Table III. mode 'table': the stated densities; 'work':
+    densities scaled so the useful MACs equal Table IV's theoretical time
+    (PaperLayer.work_matched_densities). `scale` < 1 shrinks both dimensions (tests and
+    quick runs). Seeded by its index alone, so any process makes the same layer."""
     if mode not in ("table", "work"):
         raise ValueError(f"mode must be 'table' or 'work', not {mode!r}")
-    out = []
-    for i, P in enumerate(layers):
-        w, a = (P.weight_density, P.act_density) if mode == "table" else P.work_matched_densities()
-        n_in, n_out = max(1, round(P.n_in * scale)), max(1, round(P.n_out * scale))
-        out.append((P, synthetic_layer(P.name, n_in, n_out, w, a, seed=TABLE_SEED + i)))
-    return out
+    P = layers[index]
+    w, a = (P.weight_density, P.act_density) if mode == "table" else P.work_matched_densities()
+    n_in, n_out = max(1, round(P.n_in * scale)), max(1, round(P.n_out * scale))
+    return synthetic_layer(P.name, n_in, n_out, w, a, seed=TABLE_SEED + index)
+
+
+def bench_layers(mode: str = "table", scale: float = 1.0, layers=TABLE_III) -> list[tuple[PaperLayer, BenchLayer]]:
+    """(paper layer, synthetic layer) for every layer of Table III (`table_layer`)."""
+    return [(P, table_layer(i, mode, scale, layers)) for i, P in enumerate(layers)]
 
 
 def layer_cycles(layer: BenchLayer, n_pe: int, fifo_depth: int, image=None, act_depth: int | None = None) -> dict:
@@ -59,7 +61,8 @@ def _balanced_figures(L: BenchLayer, image, n_pe: int, fifo_depth: int, before: 
         "cycles_saved_percent": 100.0 * (before - b["cycles"]) / before}
 
 
-def _row(P: PaperLayer | None, L: BenchLayer, n_pe: int, fifo_depth: int, balance: bool, image=None) -> dict:
+def table_row(P: PaperLayer | None, L: BenchLayer, n_pe: int, fifo_depth: int, balance: bool, image=None) -> dict:
+    """One Table IV row: the cycle model's figures of `L`, next to the paper's `P` (if given)."""
     image = image if image is not None else L.image(n_pe)
     c = layer_cycles(L, n_pe, fifo_depth, image)
     us = c["cycles"] / CLOCK_MHZ
@@ -78,13 +81,6 @@ def _row(P: PaperLayer | None, L: BenchLayer, n_pe: int, fifo_depth: int, balanc
     return row
 
 
-def table_iv(pairs: list[tuple[PaperLayer, BenchLayer]], mode: str, n_pe: int = PAPER_N_PE,
-             fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = True, progress: bool = True) -> list[dict]:
-    """One row per (paper layer, bench layer) pair from `bench_layers(mode, ...)`."""
-    return [_row(P, L, n_pe, fifo_depth, balance) | {"mode": mode}
-            for P, L in tqdm(pairs, desc=f"Table III layers ({mode} densities)", disable=not progress)]
-
-
 def fc8_row(fc8_dir=None, fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = True,
             layer: BenchLayer | None = None) -> dict | None:
     """FC8 as the authors stored it (their entries, unchanged), next to their simulator.
@@ -94,7 +90,7 @@ def fc8_row(fc8_dir=None, fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = Tr
         return None
     ref = load_fc8(fc8_dir)
     image = fc8_image(ref)
-    row = _row(None, L, PAPER_N_PE, fifo_depth, balance, image=image)
+    row = table_row(None, L, PAPER_N_PE, fifo_depth, balance, image=image)
     auth = AUTHORS_CYCLES.get(fifo_depth)
     row |= {"authors_cycles": auth, "paper_measured_us": 9.9, "paper_theoretical_us": 8.9,
             "diff_vs_authors_percent": None if auth is None else 100.0 * (row["cycles"] - auth) / auth,
