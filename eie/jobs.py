@@ -7,8 +7,9 @@ worker dies, is reported with its key and run once more; Ctrl-C stops the worker
 keeps what finished (`Outcome.interrupted`).
 
 Pool workers are started with 'spawn' (no forked torch / Amaranth state) and live for the
-whole run, so `worker_cache()` lets jobs reuse what they built (e.g. a simulator build)
-across the jobs a worker runs. Ray is imported only when asked for (`--ray`).
+whole run (inside a `kept` block, for every run of the block), so `worker_cache()` lets
+jobs reuse what they built (e.g. a simulator build) across the jobs a worker runs. Ray is
+imported only when asked for (`--ray`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import sys
 import traceback
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -27,11 +29,12 @@ from typing import Any, Callable
 from eie.cli_inputs import WORKERS_MAX, int_in
 from eie.common import UserError
 
-__all__ = ["Job", "Executor", "Outcome", "run_jobs", "worker_cache", "add_executor_options",
+__all__ = ["Job", "Executor", "Outcome", "JobError", "run_jobs", "kept", "worker_cache", "add_executor_options",
            "executor_from_args", "RAY_HINT"]
 
 RAY_HINT = "pip install -e '.[cluster]'"
 _WORKER_CACHE: dict = {}
+_KEPT: dict = {}     # "pool": the process pool of the innermost `kept` block
 
 
 def worker_cache() -> dict:
@@ -69,6 +72,19 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.failures and not self.interrupted
+
+    def raise_if_incomplete(self) -> None:
+        """For callers that need every result: Ctrl-C goes on as KeyboardInterrupt, a job
+        that failed twice becomes a JobError naming it."""
+        if self.interrupted:
+            raise KeyboardInterrupt
+        if self.failures:
+            f = self.failures[0]
+            raise JobError(f"job {f['key']} failed twice ({f['error']})")
+
+
+class JobError(RuntimeError):
+    """A job whose result its caller cannot do without failed on its re-run too."""
 
 
 def _call(fn, args):
@@ -144,18 +160,22 @@ def _run_serial(t: _Tracker) -> None:
                     break
 
 
+def _new_pool(n: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"))
+
+
 def _run_pool(t: _Tracker, workers: int) -> None:
-    """A spawn-context pool. A dead worker breaks the whole pool: the jobs that may have
-    been running then (the first 2 x workers + 1 unfinished, the pool's in-flight window)
-    are charged an attempt and re-run one at a time, so a second death names its job;
-    the others go back to a new pool uncharged."""
-    ctx = multiprocessing.get_context("spawn")
+    """A spawn-context pool (the one `kept` holds, if any). A dead worker breaks the whole
+    pool: the jobs that may have been running then (the first 2 x workers + 1 unfinished,
+    the pool's in-flight window) are charged an attempt and re-run one at a time, so a
+    second death names its job; the others go back to a new pool uncharged."""
     queue = list(range(len(t.jobs)))
     alone: deque[int] = deque()
     while queue or alone:
         batch, n = (queue, workers) if queue else ([alone.popleft()], 1)
         queue = []
-        ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+        shared = _KEPT.get("pool") if n > 1 else None
+        ex = shared or _new_pool(n)
         try:
             futs = {ex.submit(_call, t.jobs[i].fn, t.jobs[i].args): i for i in batch}
             pending = set(futs)
@@ -182,8 +202,13 @@ def _run_pool(t: _Tracker, workers: int) -> None:
             for p in list((getattr(ex, "_processes", None) or {}).values()):  # stop the running jobs now
                 p.terminate()
             ex.shutdown(wait=False, cancel_futures=True)
+            if shared:
+                _KEPT.pop("pool", None)
             raise
-        ex.shutdown(wait=True)
+        if shared and broken:               # a broken pool takes no more jobs: later batches get new ones
+            _KEPT.pop("pool", None)
+        if not shared or broken:
+            ex.shutdown(wait=True)
 
 
 def _ray():
@@ -194,21 +219,27 @@ def _ray():
     return ray
 
 
+def _ray_init(executor: Executor) -> bool:
+    """Start (`local`) or join Ray unless this process already has; True if it did."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        if executor.ray == "local":
+            ray.init(num_cpus=executor.workers, **kw)
+        else:
+            ray.init(address=executor.ray, **kw)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise UserError(f"--ray {executor.ray}: cannot join the cluster ({_error_text(e)})") from None
+    return True
+
+
 def _run_ray(t: _Tracker, executor: Executor) -> None:
     """Ray tasks (no Ray-side retries: the re-run is ours, so it is reported). `local`
     starts a one-machine instance for this run, or reuses one this process started."""
     ray = _ray()
-    started = False
-    if not ray.is_initialized():
-        kw = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        try:
-            if executor.ray == "local":
-                ray.init(num_cpus=executor.workers, **kw)
-            else:
-                ray.init(address=executor.ray, **kw)
-        except (ConnectionError, ValueError, RuntimeError) as e:
-            raise UserError(f"--ray {executor.ray}: cannot join the cluster ({_error_text(e)})") from None
-        started = True
+    started = _ray_init(executor)
     task = ray.remote(max_retries=0, num_cpus=1)(_call)
     refs = {}
 
@@ -238,6 +269,30 @@ def _run_ray(t: _Tracker, executor: Executor) -> None:
     finally:
         if started:
             ray.shutdown()
+
+
+@contextmanager
+def kept(executor: Executor):
+    """Inside the block, the run_jobs calls on `executor` share one process pool (or one
+    Ray instance): its workers, and what they keep (`worker_cache`), outlive each call.
+    For callers that run many small rounds of jobs, such as NetAdapt's iterations."""
+    if executor.ray:
+        started = _ray_init(executor)
+        try:
+            yield
+        finally:
+            if started:
+                _ray().shutdown()
+    elif executor.workers > 1 and "pool" not in _KEPT:
+        _KEPT["pool"] = _new_pool(executor.workers)
+        try:
+            yield
+        finally:
+            pool = _KEPT.pop("pool", None)
+            if pool is not None:
+                pool.shutdown(wait=True)
+    else:
+        yield
 
 
 # -- command-line options (the commands' --workers / --ray) ---------------------------------

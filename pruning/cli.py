@@ -11,13 +11,14 @@ docs/pruning.md), the checkpoints, images and PNGs.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 from eie.cli_inputs import check_output_dir, float_in, int_in
 from eie.common import UserError, emit_json, print_table
 from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
-from eie.jobs import add_executor_options, executor_from_args
+from eie.jobs import JobError, add_executor_options, executor_from_args
 
 from .registry import (COMMON_DEFAULTS, COMPARE_OPTIONS, EPOCHS_MAX, METHODS, MODELS, PAPER_MODELS, SAMPLES_MAX, Method,
                        Option, default_model, learning_rate, preset, resolve, seeds_list)
@@ -143,9 +144,13 @@ def _run_method(method: Method, args) -> int:
         if method.resolve:
             opts = resolve(method.resolve)(opts)
         seeds = args.seeds or (resolve(method.seeds)(opts) if method.seeds else method.default_seeds)
-        report = run_method(method, opts, _context(args), list(seeds), _out_dir(args))
+        executor = executor_from_args(args) if method.jobs else None
+        report = run_method(method, opts, _context(args), list(seeds), _out_dir(args), executor=executor)
     except ValueError as e:  # bad option values surface as ValueError from the library
         raise UserError(str(e)) from None
+    except JobError as e:    # an inner job (scan point, NetAdapt candidate) failed twice: nothing to report
+        print(f"eie prune {method.name}: {e}", file=sys.stderr)
+        return 1
     return _show(args, report, print_report)
 
 
@@ -256,6 +261,8 @@ def add_subcommands(sub) -> argparse.ArgumentParser:
         g = q.add_argument_group(f"{method.name} options")
         for o in method.options:
             _add_option(g, o)
+        if method.jobs:
+            add_executor_options(q)
         q.set_defaults(func=lambda a, m=method: _run_method(m, a))
     q = prune_sub.add_parser("compare", parents=[common],
                              help="all methods at matched sparsity (default seeds 0,1,2): table, JSON, PNG")

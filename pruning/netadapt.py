@@ -44,15 +44,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from eie.jobs import Executor, Job, kept, run_jobs
+
 from .data import Splits
+from .handoff import handed_splits, model_from_text, model_to_text, splits_from
 from .latency import EIELatency, LatencySettings, WeightCount
 from .masks import clone_model, get_mask, magnitude_order, refresh_weights, set_mask, sparsity_of, weight_of
 from .models import fc_layers
 from .pipeline import progress_log
 from .plots import plot_per_seed, pyplot, save_figure, write_result
-from .train import TrainConfig, accuracy, finetune_budget, train
+from .train import TrainConfig, accuracy, finetune_budget, torch_threads, train
 
-__all__ = ["NetAdaptConfig", "RESOURCES", "run_netadapt", "plot_netadapt", "run", "plots", "compare",
+__all__ = ["NetAdaptConfig", "RESOURCES", "run_netadapt", "candidate_job", "plot_netadapt", "run", "plots", "compare",
            "compare_note"]
 
 RESOURCES = {"cycles": "EIE cycles per inference (FC layers)", "weights": "non-zero FC weights"}
@@ -179,37 +182,58 @@ def _finetune(model, splits, cfg: NetAdaptConfig, epochs: int, seed: int, lr: fl
     refresh_weights(model)
 
 
-def _candidates(cur, splits, cfg: NetAdaptConfig, est, names, target: float, i: int):
-    """NetAdapt's candidates of iteration i: per layer, prune it alone to `target`,
+def _candidates(cur, splits_arg: dict, cfg: NetAdaptConfig, names, target: float, i: int, executor: Executor):
+    """NetAdapt's candidates of iteration i, one job per layer (`candidate_job`) on
+    `executor`. Returns (records, [(record, model)] of the feasible ones, estimator calls)."""
+    text, c = model_to_text(cur), asdict(cfg)
+    jobs = [Job(candidate_job, {"model": text, "splits": splits_arg, "cfg": c, "k": k, "target": target, "i": i},
+                key=f"iteration {i}, layer {name}") for k, name in enumerate(names)]
+    out = run_jobs(jobs, executor, desc=f"netadapt iteration {i}")
+    out.raise_if_incomplete()
+    records = [r["record"] for r in out.results]
+    feasible = [(r["record"], model_from_text(r["model"])) for r in out.results if r["model"] is not None]
+    return records, feasible, sum(r["estimator_calls"] for r in out.results)
+
+
+def candidate_job(model: str, splits: dict, cfg: dict, k: int, target: float, i: int) -> dict:
+    """NetAdapt's candidate of layer k in iteration i: prune it alone to `target`,
     short-term finetune, prune on if the finetune moved the latency above the target.
-    Returns (records, [(record, model)] of the feasible ones)."""
-    candidates, cand_models = [], []
-    for k, name in enumerate(names):
-        cand = clone_model(cur)
-        first = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
-        if first is None:
-            candidates.append({"layer": name, "feasible": False})
-            continue
-        _finetune(cand, splits, cfg, cfg.short_epochs, cfg.seed + i)
-        lat_ft = est(cand)
-        repruned = 0
-        if lat_ft > target:       # the finetune changed the ReLU pattern: prune on until met
-            again = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
-            if again is None:
-                candidates.append({"layer": name, "feasible": False, "latency_after_finetune": lat_ft})
-                continue
-            repruned = again["pruned"]
-        c_lat = est(cand)
-        assert c_lat <= target
-        c = {"layer": name, "feasible": True, "pruned": first["pruned"] + repruned,
-             "repruned_after_finetune": repruned, "latency": c_lat, "val_acc": accuracy(cand, splits, "val")}
-        candidates.append(c)
-        cand_models.append((c, cand))
-    return candidates, cand_models
+    One torch thread (train.torch_threads); its own estimator (its calls are returned)."""
+    with torch_threads(1):
+        cfg = NetAdaptConfig(**cfg)
+        sp = splits_from(splits)
+        cand = model_from_text(model)
+        est = _estimator(cfg, sp)
+        name = fc_layers(cand)[k][0]
+        rec = _candidate(cand, sp, cfg, est, k, name, target, i)
+        return {"record": rec, "model": model_to_text(cand) if rec["feasible"] else None, "estimator_calls": est.calls}
+
+
+def _candidate(cand, splits, cfg: NetAdaptConfig, est, k: int, name: str, target: float, i: int) -> dict:
+    first = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
+    if first is None:
+        return {"layer": name, "feasible": False}
+    _finetune(cand, splits, cfg, cfg.short_epochs, cfg.seed + i)
+    lat_ft = est(cand)
+    repruned = 0
+    if lat_ft > target:       # the finetune changed the ReLU pattern: prune on until met
+        again = _prune_layer_to_target(cand, k, target, est, cfg.min_density)
+        if again is None:
+            return {"layer": name, "feasible": False, "latency_after_finetune": lat_ft}
+        repruned = again["pruned"]
+    c_lat = est(cand)
+    assert c_lat <= target
+    return {"layer": name, "feasible": True, "pruned": first["pruned"] + repruned,
+            "repruned_after_finetune": repruned, "latency": c_lat, "val_acc": accuracy(cand, splits, "val")}
+
+
+def _estimator(cfg: NetAdaptConfig, splits: Splits):
+    """The resource of `cfg`: EIE cycles on the first training images, or the weight count."""
+    return cfg.latency(splits.x_train[:cfg.n_calibration]) if cfg.resource == "cycles" else WeightCount()
 
 
 def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdaptConfig(), *,
-                 out_dir=None, log=None, keep_models: bool = False) -> dict:
+                 out_dir=None, log=None, keep_models: bool = False, executor: Executor = Executor()) -> dict:
     """NetAdapt on a trained model (left unchanged); returns the result dict.
 
     The dict holds `iterations` (per iteration: target, per-layer candidates with their
@@ -217,12 +241,18 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
     `final` (after the long-term finetune; for cycles with the k-means-shared latency as well) and
     `model` (the adapted torch model, not written to JSON; with keep_models also
     `iteration_models`, the network of every iteration). With `out_dir`, writes
-    netadapt.json and netadapt.png there.
+    netadapt.json and netadapt.png there. Each iteration's per-layer candidates are jobs
+    on `executor` (one per layer); the result does not depend on it.
     """
+    with handed_splits(splits, executor) as splits_arg, kept(executor):   # one pool for every iteration
+        return _netadapt(model, splits, splits_arg, cfg, out_dir, log, keep_models, executor)
+
+
+def _netadapt(model, splits, splits_arg, cfg: NetAdaptConfig, out_dir, log, keep_models, executor) -> dict:
     t0 = time.time()
     say = log or (lambda *a: None)
-    calib = splits.x_train[:cfg.n_calibration]
-    est = cfg.latency(calib) if cfg.resource == "cycles" else WeightCount()
+    est = _estimator(cfg, splits)
+    job_calls = 0
     unit = "cycles" if cfg.resource == "cycles" else "weights"
     cur = clone_model(model)
     cur.eval()
@@ -242,13 +272,15 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
             stop = "budget reached"
             break
         target = max(lat - delta, budget)
-        candidates, cand_models = _candidates(cur, splits, cfg, est, names, target, i)
+        candidates, cand_models, calls = _candidates(cur, splits_arg, cfg, names, target, i, executor)
+        job_calls += calls
         reduced_from = None
         if not cand_models and cfg.adapt_delta:
             deepest = _deepest_cut(cur, est, cfg.min_density)
             if target < deepest < lat:    # no layer alone can cut delta: cut as deep as one layer can
                 reduced_from, target = target, deepest
-                candidates, cand_models = _candidates(cur, splits, cfg, est, names, target, i)
+                candidates, cand_models, calls = _candidates(cur, splits_arg, cfg, names, target, i, executor)
+                job_calls += calls
         if not cand_models:
             stop = "no layer can meet the target"
             iterations.append({"iteration": i, "target": target, "latency": lat, "chosen": None,
@@ -302,7 +334,7 @@ def run_netadapt(model: nn.Module, splits: Splits, cfg: NetAdaptConfig = NetAdap
               "config": asdict(cfg), "dataset": splits.name, "resource": RESOURCES[cfg.resource],
               "budget": budget,
               "dense": dense, "iterations": iterations, "stop_reason": stop,
-              "final": final, "estimator_calls": est.calls, "seconds": time.time() - t0}
+              "final": final, "estimator_calls": est.calls + job_calls, "seconds": time.time() - t0}
     say(f"netadapt: final {final['latency']:.1f} {unit}, test acc {final['test_acc']:.4f}")
     if out_dir is not None:
         write_result(result, out_dir, "netadapt", plot_netadapt)
@@ -339,14 +371,15 @@ def plot_netadapt(result: dict, path) -> None:
 
 # --------------------------------------------------------------------------- `eie prune netadapt`
 
-def run(model, splits, ctx, seed, opts):
-    """One seed (pruning/registry.py): the adapted model and the result."""
+def run(model, splits, ctx, seed, opts, executor: Executor = Executor()):
+    """One seed (pruning/registry.py): the adapted model and the result; the candidates
+    run as jobs on `executor`."""
     cfg = NetAdaptConfig(resource=opts.resource, delta=opts.delta, delta_decay=opts.delta_decay, budget=opts.budget,
                          max_iterations=opts.iterations, short_epochs=opts.short_epochs,
                          long_epochs=opts.long_epochs, lr=ctx.dense.lr, batch_size=ctx.dense.batch_size,
                          n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, n_calibration=opts.latency_samples,
                          sharing=opts.sharing, adapt_delta=opts.adapt_delta, seed=seed, **_optim(ctx))
-    res = run_netadapt(model, splits, cfg, log=progress_log(ctx))
+    res = run_netadapt(model, splits, cfg, log=progress_log(ctx), executor=executor)
     return res.pop("model"), {"netadapt": res}
 
 

@@ -121,6 +121,7 @@ class Method:
     compare: tuple[CompareRow, ...] = ()
     compare_options: tuple[Option, ...] = field(default_factory=tuple)
     description: str | None = None
+    jobs: bool = False            # `run` takes an executor= for its inner jobs: the command gets --workers/--ray
 
 
 def resolve(ref: str) -> Callable:
@@ -237,7 +238,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
             Option("threshold", 0.02, type=float_in(0, 1),
                    help="degradation threshold T: largest accuracy drop allowed per layer (default 0.02)"),
             *ITERATIVE), plots="sensitivity:plots",
-           compare=(CompareRow("sensitivity-guided iterative", "sensitivity:compare", MATCHED),)),
+           compare=(CompareRow("sensitivity-guided iterative", "sensitivity:compare", MATCHED),), jobs=True),
     Method("regularize", "L1 / L2 weight regularisation, then magnitude pruning + finetune", "regularize:run",
            (Option("penalty", "l1", choices=("l1", "l2")),
             Option("lam", None, type=strength, help="strength (default 1e-4 for l1, 1e-3 for l2)"),
@@ -302,7 +303,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                    help="weight sharing inside the latency estimator"),
             Option("adapt_delta", False, switch=True,
                    help="when no layer alone can make the cut, cut as deep as one layer can instead of stopping")),
-           plots="netadapt:plots",
+           plots="netadapt:plots", jobs=True,
            description="NetAdapt on the EIE cycle model (Yang et al., ECCV 2018, Algorithm 1).",
            compare=(CompareRow("NetAdapt (weights as resource)", "netadapt:compare", "netadapt:compare_note"),),
            compare_options=(

@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
-
 from eie.common import cache_key, write_json
 from eie.jobs import Executor, Job, Outcome, run_jobs, worker_cache
 
@@ -23,7 +21,7 @@ from .papers import paper_density
 from .pipeline import Context, bias_warning, dense_for, evaluate_model, finalize, summarize
 from .plots import plot_bars, plot_compression
 from .registry import METHODS, Method, resolve
-from .train import finetune_budget, set_threads
+from .train import finetune_budget, set_threads, torch_threads
 
 __all__ = ["run_method", "compare_rows", "select_rows", "run_compare", "dense_job", "compare_job", "stderr_warning"]
 
@@ -33,8 +31,9 @@ def stderr_warning(where: str, message: str) -> None:
 
 
 def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: Path, *,
-               warn=stderr_warning) -> dict:
-    """`method` once per seed; writes the checkpoints, images, report.json and PNGs to `out`."""
+               warn=stderr_warning, executor: Executor | None = None) -> dict:
+    """`method` once per seed; writes the checkpoints, images, report.json and PNGs to `out`.
+    A method with inner jobs (`Method.jobs`) runs them on `executor` (default serial)."""
     set_threads()
     out.mkdir(parents=True, exist_ok=True)
     run_fn = resolve(method.run)
@@ -43,7 +42,8 @@ def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: 
     for seed in seeds:
         dense, splits = dense_for(ctx, seed)
         run = {"seed": seed, "dense": evaluate_model(dense, splits)}
-        model, extra = run_fn(clone_model(dense), splits, ctx, seed, opts)
+        jobs = {"executor": executor or Executor()} if method.jobs else {}
+        model, extra = run_fn(clone_model(dense), splits, ctx, seed, opts, **jobs)
         ref = extra.pop("_reference_weights", None)
         run.update(extra)
         run["final"] = finalize(model, splits, ctx, out, method.name, seed, meta={"method": method.name},
@@ -114,25 +114,22 @@ def _dense(ctx_args: dict, seed: int):
     return cache[key]
 
 
-def _job_threads() -> None:
-    """One torch thread in every compare job, whatever runs it: the thread count changes the
-    order of float sums, so a job run serially, on a pool or on Ray gives the same numbers
-    only with the same count (and on a pool the jobs, not the threads, share the cores)."""
-    torch.set_num_threads(1)
-
-
 def dense_job(ctx: dict, seed: int) -> dict:
     """Train (or load from the cache) the dense model of `seed`; its accuracies."""
-    _job_threads()
-    dense, splits = _dense(ctx, seed)
-    return {"seed": seed} | evaluate_model(dense, splits)
+    with torch_threads(1):
+        dense, splits = _dense(ctx, seed)
+        return {"seed": seed} | evaluate_model(dense, splits)
 
 
 def compare_job(ctx: dict, settings: dict, run: str, kwargs: dict, seed: int, out: str) -> dict:
     """One compare row (`run`, `kwargs`) on the dense model of one seed."""
+    with torch_threads(1):
+        return _compare_row(ctx, settings, run, kwargs, seed, out)
+
+
+def _compare_row(ctx: dict, settings: dict, run: str, kwargs: dict, seed: int, out: str) -> dict:
     from .train import set_seed
 
-    _job_threads()
     t1 = time.perf_counter()
     c = _context_from(ctx)
     dense, splits = _dense(ctx, seed)

@@ -14,40 +14,60 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from torch import nn
-from tqdm import tqdm
+
+from eie.jobs import Executor, Job, run_jobs
 
 from .data import Splits
+from .handoff import handed_splits, model_from_text, model_to_text, splits_from
 from .iterative import ft_config, iterative_prune
 from .magnitude import prune_to
 from .masks import clone_model
 from .models import target_layers
 from .plots import dense_val, mean_points, plot_history, plot_layer_ratios, pyplot, save_figure, seeds_label
-from .train import accuracy
+from .train import accuracy, torch_threads
 
-__all__ = ["DEFAULT_RATIOS", "scan", "pick_ratios", "allocate", "overall_of", "plot_scan", "run", "plots",
+__all__ = ["DEFAULT_RATIOS", "scan", "scan_job", "pick_ratios", "allocate", "overall_of", "plot_scan", "run", "plots",
            "compare"]
 
 DEFAULT_RATIOS = tuple(round(0.1 * i, 1) for i in range(10))
 
 
 def scan(model: nn.Module, splits: Splits, ratios: Sequence[float] = DEFAULT_RATIOS, *, layers: str = "fc",
-         part: str = "val", progress: bool = False) -> dict:
+         part: str = "val", progress: bool = False, executor: Executor = Executor()) -> dict:
     """{"base": accuracy, "part", "ratios", "sizes": {layer: params},
-    "layers": {layer: [{"ratio", "acc", "drop"}, ...]}}; the model is not modified."""
+    "layers": {layer: [{"ratio", "acc", "drop"}, ...]}}; the model is not modified.
+    One job per layer (all its ratios) on `executor`; the result does not depend on it."""
     ratios = sorted({float(r) for r in ratios})
     if not ratios or ratios[0] < 0 or ratios[-1] >= 1:
         raise ValueError(f"ratios must lie in [0, 1), got {ratios}")
-    base = accuracy(model, splits, part)
     named = target_layers(model, layers)
-    out = {"base": base, "part": part, "ratios": ratios, "sizes": {n: m.weight.numel() for n, m in named},
-           "layers": {}}
-    jobs = [(n, r) for n, _ in named for r in ratios]
-    for n, r in tqdm(jobs, desc="sensitivity", disable=not progress, leave=False):
-        m = clone_model(model)
-        prune_to(m, {n: r}, layers=layers)
-        acc = accuracy(m, splits, part)
-        out["layers"].setdefault(n, []).append({"ratio": r, "acc": acc, "drop": base - acc})
-    return out
+    out = {"part": part, "ratios": ratios, "sizes": {n: m.weight.numel() for n, m in named}, "layers": {}}
+    text = model_to_text(model)
+    with handed_splits(splits, executor) as data:
+        jobs = [Job(scan_job, {"model": text, "splits": data, "layer": n, "ratios": [] if n is None else ratios,
+                               "layers": layers, "part": part}, key=f"sensitivity of {n or 'the unpruned model'}")
+                for n in [None] + [n for n, _ in named]]
+        got = run_jobs(jobs, executor, progress=progress, desc=f"sensitivity ({executor.describe()})")
+    got.raise_if_incomplete()
+    out["base"] = got.results[0][0]["acc"]
+    for (n, _), points in zip(named, got.results[1:]):
+        out["layers"][n] = [p | {"drop": out["base"] - p["acc"]} for p in points]
+    return {k: out[k] for k in ("base", "part", "ratios", "sizes", "layers")}
+
+
+def scan_job(model: str, splits: dict, layer: str | None, ratios: list, layers: str, part: str) -> list[dict]:
+    """Accuracy on `part` with `layer` alone magnitude-pruned at each ratio (no layer: the
+    model as it is, one point at ratio 0)."""
+    with torch_threads(1):
+        m0, sp = model_from_text(model), splits_from(splits)
+        if layer is None:
+            return [{"ratio": 0.0, "acc": accuracy(m0, sp, part)}]
+        points = []
+        for r in ratios:
+            m = clone_model(m0)
+            prune_to(m, {layer: r}, layers=layers)
+            points.append({"ratio": r, "acc": accuracy(m, sp, part)})
+        return points
 
 
 def _first_crossing(curve, threshold) -> float:
@@ -126,9 +146,10 @@ def plot_scan(result: dict, path, threshold: float | None = None, picked: dict |
 
 
 # -- `eie prune sensitivity` (pruning/registry.py) ----------------------------------------------
-def run(model, splits, ctx, seed, opts):
-    """Scan, ratios under the threshold, iterative pruning to them (per layer)."""
-    res = scan(model, splits, opts.ratios, layers=ctx.layers, progress=ctx.progress)
+def run(model, splits, ctx, seed, opts, executor: Executor = Executor()):
+    """Scan (one job per layer on `executor`), ratios under the threshold, iterative
+    pruning to them (per layer)."""
+    res = scan(model, splits, opts.ratios, layers=ctx.layers, progress=ctx.progress, executor=executor)
     picked = pick_ratios(res, opts.threshold)
     hist = iterative_prune(model, splits, picked, ctx.dense.with_(seed=seed), steps=opts.steps, ft=ft_config(opts),
                            scope="layer", kind=opts.schedule, layers=ctx.layers, progress=ctx.progress)

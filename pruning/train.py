@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -16,11 +17,11 @@ from tqdm import tqdm
 
 from eie.common import cache_key
 
-from .data import Splits, load_dataset, subset
+from .data import Splits, load_splits
 from .models import build_model
 
 __all__ = ["TrainConfig", "set_seed", "train", "evaluate", "accuracy", "dense_model", "CACHE_DIR", "finetune",
-           "finetune_budget", "set_threads", "LR_SCHEDULES"]
+           "finetune_budget", "set_threads", "torch_threads", "LR_SCHEDULES"]
 
 CACHE_DIR = Path("build/prune/cache")
 LR_SCHEDULES = ("constant", "cosine")
@@ -56,6 +57,19 @@ def set_threads() -> int:
         n = int(os.environ["EIE_TORCH_THREADS"])
     torch.set_num_threads(max(1, n))
     return torch.get_num_threads()
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with `n` torch threads, then restore the count. Jobs use one thread
+    whoever runs them: the count changes the order of float sums, so a job gives the same
+    numbers serially, on a pool or on Ray only with the same count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def set_seed(seed: int) -> None:
@@ -131,9 +145,7 @@ def dense_model(model_name: str = "mlp", dataset: str = "digits", cfg: TrainConf
     (`<model>-<dataset>-<key>.pt` and `<model>-nobias-<dataset>-<key>.pt`). `subset_size`:
     the first that many training images and a fifth as many validation and test images
     (quick runs and tests)."""
-    splits = load_dataset(dataset, data_path, seed=0, cache_dir=cache_dir)
-    if subset_size is not None:
-        splits = subset(splits, subset_size, max(10, subset_size // 5))
+    splits = load_splits(dataset, data_path, cache_dir, subset_size)
     set_seed(cfg.seed)
     model = build_model(model_name, splits.n_features, splits.n_classes, splits.image_shape, bias=bias)
     path = None

@@ -269,3 +269,84 @@ def test_a_failing_bench_job_leaves_its_row_out_and_exits_1(tmp_path, capsys, mo
     assert [f["key"] for f in res["jobs"]["rerun"]] == keys
     assert "eie bench: job VGG-6 (table densities) failed twice (ArithmeticError: broken row)" in err
     assert json.loads((tmp_path / "b" / "bench.json").read_text())["jobs"] == res["jobs"]
+
+
+# -- the sensitivity scan and NetAdapt's candidates as jobs --------------------------------
+def test_a_pruned_model_travels_to_a_job_exactly(train_mlp):
+    """model_to_text keeps the masks and the weights under them, and the mode."""
+    import torch
+
+    from eie.pruning.handoff import model_from_text, model_to_text
+    from eie.pruning.masks import is_pruned, set_mask
+
+    m = train_mlp(2, sizes=(64, 16, 10))
+    set_mask(m.layers[0], (torch.arange(m.layers[0].weight.numel()) % 3 != 0).float().view_as(m.layers[0].weight))
+    m.eval()
+    c = model_from_text(model_to_text(m))
+    assert is_pruned(c.layers[0]) and not is_pruned(c.layers[1]) and not c.training
+    sd, sc = m.state_dict(), c.state_dict()
+    assert list(sd) == list(sc) and all(torch.equal(sd[k], sc[k]) for k in sd)
+    assert bool((sc["layers.0.weight_orig"][sc["layers.0.weight_mask"] == 0] != 0).any())  # kept under the mask
+    x = torch.randn(7, 64)
+    assert torch.equal(m(x), c(x))
+
+
+def test_sensitivity_scan_is_the_same_serially_on_a_pool_and_on_ray(train_mlp, ray_local):
+    from eie.pruning.data import load_splits
+    from eie.pruning.sensitivity import scan
+
+    sp = load_splits("digits")          # with a source: a worker loads the same splits
+    m = train_mlp(3, sizes=(64, 32, 10))
+    runs = [scan(m, sp, [0.0, 0.5, 0.9], executor=ex) for ex in (SERIAL, POOL, ray_local)]
+    assert list(runs[0]["layers"]) == ["layers.0", "layers.1"]
+    assert [p["ratio"] for p in runs[0]["layers"]["layers.1"]] == [0.0, 0.5, 0.9]
+    assert runs[0]["layers"]["layers.0"][0]["drop"] == 0.0       # ratio 0 is the unpruned model
+    assert runs[1] == runs[0] and runs[2] == runs[0]
+
+
+def test_netadapt_is_the_same_serially_on_a_pool_and_on_ray(train_mlp, ray_local):
+    import json
+
+    from eie.pruning.data import load_splits
+    from eie.pruning.netadapt import NetAdaptConfig, run_netadapt
+
+    sp = load_splits("digits")
+    m = train_mlp(3, sizes=(64, 32, 16, 10), bias=False)
+    cfg = NetAdaptConfig(delta=0.2, budget=0.5, max_iterations=2, short_epochs=1, long_epochs=0, n_pe=2,
+                         n_calibration=8, seed=0)
+    runs = []
+    for ex in (SERIAL, POOL, ray_local):
+        res = run_netadapt(m, sp, cfg, executor=ex)
+        res.pop("model")
+        res.pop("seconds")
+        runs.append(json.dumps(res, sort_keys=True))
+    first = json.loads(runs[0])
+    assert len(first["iterations"]) >= 2 and len(first["iterations"][1]["candidates"]) == 3
+    assert runs[1] == runs[0] and runs[2] == runs[0]
+
+
+def test_splits_without_a_source_run_serially_only(train_mlp, splits):
+    from eie.pruning.sensitivity import scan
+
+    m = train_mlp(3, sizes=(64, 32, 10))
+    assert scan(m, splits, [0.5], executor=SERIAL)["layers"]["layers.1"][0]["ratio"] == 0.5
+    with pytest.raises(ValueError, match="not made by data.load_splits"):
+        scan(m, splits, [0.5], executor=POOL)
+
+
+def test_a_netadapt_candidate_that_fails_twice_stops_the_run_naming_it(train_mlp, splits, monkeypatch):
+    from eie.jobs import JobError
+    from eie.pruning import netadapt
+
+    calls = []
+
+    def broken(cand, sp, cfg, est, k, name, target, i):
+        calls.append(name)
+        raise FloatingPointError("diverged")
+
+    monkeypatch.setattr(netadapt, "_candidate", broken)
+    cfg = netadapt.NetAdaptConfig(delta=0.2, budget=0.5, max_iterations=1, short_epochs=0, long_epochs=0, n_pe=2,
+                                  n_calibration=8)
+    with pytest.raises(JobError, match=r"job iteration 1, layer layers.0 failed twice \(FloatingPointError: diverged\)"):
+        netadapt.run_netadapt(train_mlp(2, sizes=(64, 16, 10)), splits, cfg, executor=SERIAL)
+    assert calls[:2] == ["layers.0", "layers.0"]
