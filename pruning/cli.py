@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from types import SimpleNamespace
 
-from eie.cli_inputs import check_output_dir, float_in, int_in
+from eie.cli_inputs import as_options, check_output_dir, float_in, int_in
 from eie.common import UserError, emit_json, print_table
 from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.jobs import add_executor_options, executor_from_args
@@ -133,6 +133,13 @@ def _out_dir(args) -> Path:
     return Path(args.out) if args.out else DEFAULT_OUT / args.prune_method
 
 
+def _warn(args):
+    """The runner's warnings, with library arguments shown as this command's options."""
+    from .runner import stderr_warning
+
+    return lambda where, message: stderr_warning(where, as_options(message, args))
+
+
 def _run_method(method: Method, args) -> int:
     from .runner import run_method  # PyTorch: deferred (see _context)
 
@@ -143,7 +150,7 @@ def _run_method(method: Method, args) -> int:
         if method.resolve:
             opts = resolve(method.resolve)(opts)
         seeds = args.seeds or (resolve(method.seeds)(opts) if method.seeds else method.default_seeds)
-        report = run_method(method, opts, _context(args), list(seeds), _out_dir(args))
+        report = run_method(method, opts, _context(args), list(seeds), _out_dir(args), warn=_warn(args))
     except ValueError as e:  # bad option values surface as ValueError from the library
         raise UserError(str(e)) from None
     return _show(args, report, print_report)
@@ -178,10 +185,10 @@ def _run_compare(args) -> int:
     executor = executor_from_args(args)
     try:
         report = run_compare(_compare_settings(args), ctx, list(args.seeds or (0, 1, 2)), _out_dir(args), rows,
-                             executor=executor)
+                             executor=executor, warn=_warn(args))
     except ValueError as e:
         raise UserError(str(e)) from None
-    _show(args, report, print_compare)
+    _show(args, report, lambda r: print_compare(r, lambda text: as_options(text, args)))
     if report["interrupted"]:
         return 130
     return 1 if report["job_failures"] else 0
@@ -216,7 +223,8 @@ def print_report(report: dict) -> None:
     print(f"wrote {report['output_dir']}/: " + ", ".join(report["files"]) + f" ({report['seconds']} s)")
 
 
-def print_compare(report: dict) -> None:
+def print_compare(report: dict, wording=str) -> None:
+    """The comparison's tables; `wording` rewrites the library's notes (as_options)."""
     ctx, table = report["context"], report["table"]
     print_table(f"eie prune compare: {100 * (1 - report['sparsity']):.1f} % of FC weights kept, "
                 f"{ctx['model']} on {ctx['dataset']}, seeds {[r['seed'] for r in report['dense']]}",
@@ -236,9 +244,9 @@ def print_compare(report: dict) -> None:
         print_table("weights kept per layer (%, mean over the seeds)", ["method"] + layers, rows)
     for t in table:
         if t["matching"]:
-            print(f"  {t['method']}: {t['matching']}")
+            print(f"  {t['method']}: {wording(t['matching'])}")
     for f in report["job_failures"]:
-        print(f"  NOT RUN {f['key']}: {f['error']} (failed twice; the means leave it out)")
+        print(f"  NOT RUN {f['key']}: {wording(f['error'])} (failed twice; the means leave it out)")
     if report["interrupted"]:
         print("  interrupted: the table holds the jobs that finished")
     print(f"wrote {report['output_dir']}/compare.json, compare.png ({report['seconds']} s, {report['executor']})")

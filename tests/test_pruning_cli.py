@@ -3,6 +3,7 @@ checkpoint and image of every method (built-in and plug-in), compare, biases."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -291,6 +292,28 @@ def test_user_errors(capsys, tmp_path, cache):
         with pytest.raises(SystemExit) as e:
             main(["prune", "iterative", *bad])
         assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_library_text_shows_the_options_of_the_command(monkeypatch):
+    """The library names arguments (`data_path`, `layers="all"`, `bias=False`); `eie prune`
+    shows them as its options, and leaves names it does not parse alone."""
+    from eie.cli_inputs import as_options
+    from eie.golden_model.errors import InputError
+    from eie.pruning import data as data_mod
+    from eie.pruning.amc import compare_note
+    from eie.pruning.pipeline import bias_warning
+
+    args = build_parser().parse_args(["prune", "compare", "--dataset", "mnist"])
+    monkeypatch.setattr(data_mod.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(InputError) as e:
+        data_mod.mnist_package_dir()
+    assert "`data_path`" in str(e.value) and "--data-path" not in str(e.value)
+    assert as_options(str(e.value), args).endswith("or give --data-path, the directory of the IDX files")
+    assert as_options(bias_warning(0.9, 0.8), args).endswith("train with --no-bias for an exact export")
+    settings = SimpleNamespace(sparsity=0.9, amc_reward_batches=0, amc_episodes=3, amc_warmup=1, amc_a_max_last=0.8,
+                               steps=1, ft_epochs=1, final_epochs=0, lr_scale=0.1)
+    assert "with --layers all the budget is 10 % of the weights" in as_options(compare_note(settings), args)
+    assert as_options("`model` `nope` `n_pe=8` `trust_pickle=True`", args) == "--model `nope` --n-pe 8 `trust_pickle=True`"
 
 
 def test_registry_defaults_match_library():
