@@ -264,7 +264,8 @@ def add_subcommands(sub) -> argparse.ArgumentParser:
         g = q.add_argument_group(f"{method.name} options")
         for o in method.options:
             _add_option(g, o)
-        q.set_defaults(func=lambda a, m=method: _run_method(m, a))
+        # `command`: the subcommand named in error lines (`eie prune lottery: error: ...`, eie/boundary.py)
+        q.set_defaults(func=lambda a, m=method: _run_method(m, a), command=f"prune {method.name}")
     q = prune_sub.add_parser("compare", parents=[common],
                              help="all methods at matched sparsity (default seeds 0,1,2): table, JSON, PNG")
     q.add_argument("--methods", help="comma-separated substrings of method names to run (default: all)")
@@ -276,5 +277,5 @@ def add_subcommands(sub) -> argparse.ArgumentParser:
             for o in method.compare_options:
                 _add_option(g, o)
     add_executor_options(q)
-    q.set_defaults(func=_run_compare)
+    q.set_defaults(func=_run_compare, command="prune compare")
     return p

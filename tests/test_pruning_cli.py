@@ -2,6 +2,8 @@
 checkpoint and image of every method (built-in and plug-in), compare, biases."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -282,9 +284,10 @@ def test_bias_free_by_default_and_biases_carried(capsys, tmp_path, cache, splits
 def test_user_errors(capsys, tmp_path, cache):
     rc, out = run(capsys, "share", *TINY, "--cache-dir", cache, "--out", str(tmp_path / "x"),
                   "--from", str(tmp_path / "missing.pt"))
-    assert rc == 2 and "no such checkpoint" in out.err and "Traceback" not in out.err
+    assert rc == 2 and out.err.startswith("eie prune share: error: ") and "no such checkpoint" in out.err
+    assert "Traceback" not in out.err
     rc, out = run(capsys, "compare", *TINY, "--cache-dir", cache, "--out", str(tmp_path / "y"), "--methods", "nope")
-    assert rc == 2 and "unknown" in out.err
+    assert rc == 2 and out.err.startswith("eie prune compare: error: --methods: unknown ['nope']")
     for bad, msg in ((["--sparsity", "1.5"], "--sparsity: expected a number in [0, 1), got 1.5"),
                      (["--seeds", "a,b"], "--seeds: expected comma-separated values, each an integer"),
                      (["--lr-scale", "0"], "--lr-scale: expected a number in (0, 1], got 0"),
@@ -292,6 +295,18 @@ def test_user_errors(capsys, tmp_path, cache):
         with pytest.raises(SystemExit) as e:
             main(["prune", "iterative", *bad])
         assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_post_parse_error_names_the_method_subcommand(tmp_path):
+    """An error found after parsing (here the lottery's option check) is one line that
+    names the whole subcommand, as argparse's own errors do, with exit status 2."""
+    out = tmp_path / "lot"
+    p = subprocess.run([sys.executable, "-m", "eie", "prune", "lottery", "--modes", "rewind", "--export", "reset",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("eie prune lottery: error: ") and "'reset'" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not out.exists()
 
 
 def test_library_text_shows_the_options_of_the_command(monkeypatch):
