@@ -1,5 +1,5 @@
-"""`eie` command line: one subcommand per job (encode, import, decode, info, run, bench, demo, verilog,
-fpga, sim, regress).
+"""`eie` command line: one subcommand per job (encode, balance, import, decode, info, run, bench, demo,
+verilog, fpga, prune, sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
 one-line message naming the file/field (exit 2), never a traceback (eie/boundary.py).

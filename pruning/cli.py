@@ -2,8 +2,9 @@
 work from runner.py; this module only turns options into calls and reports into text.
 
 Every method runs once per seed (`--seeds 0,1,2`): the dense model of that seed (cached
-under build/prune/cache; bias-free unless `--bias`), the method, then the final model is
-evaluated, saved as a checkpoint (.pt) and, for the MLP, exported to an EIE image (.eie).
+under build/prune/cache; the MLP bias-free unless `--bias`), the method, then the final
+model is evaluated, saved as a checkpoint (.pt) and, for the MLPs and LeNet-5's FC layers,
+exported to an EIE image (.eie).
 The output directory (default reports/prune/<method>/) gets report.json (keys in
 docs/pruning.md), the checkpoints, images and PNGs.
 """
