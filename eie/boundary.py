@@ -76,14 +76,15 @@ def _os_error_text(e: OSError) -> str:
     return f"{e.filename}: {what}"
 
 
-def run_command(command: str, fn) -> int:
-    """fn() -> exit status, with every user-facing failure turned into one line."""
+def run_command(command: str, fn, wording=str) -> int:
+    """fn() -> exit status, with every user-facing failure turned into one line; `wording`
+    rewrites the project's own messages (the CLI shows library arguments as its options)."""
     from eie.golden_model.errors import EIEError  # NumPy: deferred, this module loads before the handlers
 
     try:
         return fn()
     except (UserError, EIEError) as e:
-        report(command, str(e))
+        report(command, wording(str(e)))
         return EXIT_USAGE
     except BrokenPipeError:
         _silence_stdout()

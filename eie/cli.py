@@ -1,5 +1,5 @@
-"""`eie` command line: one subcommand per job (encode, import, decode, info, run, bench, demo, verilog,
-fpga, sim, regress).
+"""`eie` command line: one subcommand per job (encode, balance, import, decode, info, run, bench, demo,
+verilog, fpga, prune, sim, regress).
 
 Human tables by default, JSON on stdout with --json. Errors in user input end with a
 one-line message naming the file/field (exit 2), never a traceback (eie/boundary.py).
@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from eie.boundary import report, run_command, signal_handlers
-from eie.cli_inputs import (DEPTH_MAX, FIFO_MAX, RTL_MAX_N_PE, SEED_MAX, check_output, check_output_dir,
-                            float_in, int_in, load_calibration, load_codebooks, load_input, load_weights)
+from eie.cli_inputs import (DEPTH_MAX, FIFO_MAX, RTL_MAX_N_PE, SEED_MAX, as_options, check_output,
+                            check_output_dir, float_in, int_in, load_calibration, load_codebooks, load_input,
+                            load_weights)
 from eie.common import UserError, atomic_write_bytes, emit_json, print_table, write_json
 from eie.fpga_boards import BOARDS
 from eie.fpga_logs import summary_row
@@ -197,7 +198,7 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from eie.bench import BenchConfig, run_bench, write_report  # the RTL speed figure needs Amaranth: deferred
 
-    kw = {"balance": not args.no_balance, "rtl": args.rtl, "fc8_dir": args.fc8}
+    kw = {"balance": not args.no_balance, "rtl": args.simulator, "fc8_dir": args.fc8}
     if args.repeat is not None:
         kw["repeat"] = args.repeat
     if args.sections:
@@ -243,7 +244,9 @@ def _parse_fmax(text: str) -> tuple[str, int, float]:
 def cmd_demo(args) -> int:
     from eie.demo import DemoConfig, run_demo  # PyTorch and Amaranth: deferred to the commands that need them
 
-    kw = {k: getattr(args, k) for k in ("n_pe", "seed", "rtl", "rtl_samples") if getattr(args, k) is not None}
+    kw = {k: getattr(args, k) for k in ("n_pe", "seed", "rtl_samples") if getattr(args, k) is not None}
+    if args.simulator is not None:
+        kw["rtl"] = args.simulator
     if args.no_waves:
         kw["waves"] = False
     cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
@@ -492,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="shrunken layers and sweeps (seconds; for tests)")
     p.add_argument("--sections", nargs="+", choices=["table", "fc8", "depth", "pe", "speed", "throughput"],
                    help="run only these sections (default: all)")
-    p.add_argument("--simulator", "--rtl", dest="rtl", choices=["verilator", "icarus", "none"], default="auto",
+    p.add_argument("--simulator", "--rtl", choices=["verilator", "icarus", "none"], default="auto",
                    help="cocotb's simulator for the RTL speed figure, or none (default $EIE_SIMULATOR, else Icarus "
                         "if installed, else Verilator)")
     p.add_argument("--no-balance", action="store_true", help="skip the load-balanced re-encodings")
@@ -514,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEMO_OUT, help="report directory")
     p.add_argument("--n-pe", type=int_in(1, RTL_MAX_N_PE), help="PEs of the image and the RTL (default 8)")
     p.add_argument("--seed", type=seed, help="training/pruning seed (default 0)")
-    p.add_argument("--simulator", "--rtl", dest="rtl", choices=["verilator", "icarus", "none"],
+    p.add_argument("--simulator", "--rtl", choices=["verilator", "icarus", "none"],
                    help="cocotb's simulator for the RTL step, or none to skip it (default $EIE_SIMULATOR, else "
                         "Icarus if installed, else Verilator)")
     p.add_argument("--rtl-samples", type=int_in(1, 100_000), help="test inputs run on the RTL (default 32; at most "
@@ -576,14 +579,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Parse and run one command; every failure ends as one line on stderr (eie/boundary.py)."""
     with signal_handlers():
-        command = "eie"
         try:
             args = build_parser().parse_args(argv)
         except KeyboardInterrupt:  # (a usage error raises SystemExit(2) after its one line)
             report("", "interrupted", "")
             return 130
-        command = args.command
-        return run_command(command, lambda: args.func(args))
+        return run_command(args.command, lambda: args.func(args), wording=lambda text: as_options(text, args))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eie.common import UserError, output_dir_problem, output_problem
+from eie.common import EXISTS, UserError, output_dir_problem, output_problem
 from eie.golden_model.codebook import check_codebook
 from eie.golden_model.errors import InputError
 from eie.golden_model.numerics import ACT_BITS, CODEBOOK_SIZE, int_range
@@ -23,7 +23,7 @@ from eie.hdl import host_map
 
 __all__ = ["int_in", "float_in", "list_of", "SEED_MAX", "DEPTH_MAX", "FIFO_MAX", "RTL_MAX_N_PE", "WORKERS_MAX",
            "check_output", "check_output_dir", "load_array", "load_weights", "load_codebooks", "load_calibration",
-           "load_input"]
+           "load_input", "as_options"]
 
 # -- option values ---------------------------------------------------------------------------
 SEED_MAX = (1 << 32) - 1       # k-means (scikit-learn) and the training seeds
@@ -87,9 +87,33 @@ def list_of(item, max_len: int = 1000):
     return parse
 
 
+# -- library text -> command-line text ---------------------------------------------------------
+_ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)(?:=([^`]*))?`")
+_QUOTES = "\"'"
+
+
+def as_options(text: str, args: argparse.Namespace) -> str:
+    """Library messages name an argument as `name` or `name=value` (they know no command
+    line); for a name the command parsed, show its option instead: `data_path` ->
+    --data-path, `layers="all"` -> --layers all, `bias=False` -> --no-bias."""
+    def option(m: re.Match) -> str:
+        name, value = m.groups()
+        if name not in vars(args):
+            return m.group(0)
+        flag = "--" + name.replace("_", "-")
+        if value is None or value == "True":
+            return flag
+        if value == "False":
+            return "--no-" + flag[2:]
+        return f"{flag} {value.strip(_QUOTES)}"
+    return _ARGUMENT.sub(option, text)
+
+
 def check_output(path, option: str, force: bool) -> None:
     """Refuse an output that cannot be written (or exists, without --force) before the work."""
     problem = output_problem(path, overwrite=force)
+    if problem == EXISTS:
+        problem += " (pass --force to replace it)"
     if problem:
         raise UserError(f"{option} {path}: {problem}")
 

@@ -16,12 +16,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["UserError", "output_problem", "output_dir_problem", "require_output", "atomic_write_bytes", "write_json", "json_text", "emit_json",
-           "find_tool", "cache_key", "print_table"]
+__all__ = ["UserError", "EXISTS", "output_problem", "output_dir_problem", "require_output", "atomic_write_bytes",
+           "write_json", "json_text", "emit_json", "find_tool", "cache_key", "print_table"]
 
 
 class UserError(Exception):
     """A problem with the command's arguments or files; printed as one line, exit status 2."""
+
+
+EXISTS = "exists; refusing to overwrite it"   # the CLI's check_output adds its own way to replace it
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -47,7 +50,7 @@ def _output_check(path: Path, overwrite: bool) -> tuple[type[OSError], str] | No
     if problem:
         return problem
     if (path.exists() or path.is_symlink()) and not overwrite:
-        return FileExistsError, "exists; refusing to overwrite it (pass --force to replace it)"
+        return FileExistsError, EXISTS
     return None
 
 

@@ -110,7 +110,7 @@ def _rtl(cases, cfg: DemoConfig, out_dir: Path, con) -> dict:
     """Inputs through the RTL under cocotb, one simulator run for every (name, image, a_int,
     model cycles) case; the scoreboard checks every output word and every input's cycles."""
     if cfg.rtl == "none":
-        return {"skipped": "--rtl none"}
+        return {"skipped": 'rtl="none"'}
 
 
 

@@ -229,14 +229,14 @@ def load_fpga_report(path) -> dict:
     """An `eie fpga` report; InputError naming the file when it is missing or not one."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"--fpga-report {p}: no such file")
+        raise InputError(f"{p}: no such file")
     try:
         rep = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"--fpga-report {p}: not a JSON file ({e})") from None
+        raise InputError(f"{p}: not a JSON file ({e})") from None
     missing = [k for k in _REPORT_KEYS if not isinstance(rep, dict) or k not in rep]
     if missing:
-        raise InputError(f"--fpga-report {p}: not an `eie fpga` report (no {', '.join(missing)})")
+        raise InputError(f"{p}: not an `eie fpga` report (no {', '.join(missing)})")
     return rep
 
 

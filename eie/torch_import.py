@@ -289,9 +289,9 @@ def load_torch(path, trust_pickle: bool = False) -> DenseChain:
         except pickle.UnpicklingError:
             if not trust_pickle:
                 raise InputError(f"{src}: holds pickled Python objects (a whole model saved with torch.save?), and "
-                                 f"loading them runs code from the file; pass trust_pickle=True (eie import "
-                                 f"--trust-pickle) if you trust it, or save model.state_dict() or TorchScript "
-                                 f"(torch.jit.script(model).save(path)) instead") from None
+                                 f"loading them runs code from the file; pass `trust_pickle=True` if you trust it, "
+                                 f"or save model.state_dict() or TorchScript (torch.jit.script(model).save(path)) "
+                                 f"instead") from None
             f.seek(0)
             try:
                 obj = torch.load(f, map_location="cpu", weights_only=False)

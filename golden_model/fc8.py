@@ -1,6 +1,6 @@
 """Reader for the authors' compressed AlexNet FC8 (4096 -> 1000, 64 PEs) reference data.
 
-Files (raw little-endian, see ../shared/data/eie-alexnet-fc8/README.md): act.dat
+Files (raw little-endian, as the authors ship them; not in this repository): act.dat
 (4096 float32), arithm.dat (16 float32, entry 0 = 0), ptr/ptrK.dat (int32 column
 pointers: 4,098, columns 0-4095 the inputs and column 4096 the bias), spm/spmK.dat
 (uint32 pairs (index, zeros before), per-column z). The entries go into an EIEImage
@@ -24,7 +24,7 @@ __all__ = ["FC8_N_IN", "FC8_N_OUT", "FC8_N_PE", "AUTHORS_CYCLES", "AUTHORS_CYCLE
            "load_fc8", "fc8_image"]
 
 FC8_N_IN, FC8_N_OUT, FC8_N_PE = 4096, 1000, 64
-# The authors' cycle simulator on this layer, by activation-queue depth (the data README):
+# The authors' cycle simulator on this layer, by activation-queue depth (published with the data):
 # their published figures include a 4,097th column, the bias (about 16 entries per PE).
 AUTHORS_CYCLES_WITH_BIAS = {1: 10194, 2: 8827, 4: 8160, 8: 7896, 16: 7794}
 # The same simulator on the 4,096 columns this project encodes (bias column left out),

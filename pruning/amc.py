@@ -604,9 +604,10 @@ def compare_note(settings) -> str:
     reward = (f"reward after {settings.amc_reward_batches} finetuning batches" if settings.amc_reward_batches
               else "reward without finetuning")
     return (f"FLOPs budget {kept:g} % of dense on the FC layers (2 FLOPs per non-zero weight: at most {kept:g} % of "
-            f"the weights kept; the search may keep fewer; with --layers all the budget is {kept:g} % of the weights), {settings.amc_episodes} episodes ({settings.amc_warmup} "
-            f"warm-up), a_max {AMCConfig.a_max} (output layer {settings.amc_a_max_last}), {reward}, best policy "
-            f"finetuned {_budget(settings)} epochs at lr x {settings.lr_scale:g}")
+            f"the weights kept; the search may keep fewer; with `layers=\"all\"` the budget is {kept:g} % of the "
+            f"weights), {settings.amc_episodes} episodes ({settings.amc_warmup} warm-up), a_max {AMCConfig.a_max} "
+            f"(output layer {settings.amc_a_max_last}), {reward}, best policy finetuned {_budget(settings)} epochs "
+            f"at lr x {settings.lr_scale:g}")
 
 
 def compare(model, splits, ctx, seed, settings) -> nn.Module:

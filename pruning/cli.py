@@ -2,8 +2,9 @@
 work from runner.py; this module only turns options into calls and reports into text.
 
 Every method runs once per seed (`--seeds 0,1,2`): the dense model of that seed (cached
-under build/prune/cache; bias-free unless `--bias`), the method, then the final model is
-evaluated, saved as a checkpoint (.pt) and, for the MLP, exported to an EIE image (.eie).
+under build/prune/cache; the MLP bias-free unless `--bias`), the method, then the final
+model is evaluated, saved as a checkpoint (.pt) and, for the MLPs and LeNet-5's FC layers,
+exported to an EIE image (.eie).
 The output directory (default reports/prune/<method>/) gets report.json (keys in
 docs/pruning.md), the checkpoints, images and PNGs.
 """
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from eie.cli_inputs import check_output_dir, float_in, int_in
+from eie.cli_inputs import as_options, check_output_dir, float_in, int_in
 from eie.common import UserError, emit_json, print_table
 from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.jobs import JobError, add_executor_options, executor_from_args
@@ -134,6 +135,13 @@ def _out_dir(args) -> Path:
     return Path(args.out) if args.out else DEFAULT_OUT / args.prune_method
 
 
+def _warn(args):
+    """The runner's warnings, with library arguments shown as this command's options."""
+    from .runner import stderr_warning
+
+    return lambda where, message: stderr_warning(where, as_options(message, args))
+
+
 def _run_method(method: Method, args) -> int:
     from .runner import run_method  # PyTorch: deferred (see _context)
 
@@ -145,7 +153,8 @@ def _run_method(method: Method, args) -> int:
             opts = resolve(method.resolve)(opts)
         seeds = args.seeds or (resolve(method.seeds)(opts) if method.seeds else method.default_seeds)
         executor = executor_from_args(args) if method.jobs else None
-        report = run_method(method, opts, _context(args), list(seeds), _out_dir(args), executor=executor)
+        report = run_method(method, opts, _context(args), list(seeds), _out_dir(args), warn=_warn(args),
+                            executor=executor)
     except ValueError as e:  # bad option values surface as ValueError from the library
         raise UserError(str(e)) from None
     except JobError as e:    # an inner job (scan point, NetAdapt candidate) failed twice: nothing to report
@@ -183,10 +192,10 @@ def _run_compare(args) -> int:
     executor = executor_from_args(args)
     try:
         report = run_compare(_compare_settings(args), ctx, list(args.seeds or (0, 1, 2)), _out_dir(args), rows,
-                             executor=executor)
+                             executor=executor, warn=_warn(args))
     except ValueError as e:
         raise UserError(str(e)) from None
-    _show(args, report, print_compare)
+    _show(args, report, lambda r: print_compare(r, lambda text: as_options(text, args)))
     if report["interrupted"]:
         return 130
     return 1 if report["job_failures"] else 0
@@ -221,7 +230,8 @@ def print_report(report: dict) -> None:
     print(f"wrote {report['output_dir']}/: " + ", ".join(report["files"]) + f" ({report['seconds']} s)")
 
 
-def print_compare(report: dict) -> None:
+def print_compare(report: dict, wording=str) -> None:
+    """The comparison's tables; `wording` rewrites the library's notes (as_options)."""
     ctx, table = report["context"], report["table"]
     print_table(f"eie prune compare: {100 * (1 - report['sparsity']):.1f} % of FC weights kept, "
                 f"{ctx['model']} on {ctx['dataset']}, seeds {[r['seed'] for r in report['dense']]}",
@@ -241,9 +251,9 @@ def print_compare(report: dict) -> None:
         print_table("weights kept per layer (%, mean over the seeds)", ["method"] + layers, rows)
     for t in table:
         if t["matching"]:
-            print(f"  {t['method']}: {t['matching']}")
+            print(f"  {t['method']}: {wording(t['matching'])}")
     for f in report["job_failures"]:
-        print(f"  NOT RUN {f['key']}: {f['error']} (failed twice; the means leave it out)")
+        print(f"  NOT RUN {f['key']}: {wording(f['error'])} (failed twice; the means leave it out)")
     if report["interrupted"]:
         print("  interrupted: the table holds the jobs that finished")
     print(f"wrote {report['output_dir']}/compare.json, compare.png ({report['seconds']} s, {report['executor']})")
@@ -263,7 +273,8 @@ def add_subcommands(sub) -> argparse.ArgumentParser:
             _add_option(g, o)
         if method.jobs:
             add_executor_options(q)
-        q.set_defaults(func=lambda a, m=method: _run_method(m, a))
+        # `command`: the subcommand named in error lines (`eie prune lottery: error: ...`, eie/boundary.py)
+        q.set_defaults(func=lambda a, m=method: _run_method(m, a), command=f"prune {method.name}")
     q = prune_sub.add_parser("compare", parents=[common],
                              help="all methods at matched sparsity (default seeds 0,1,2): table, JSON, PNG")
     q.add_argument("--methods", help="comma-separated substrings of method names to run (default: all)")
@@ -275,5 +286,5 @@ def add_subcommands(sub) -> argparse.ArgumentParser:
             for o in method.compare_options:
                 _add_option(g, o)
     add_executor_options(q)
-    q.set_defaults(func=_run_compare)
+    q.set_defaults(func=_run_compare, command="prune compare")
     return p

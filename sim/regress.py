@@ -40,7 +40,7 @@ def plan(cases: int, first_seed: int, builds, chunk: int, simulator: str, root, 
 
 def chunk_job(n_pe: int, fifo_depth: int, seeds: list, simulator: str, root: str, failures: str) -> dict:
     """Run the cases `seeds` on the n_pe x fifo_depth build; failing cases are saved under
-    `failures` for `eie regress --replay`."""
+    `failures` (save_failure), each to be rerun on its own."""
     import time
 
     from .cases import random_case, sim_params
@@ -101,8 +101,8 @@ def summarize(jobs: list[Job], results: list, builds) -> dict:
 
 
 def save_failure(directory: Path, case, params, sim: str, results) -> Path:
-    """One failing case as a directory `eie regress --replay` reruns: the case (image +
-    inputs, sim/cases.py), the build's parameters and what went wrong."""
+    """One failing case as a directory that can be rerun (`eie regress` replays it): the
+    case (image + inputs, sim/cases.py), the build's parameters and what went wrong."""
     from .cases import save_cases
 
     d = directory / f"seed{case.seed}_{params.n_pe}x{params.fifo_depth}"

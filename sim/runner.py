@@ -99,7 +99,7 @@ def wave_format(path) -> str:
 def find_icarus() -> str:
     if not icarus_installed():
         raise ToolMissing("Icarus Verilog not found: `apt-get update && apt-get install -y iverilog` "
-                          "(.ci/run does this), or use --simulator verilator")
+                          "(.ci/run does this), or use `simulator=\"verilator\"`")
     return shutil.which("iverilog")
 
 

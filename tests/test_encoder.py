@@ -45,9 +45,9 @@ def test_paper_fig3_pe0_pointers_and_relative_rows(rng):
 
 
 def test_seed_8x4_example_per_column_counting():
-    """Seed lecture notes: 8x4 on 4 PEs, PE0 holds rows 0 and 4: w00 w01 w42 w03 w43,
-    pointers 0 1 2 3 5. The seed counts zeros across columns for w42 (writes 2); this
-    project counts per column, which gives 1."""
+    """8x4 on 4 PEs, PE0 holds rows 0 and 4: w00 w01 w42 w03 w43, pointers 0 1 2 3 5.
+    Counting zeros across columns would give w42 a run of 2; this project counts per
+    column (as the authors' FC8 data does), which gives 1."""
     idx = np.zeros((8, 4), dtype=np.uint8)
     for r, c in [(0, 0), (0, 1), (4, 2), (0, 3), (4, 3)]:
         idx[r, c] = 5

@@ -135,7 +135,7 @@ def no_work(no_pruning_work, monkeypatch):
 ])
 def test_lottery_options_that_contradict_each_other(capsys, tmp_path, no_pruning_work, extra, match):
     rc, _, err = eie(capsys, "prune", "lottery", "--out", tmp_path / "o", "--no-cache", *extra)
-    assert_clean_failure(rc, err, "prune")
+    assert_clean_failure(rc, err, "prune lottery")
     assert re.search(match, err), err
     assert not (tmp_path / "o").exists()
 
@@ -162,7 +162,7 @@ def test_report_directory_under_a_missing_parent(capsys, tmp_path, no_work, argv
     missing = tmp_path / "no" / "such"
     argv = [a.replace("{missing}", str(missing)) for a in argv]
     rc, _, err = eie(capsys, *argv)
-    assert_clean_failure(rc, err, argv[0])
+    assert_clean_failure(rc, err, " ".join(argv[:2]) if argv[0] == "prune" else argv[0])
     assert f"{option} {missing}" in err and f"directory {tmp_path / 'no'} does not exist (create it first)" in err
     assert list(tmp_path.iterdir()) == []
 

@@ -587,8 +587,9 @@ def test_layers_refuse_in_place_edits(tmp_path):
 # -- atomic writes ---------------------------------------------------------------------------
 def test_refuses_to_overwrite(net, single, saved):
     before = saved.read_bytes()
-    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+    with pytest.raises(FileExistsError, match="refusing to overwrite") as e:
         save_image(single, saved)
+    assert "--force" not in str(e.value)        # a library call knows no command line (the CLI adds it)
     assert saved.read_bytes() == before
     assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
 

