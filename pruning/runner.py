@@ -186,7 +186,7 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
                  bias_warning(t["test_acc"], t["golden_test_acc"]))
     report = {"method": "compare", "sparsity": settings.sparsity, "context": ctx.describe(),
               "options": vars(settings).copy(),
-              "finetune_budget_epochs": finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs),
+              "finetune_budget_epochs": finetune_budget(settings),
               "dense": dense_rows, "dense_test_acc": dense_test, "dense_val_acc": _mean(r["val_acc"] for r in dense_rows),
               "table": table,
               "paper_density": paper_density(ctx.model, table[0]["density"]) if table and table[0]["runs"] else None,
