@@ -254,6 +254,9 @@ def cmd_demo(args) -> int:
     result = run_demo(out_dir=Path(args.out), cfg=cfg, progress=not args.json)
     if args.json:
         emit_json({k: v for k, v in result.items() if k != "pruning_history"})
+    if result["checks_failed"]:
+        print("eie demo: check failed: " + "; ".join(result["checks_failed"]), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -371,7 +371,7 @@ def run_fpga(board_name: str, n_pe: int = 4, *, search: str | None = "auto", out
              log=None, gate_sim: bool = False, **overrides) -> tuple[dict, Path]:
     """Build `n_pe` PEs for the board, search the largest N, write the report."""
     if board_name not in BOARDS:
-        raise ConfigError(f"--board {board_name}: unknown board; choose from {', '.join(BOARDS)}")
+        raise ConfigError(f"unknown board {board_name!r}; choose from {', '.join(BOARDS)}")
     board = BOARDS[board_name]
     t0 = time.perf_counter()
     res = build_board(board, n_pe, build_dir=build_dir, pnr=pnr, progress=progress, **overrides)

@@ -157,7 +157,7 @@ def memory_bits(p: ArrayParams) -> dict:
         "sparse_matrix": p.spmat_depth * SRAM_ROW_BITS,
         "activations": 2 * p.act_depth * ACT_BITS,
         "nonzero_lists": 2 * p.act_depth * (p.local_bits + ACT_BITS),
-        "accumulators": p.acc_depth * p.acc_bits,
+        "accumulators": 2 * p.acc_depth * p.acc_bits,     # two banks (double-buffered, docs/rtl.md)
         "codebooks": p.max_layers * CODEBOOK_SIZE * ACT_BITS,
         "activation_queue": p.fifo_depth * (p.index_bits + ACT_BITS),
     }

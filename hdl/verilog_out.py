@@ -38,7 +38,7 @@ def write_verilog(params: ArrayParams, out: Path, top: str = DEFAULT_TOP, overwr
     if not overwrite:
         for p in (out, sidecar):
             if p.exists():
-                raise FileExistsError(f"{p} exists (use --force to replace it)")
+                raise FileExistsError(f"{p} exists (`overwrite` is off)")
     out.parent.mkdir(parents=True, exist_ok=True)
     desc["verilog"] = str(out)
     desc["lines"] = text.count("\n")

@@ -595,10 +595,6 @@ def plots(report, out):
     return plot_per_seed(report, out, "amc", plot_amc)
 
 
-def _budget(settings) -> int:
-    return finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs)
-
-
 def compare_note(settings) -> str:
     kept = 100 * (1 - settings.sparsity)
     reward = (f"reward after {settings.amc_reward_batches} finetuning batches" if settings.amc_reward_batches
@@ -606,8 +602,8 @@ def compare_note(settings) -> str:
     return (f"FLOPs budget {kept:g} % of dense on the FC layers (2 FLOPs per non-zero weight: at most {kept:g} % of "
             f"the weights kept; the search may keep fewer; with `layers=\"all\"` the budget is {kept:g} % of the "
             f"weights), {settings.amc_episodes} episodes ({settings.amc_warmup} warm-up), a_max {AMCConfig.a_max} "
-            f"(output layer {settings.amc_a_max_last}), {reward}, best policy finetuned {_budget(settings)} epochs "
-            f"at lr x {settings.lr_scale:g}")
+            f"(output layer {settings.amc_a_max_last}), {reward}, best policy finetuned "
+            f"{finetune_budget(settings)} epochs at lr x {settings.lr_scale:g}")
 
 
 def compare(model, splits, ctx, seed, settings) -> nn.Module:
@@ -616,7 +612,7 @@ def compare(model, splits, ctx, seed, settings) -> nn.Module:
     cfg = AMCConfig(constraint="flops" if ctx.layers == "fc" else "weights", layers=ctx.layers,
                     budget=1 - settings.sparsity, episodes=settings.amc_episodes,
                     warmup=min(settings.amc_warmup, settings.amc_episodes), a_max_last=settings.amc_a_max_last,
-                    reward_batches=settings.amc_reward_batches, finetune_epochs=_budget(settings),
+                    reward_batches=settings.amc_reward_batches, finetune_epochs=finetune_budget(settings),
                     lr=ctx.dense.lr * settings.lr_scale, train_batch_size=ctx.dense.batch_size,
                     lr_schedule=ctx.dense.lr_schedule, optimizer=ctx.dense.optimizer,
                     weight_decay=ctx.dense.weight_decay, n_pe=ctx.n_pe, acc_depth=ctx.acc_depth,

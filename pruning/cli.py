@@ -135,13 +135,6 @@ def _out_dir(args) -> Path:
     return Path(args.out) if args.out else DEFAULT_OUT / args.prune_method
 
 
-def _warn(args):
-    """The runner's warnings, with library arguments shown as this command's options."""
-    from .runner import stderr_warning
-
-    return lambda where, message: stderr_warning(where, as_options(message, args))
-
-
 def _run_method(method: Method, args) -> int:
     from .runner import run_method  # PyTorch: deferred (see _context)
 
@@ -153,7 +146,7 @@ def _run_method(method: Method, args) -> int:
             opts = resolve(method.resolve)(opts)
         seeds = args.seeds or (resolve(method.seeds)(opts) if method.seeds else method.default_seeds)
         executor = executor_from_args(args) if method.jobs else None
-        report = run_method(method, opts, _context(args), list(seeds), _out_dir(args), warn=_warn(args),
+        report = run_method(method, opts, _context(args), list(seeds), _out_dir(args),
                             executor=executor)
     except ValueError as e:  # bad option values surface as ValueError from the library
         raise UserError(str(e)) from None
@@ -192,7 +185,7 @@ def _run_compare(args) -> int:
     executor = executor_from_args(args)
     try:
         report = run_compare(_compare_settings(args), ctx, list(args.seeds or (0, 1, 2)), _out_dir(args), rows,
-                             executor=executor, warn=_warn(args))
+                             executor=executor)
     except ValueError as e:
         raise UserError(str(e)) from None
     _show(args, report, lambda r: print_compare(r, lambda text: as_options(text, args)))
@@ -224,9 +217,7 @@ def print_report(report: dict) -> None:
         print(f"compression vs dense float32 (mean): pruning {s['ratio_pruning']:.1f}x, + 4-bit sharing "
               f"{s['ratio_pruning_sharing']:.1f}x (values only), + CSC index on {ctx['n_pe']} PEs "
               f"{s['ratio_total']:.1f}x")
-        print("  4-bit: the image's fixed-point shared weights in PyTorch; golden: the bit-exact EIE model"
-              + (" (WITHOUT the network's biases, which the image drops: see the warning)" if s["biases_dropped"]
-                 else ""))
+        print("  4-bit: the image's fixed-point shared weights in PyTorch; golden: the bit-exact EIE model")
     print(f"wrote {report['output_dir']}/: " + ", ".join(report["files"]) + f" ({report['seconds']} s)")
 
 

@@ -14,10 +14,8 @@ decodes the image and checks, layer by layer, that
 
 Biases: EIE stores a layer's bias as one more CSC column with activation 1.0, so the
 hardware's bias is `codebook[assign_indices(b, codebook)]`, quantised with the layer's
-codebook like a weight (sharing.py shares it so during centroid finetuning). When the
-golden model's `encode_network` takes `biases=`, they are exported and the decoded bias
-is checked like the weights; with an encoder without it they are dropped and the report
-says so (`biases_dropped`).
+codebook like a weight (sharing.py shares it so during centroid finetuning); the decoded
+bias is checked like the weights.
 
 `compression` counts the storage from the image: 4-bit v + 4-bit z per stored entry
 (padding entries included), 16-bit column pointers (every PE's pointer array, n_blocks *
@@ -26,8 +24,6 @@ n_in + 1 per PE), and the 16 x 16-bit codebook, against dense 32-bit floats.
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import torch
 from torch import nn
@@ -35,6 +31,7 @@ from torch import nn
 from eie.golden_model import decode_indices, decode_weights, encode_network
 from eie.golden_model import numerics as nm
 from eie.golden_model.codebook import assign_indices, kmeans_codebook
+from eie.golden_model.decoder import decode_bias, decode_bias_indices
 from eie.golden_model.image import EIEImage
 from eie.golden_model.model import run_image
 
@@ -42,7 +39,7 @@ from .masks import weight_of
 from .models import fc_input, fc_layers, runs_on_eie
 from .sharing import codebook_of, is_shared, shared_bias
 
-__all__ = ["layer_codes", "export_image", "check_image", "encoder_takes_biases", "eie_input", "decoded_bias", "compression", "image_accuracy", "DENSE_BITS",
+__all__ = ["layer_codes", "export_image", "check_image", "eie_input", "compression", "image_accuracy", "DENSE_BITS",
            "INDEX_BITS", "PTR_BITS", "CODEBOOK_BITS"]
 
 DENSE_BITS = 32      # a dense float32 weight
@@ -50,11 +47,6 @@ INDEX_BITS = 4       # v: codebook index
 ZRUN_BITS = 4        # z: zero run
 PTR_BITS = 16        # one column pointer (EIE paper: 16-bit p_j)
 CODEBOOK_BITS = nm.CODEBOOK_SIZE * nm.WEIGHT_BITS
-
-
-def encoder_takes_biases() -> bool:
-    """Whether the golden model's encoder carries biases (`encode_network(..., biases=)`)."""
-    return "biases" in inspect.signature(encode_network).parameters
 
 
 def layer_codes(module: nn.Module, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -93,27 +85,15 @@ def export_image(model: nn.Module, calibration, n_pe: int, *, acc_depth: int = 6
     codes = [layer_codes(m, seed) for _, m in layers]
     weights = [cb.astype(np.float64)[idx] for cb, idx, _ in codes]
     names = [n.replace("layers.", "fc") for n, _ in layers]
-    with_bias = any(bi is not None for _, _, bi in codes)
-    carried = with_bias and encoder_takes_biases()
-    meta = dict(meta or {})
-    meta.update({"source": "eie.pruning", "biases_dropped": with_bias and not carried})
-    extra = {}
-    if carried:
-        extra["biases"] = [None if bi is None else cb.astype(np.float64)[bi] for cb, _, bi in codes]
+    meta = dict(meta or {}) | {"source": "eie.pruning"}
+    biases = [None if bi is None else cb.astype(np.float64)[bi] for cb, _, bi in codes]
     image = encode_network(weights, n_pe, acc_depth=acc_depth, codebooks=[cb for cb, _, _ in codes],
-                           calibration=eie_input(model, calibration), names=names, meta=meta, **extra)
-    return image, check_image(image, codes, carried)
+                           calibration=eie_input(model, calibration), names=names, meta=meta,
+                           biases=biases if any(b is not None for b in biases) else None)
+    return image, check_image(image, codes)
 
 
-def decoded_bias(layer) -> np.ndarray | None:
-    """The bias the image holds for a layer (float, exact), None if it has none."""
-    from eie.golden_model import decoder
-
-    fn = getattr(decoder, "decode_bias", None)
-    return None if fn is None else fn(layer)
-
-
-def check_image(image: EIEImage, codes, biases_carried: bool = False) -> dict:
+def check_image(image: EIEImage, codes) -> dict:
     """Compare the decoded image with the model's (codebook, idx, bias_idx) per layer (see module doc)."""
     per = []
     for L, (cb, idx, bias_idx) in zip(image.layers, codes):
@@ -127,19 +107,16 @@ def check_image(image: EIEImage, codes, biases_carried: bool = False) -> dict:
             "max_abs_vs_float_codebook": float(np.abs(dec - cb.astype(np.float64)[idx]).max()),
             "fixed_point_half_lsb": 2.0 ** -(L.w_frac + 1),
         }
-        if biases_carried and bias_idx is not None:
-            from eie.golden_model.decoder import decode_bias_indices
-
-            got = decoded_bias(L)
+        if bias_idx is not None:
+            got = decode_bias(L)
             row["bias_indices_equal"] = bool(np.array_equal(decode_bias_indices(L), bias_idx))
             row["bias_equal"] = got is not None and bool(np.array_equal(np.asarray(got, dtype=np.float64),
                                                                          q[bias_idx]))
         per.append(row)
-    with_bias = any(bi is not None for _, _, bi in codes)
     return {"layers": per,
             "decode_matches": all(p["indices_equal"] and p["weights_equal"] and p.get("bias_equal", True)
                                   and p.get("bias_indices_equal", True) for p in per),
-            "biases_dropped": with_bias and not biases_carried, "biases_carried": with_bias and biases_carried}
+            "biases_carried": any(bi is not None for _, _, bi in codes)}
 
 
 def compression(image: EIEImage, reference_weights: int | None = None) -> dict:

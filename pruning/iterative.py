@@ -120,7 +120,7 @@ def run(model, splits, ctx, seed, opts):
     """Iterative pruning to `opts.sparsity`, and (unless no_one_shot) one-shot at the same budget."""
     cfg = ctx.dense.with_(seed=seed)
     extra = {}
-    budget = finetune_budget(opts.steps, opts.ft_epochs, opts.final_epochs)
+    budget = finetune_budget(opts)
     target, scope = opts.sparsity, opts.scope
     if scope == "sensitivity":   # one scan of the dense model for both runs
         target, extra["sensitivity_ratios"] = sensitivity_ratios(model, splits, target, ctx.layers, ctx.progress)
@@ -160,6 +160,6 @@ def compare(model, splits, ctx, seed, settings, scope):
 
 def matched_note(settings, **_) -> str:
     """How the magnitude-based methods meet the compared sparsity (exactly, equal finetuning)."""
-    budget = finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs)
+    budget = finetune_budget(settings)
     return (f"pruned to exactly {100 * (1 - settings.sparsity):g} % kept; {budget} finetuning epochs at "
             f"lr x {settings.lr_scale:g}")

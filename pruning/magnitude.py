@@ -134,6 +134,6 @@ def plots(report, out):
 def compare(model, splits, ctx, seed, settings, scope):
     """One-shot pruning to the compared sparsity, finetuned for the iterative budget."""
     one_shot_prune(model, splits, settings.sparsity, ctx.dense.with_(seed=seed),
-                   epochs=finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs),
+                   epochs=finetune_budget(settings),
                    lr_scale=settings.lr_scale, scope=scope, layers=ctx.layers, progress=ctx.progress)
     return model

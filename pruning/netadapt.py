@@ -399,20 +399,16 @@ def _compare_config(model, ctx, seed, settings) -> NetAdaptConfig:
     return NetAdaptConfig(resource="weights", delta=settings.netadapt_delta,
                           budget=float(total - round(sparsity * total)),  # absolute: as prune_to rounds
                           max_iterations=2 * int(np.ceil(sparsity / settings.netadapt_delta)) + 5,
-                          short_epochs=settings.netadapt_short_epochs, long_epochs=_budget(settings),
+                          short_epochs=settings.netadapt_short_epochs, long_epochs=finetune_budget(settings),
                           lr=ctx.dense.lr, long_lr=ctx.dense.lr * settings.lr_scale, batch_size=ctx.dense.batch_size,
                           n_pe=ctx.n_pe, acc_depth=ctx.acc_depth, adapt_delta=True, seed=seed, **_optim(ctx))
-
-
-def _budget(settings) -> int:
-    return finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs)
 
 
 def compare_note(settings) -> str:
     return (f"resource = non-zero FC weights, steps of {100 * settings.netadapt_delta:g} % of the dense count, budget "
             f"{100 * (1 - settings.sparsity):g} % (the last target is clamped to it: lands exactly there; a step no "
             f"single layer can make is shortened to the deepest single-layer cut); short-term "
-            f"{settings.netadapt_short_epochs} epochs at the dense LR, long-term {_budget(settings)} epochs at "
+            f"{settings.netadapt_short_epochs} epochs at the dense LR, long-term {finetune_budget(settings)} epochs at "
             f"lr x {settings.lr_scale:g}")
 
 

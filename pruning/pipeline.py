@@ -14,18 +14,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from eie.golden_model.decoder import decode_image
+from eie.golden_model.decoder import decode_bias, decode_image
 from eie.golden_model.image_file import save_image
 
 from .data import Splits
-from .export import compression, decoded_bias, eie_input, export_image, image_accuracy
+from .export import compression, eie_input, export_image, image_accuracy
 from .masks import clone_model, kept_fraction, remove_pruning, sparsity_report
 from .models import MLP, ConvNet, LeNet5, fc_layers, runs_on_eie, strip_bias
 from .sharing import codebooks, unshare
 from .train import CACHE_DIR, TrainConfig, accuracy, dense_model
 
 __all__ = ["Context", "dense_for", "arch_of", "build_from_arch", "save_checkpoint", "load_checkpoint",
-           "evaluate_model", "finalize", "bias_warning", "compression_by_pe", "summarize", "progress_log"]
+           "evaluate_model", "finalize", "compression_by_pe", "summarize", "progress_log"]
 
 
 @dataclass
@@ -149,11 +149,8 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
 
     Returns {"pruned": {val_acc, test_acc, kept, layers}, "checkpoint", and for those
     networks "image": {path, n_pe, decode_matches, check, quantised: {val_acc, test_acc},
-    golden_test: {accuracy, cycles_per_input, cycles_per_input_by_layer, ...},
-    biases_dropped, bias_warning}, "compression": {...}}. The biases are carried when the
-    encoder takes them; with an encoder without biases they are dropped: `biases_dropped`
-    is then true and `bias_warning` states the accuracy of the exported network (golden
-    model) against the float model with biases.
+    golden_test: {accuracy, cycles_per_input, cycles_per_input_by_layer, ...}},
+    "compression": {...}}. The image carries the network's biases (one more column each).
     `reference_weights` (structured methods): FC weights of the original network, so that
     `kept` and the compression ratios are relative to it.
     """
@@ -169,14 +166,12 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
     if runs_on_eie(model):
         calib = splits.x_train[: ctx.calib]
         image, check = export_image(model, calib, ctx.n_pe, acc_depth=ctx.acc_depth, seed=seed, meta=meta)
-        quant = _with_weights(model, decode_image(image), _image_biases(image) if check["biases_carried"] else None)
+        quant = _with_weights(model, decode_image(image),
+                              [decode_bias(L) for L in image.layers] if check["biases_carried"] else None)
         res["image"] = {"n_pe": ctx.n_pe, "acc_depth": ctx.acc_depth, "decode_matches": check["decode_matches"],
-                        "biases_dropped": check["biases_dropped"], "check": check,
+                        "check": check,
                         "quantised": evaluate_model(quant, splits),
                         "golden_test": image_accuracy(image, eie_input(model, splits.x_test), splits.y_test)}
-        golden = res["image"]["golden_test"]["accuracy"]
-        res["image"]["bias_warning"] = (bias_warning(res["pruned"]["test_acc"], golden) if check["biases_dropped"]
-                                        else None)
         if write:
             path = out_dir / f"{stem}-seed{seed}.eie"
             save_image(image, path, overwrite=True)
@@ -185,17 +180,6 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
         res["compression_by_pe"] = compression_by_pe(model, calib, seed=seed, acc_depth=ctx.acc_depth,
                                                      reference_weights=reference_weights)
     return res
-
-
-def _image_biases(image) -> list:
-    return [decoded_bias(L) for L in image.layers]
-
-
-def bias_warning(float_acc: float, exported_acc: float) -> str:
-    """The warning for a network with biases, which its EIE image does not hold."""
-    return (f"the network has biases, which the EIE image drops (EIE computes ReLU(W a)): the exported network "
-            f"reaches {100 * exported_acc:.2f} % test accuracy on the bit-exact golden model vs "
-            f"{100 * float_acc:.2f} % for the float model with biases; train with `bias=False` for an exact export")
 
 
 PE_SWEEP = (1, 2, 4, 8, 16, 32, 64)
@@ -240,7 +224,6 @@ def summarize(runs: list[dict]) -> dict:
         "ratio_pruning": _mean(get(r, "final", "compression", "ratio_pruning") for r in runs),
         "ratio_pruning_sharing": _mean(get(r, "final", "compression", "ratio_pruning_sharing") for r in runs),
         "ratio_total": _mean(get(r, "final", "compression", "ratio_total") for r in runs),
-        "biases_dropped": any(get(r, "final", "image", "biases_dropped") for r in runs),
     }
     if s["dense_test_acc"] is not None and s["test_acc"] is not None:
         s["test_acc_drop"] = s["dense_test_acc"] - s["test_acc"]

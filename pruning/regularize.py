@@ -124,6 +124,6 @@ def compare(model, splits, ctx, seed, settings, kind):
           extra_loss=weight_penalty(kind, lam, ctx.layers), progress=ctx.progress, desc=kind)
     prune_to(model, settings.sparsity, scope="global", layers=ctx.layers)
     finetune(model, splits, ctx.dense.with_(seed=seed),
-             finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs), settings.lr_scale,
+             finetune_budget(settings), settings.lr_scale,
              progress=ctx.progress)
     return model

@@ -7,7 +7,6 @@ the output directory; printing is the CLI's.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,20 +17,16 @@ from eie.jobs import Executor, Job, Outcome, run_jobs, worker_cache
 from .masks import clone_model
 from .models import target_layers
 from .papers import paper_density
-from .pipeline import Context, bias_warning, dense_for, evaluate_model, finalize, summarize
+from .pipeline import Context, dense_for, evaluate_model, finalize, summarize
 from .plots import plot_bars, plot_compression
 from .registry import METHODS, Method, resolve
 from .train import finetune_budget, set_threads, torch_threads
 
-__all__ = ["run_method", "compare_rows", "select_rows", "run_compare", "dense_job", "compare_job", "stderr_warning"]
-
-
-def stderr_warning(where: str, message: str) -> None:
-    print(f"{where}: warning: {message}", file=sys.stderr)
+__all__ = ["run_method", "compare_rows", "select_rows", "run_compare", "dense_job", "compare_job"]
 
 
 def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: Path, *,
-               warn=stderr_warning, executor: Executor | None = None) -> dict:
+               executor: Executor | None = None) -> dict:
     """`method` once per seed; writes the checkpoints, images, report.json and PNGs to `out`.
     A method with inner jobs (`Method.jobs`) runs them on `executor` (default serial)."""
     set_threads()
@@ -48,8 +43,6 @@ def run_method(method: Method, opts: SimpleNamespace, ctx: Context, seeds, out: 
         run.update(extra)
         run["final"] = finalize(model, splits, ctx, out, method.name, seed, meta={"method": method.name},
                                 reference_weights=ref)
-        if run["final"].get("image", {}).get("bias_warning"):
-            warn(f"eie prune {method.name}: seed {seed}", run["final"]["image"]["bias_warning"])
         runs.append(run)
     options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}
     report = {"method": method.name, "options": options, "context": ctx.describe(), "runs": runs,
@@ -142,12 +135,11 @@ def _compare_row(ctx: dict, settings: dict, run: str, kwargs: dict, seed: int, o
             "kept": fin["pruned"]["kept"], "golden_test_acc": golden.get("accuracy"),
             "density": {n: 1 - r["sparsity"] for n, r in fin["pruned"]["layers"].items()},
             "cycles_per_input": golden.get("cycles_per_input"),
-            "biases_dropped": fin.get("image", {}).get("biases_dropped"),
             "ratio_total": fin.get("compression", {}).get("ratio_total"),
             "seconds": round(time.perf_counter() - t1, 1)}
 
 
-def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows, *, warn=stderr_warning,
+def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows, *,
                 executor: Executor = Executor()) -> dict:
     """Every row at `settings.sparsity`, per seed, exported like a method's final network
     (nothing written but compare.json and compare.png). The dense models (one job per seed),
@@ -181,12 +173,9 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
         t["density"] = {n: _mean(r["density"].get(n) for r in rs) for n in rs[0]["density"]} if rs else {}
         drop = None if dense_test is None or t["test_acc"] is None else dense_test - t["test_acc"]
         table.append(t | {"test_acc_drop": drop, "runs": rs})
-        if any(r["biases_dropped"] for r in rs):
-            warn(f"eie prune compare: {row.label} (mean of {len(rs)} seed(s))",
-                 bias_warning(t["test_acc"], t["golden_test_acc"]))
     report = {"method": "compare", "sparsity": settings.sparsity, "context": ctx.describe(),
               "options": vars(settings).copy(),
-              "finetune_budget_epochs": finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs),
+              "finetune_budget_epochs": finetune_budget(settings),
               "dense": dense_rows, "dense_test_acc": dense_test, "dense_val_acc": _mean(r["val_acc"] for r in dense_rows),
               "table": table,
               "paper_density": paper_density(ctx.model, table[0]["density"]) if table and table[0]["runs"] else None,

@@ -64,8 +64,7 @@ def plots(report, out):
               "centroid finetuned": mean(lambda r: r["centroid_finetuned"]["test_acc"])}
     if "image" in r0["final"]:
         stages["image weights (16-bit fixed)"] = mean(lambda r: r["final"]["image"]["quantised"]["test_acc"])
-        stages["golden model (no bias)" if r0["final"]["image"]["biases_dropped"] else "golden model"] = \
-            mean(lambda r: r["final"]["image"]["golden_test"]["accuracy"])
+        stages["golden model"] = mean(lambda r: r["final"]["image"]["golden_test"]["accuracy"])
     plot_bars(stages, out / "accuracy_stages.png", f"pruning + weight sharing ({seeds_label(report)})",
               "test accuracy (%)", mean(lambda r: r["dense"]["test_acc"]))
     files = ["accuracy_stages.png"]

@@ -333,12 +333,12 @@ def compare(model, splits, ctx, seed, settings):
     slim_to_budget(net, 1 - settings.sparsity, ctx.layers)
     small = compact(net)
     finetune(small, splits, ctx.dense.with_(seed=seed),
-             finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs), settings.lr_scale,
+             finetune_budget(settings), settings.lr_scale,
              progress=ctx.progress)
     return small
 
 
 def compare_note(settings) -> str:
-    budget = finetune_budget(settings.steps, settings.ft_epochs, settings.final_epochs)
+    budget = finetune_budget(settings)
     return (f"whole neurons removed until at most {100 * (1 - settings.sparsity):g} % of the FC weights remain; "
             f"{budget} finetuning epochs")

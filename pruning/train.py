@@ -177,6 +177,8 @@ def finetune(model: nn.Module, splits: Splits, cfg: TrainConfig, epochs: int, lr
     return train(model, splits, fcfg, extra_loss=extra_loss, progress=progress, desc=desc)
 
 
-def finetune_budget(steps: int, epochs: int, final_epochs: int) -> int:
-    """Finetuning epochs of an iterative schedule: the budget every method gets in compare."""
-    return steps * epochs + final_epochs
+def finetune_budget(schedule) -> int:
+    """Finetuning epochs of an iterative schedule (`steps` rounds of `ft_epochs`, then
+    `final_epochs`; any object with those attributes): the budget every method gets in
+    compare."""
+    return schedule.steps * schedule.ft_epochs + schedule.final_epochs

@@ -134,6 +134,7 @@ def test_bench_cli_writes_the_report(tmp_path, capsys):
 def test_demo_end_to_end_quick(tmp_path):
     cfg = DemoConfig.quick(n_pe=4, rtl="icarus" if HAVE_ICARUS else "none")
     s = run_demo(out_dir=tmp_path, cfg=cfg, progress=False)
+    assert s["checks_failed"] == []
     from eie.pruning.data import load_digits_splits
 
     assert s["golden"]["within_bound"] and s["golden"]["samples"] == len(load_digits_splits().y_test)

@@ -27,7 +27,7 @@ TINY = ["--epochs", "2", "--seeds", "0", "--quiet", "--n-pe", "4", "--calib", "3
 REPORT_KEYS = {"method", "options", "context", "runs", "summary", "seconds", "output_dir", "files"}
 SUMMARY_KEYS = {"seeds", "dense_test_acc", "dense_val_acc", "test_acc", "val_acc", "kept", "quantised_test_acc",
                 "golden_test_acc", "ratio_pruning", "ratio_pruning_sharing", "ratio_total", "test_acc_drop",
-                "val_acc_drop", "biases_dropped"}
+                "val_acc_drop"}
 FINAL_KEYS = {"pruned", "checkpoint", "image", "compression", "compression_by_pe"}
 
 
@@ -228,7 +228,7 @@ def test_compare_tiny(capsys, tmp_path, cache):
         assert {"method", "matching", "kept", "val_acc", "test_acc", "test_acc_drop", "golden_test_acc",
                 "cycles_per_input", "ratio_total", "runs"} <= set(t)
         assert t["kept"] <= 0.2 + 1e-3 and t["matching"]
-        assert t["cycles_per_input"] > 0 and not any(r["biases_dropped"] for r in t["runs"])
+        assert t["cycles_per_input"] > 0
     kept = {t["method"]: t["kept"] for t in rep["table"]}
     assert kept["iterative (global)"] == kept["NetAdapt (weights as resource)"] == pytest.approx(0.2, abs=1e-9)
     assert kept["lottery ticket (global IMP, rewind)"] == pytest.approx(0.2, abs=1e-4)
@@ -240,13 +240,12 @@ def test_compare_tiny(capsys, tmp_path, cache):
 
 def test_bias_free_by_default_and_biases_carried(capsys, tmp_path, cache, splits):
     """No biases by default for the digits MLP; with --bias the image carries them (one more
-    column of activation 1, quantised with the layer's codebook): nothing is dropped, no
-    warning, and the decoded bias is the model's bias on its codebook."""
+    column of activation 1, quantised with the layer's codebook): the decoded bias is the
+    model's bias on its codebook, and no warning is printed."""
     it = ["--sparsity", "0.8", "--steps", "1", "--ft-epochs", "1", "--final-epochs", "0", "--no-one-shot"]
     rep, _ = run_json(capsys, tmp_path, cache, "iterative", *it)
     img = rep["runs"][0]["final"]["image"]
-    assert rep["context"]["bias"] is False and rep["summary"]["biases_dropped"] is False
-    assert img["biases_dropped"] is False and img["bias_warning"] is None
+    assert rep["context"]["bias"] is False and not img["check"]["biases_carried"]
     model, _ = load_checkpoint(rep["runs"][0]["final"]["checkpoint"])
     assert all(l.bias is None for _, l in fc_layers(model))
 
@@ -256,8 +255,7 @@ def test_bias_free_by_default_and_biases_carried(capsys, tmp_path, cache, splits
     rep = json.loads(out.out)
     r = rep["runs"][0]
     img = r["final"]["image"]
-    assert rep["context"]["bias"] is True and rep["summary"]["biases_dropped"] is False
-    assert not img["biases_dropped"] and img["bias_warning"] is None and "warning" not in out.err
+    assert rep["context"]["bias"] is True and "warning" not in out.err
     assert img["check"]["biases_carried"] and img["decode_matches"]
     assert all(L["bias_equal"] and L["bias_indices_equal"] for L in img["check"]["layers"])
     model, _ = load_checkpoint(r["final"]["checkpoint"])
@@ -316,7 +314,6 @@ def test_library_text_shows_the_options_of_the_command(monkeypatch):
     from eie.golden_model.errors import InputError
     from eie.pruning import data as data_mod
     from eie.pruning.amc import compare_note
-    from eie.pruning.pipeline import bias_warning
 
     args = build_parser().parse_args(["prune", "compare", "--dataset", "mnist"])
     monkeypatch.setattr(data_mod.importlib.util, "find_spec", lambda name: None)
@@ -324,7 +321,7 @@ def test_library_text_shows_the_options_of_the_command(monkeypatch):
         data_mod.mnist_package_dir()
     assert "`data_path`" in str(e.value) and "--data-path" not in str(e.value)
     assert as_options(str(e.value), args).endswith("or give --data-path, the directory of the IDX files")
-    assert as_options(bias_warning(0.9, 0.8), args).endswith("train with --no-bias for an exact export")
+    assert as_options("train with `bias=False`", args) == "train with --no-bias"
     settings = SimpleNamespace(sparsity=0.9, amc_reward_batches=0, amc_episodes=3, amc_warmup=1, amc_a_max_last=0.8,
                                steps=1, ft_epochs=1, final_epochs=0, lr_scale=0.1)
     assert "with --layers all the budget is 10 % of the weights" in as_options(compare_note(settings), args)

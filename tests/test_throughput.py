@@ -184,12 +184,12 @@ def test_bench_throughput_section_from_reports_and_fmax(tmp_path, capsys):
     assert "FPGA projection" in capsys.readouterr().out
     res = json.loads((out / "bench.json").read_text())
     t = res["throughput"]
-    assert [b["source"] for b in t["builds"]] == [str(rep), "--fmax icebreaker:4:19.62"]
+    assert [b["source"] for b in t["builds"]] == [str(rep), "fmax icebreaker:4:19.62"]
     assert all(BUILD_KEYS <= set(b) for b in t["builds"])
     assert t["skipped"][0]["source"] == str(synth_only) and "no routed Fmax" in t["skipped"][0]["reason"]
     assert t["paper"]["layer"]["layer"] == "Alex-8" and "projection" in t["note"]
     assert [p["n_pe"] for p in t["scaling"]["ulx3s-85f"]] == [2, 4, 8, 16, 24]
-    assert set(res["summary"]["fpga_useful_macs_per_s"]) == {str(rep), "--fmax icebreaker:4:19.62"}
+    assert set(res["summary"]["fpga_useful_macs_per_s"]) == {str(rep), "fmax icebreaker:4:19.62"}
     assert (out / "fmax_luts_ulx3s-85f.png").read_bytes()[:8] == PNG
     md = (out / "bench.md").read_text()
     assert "## Throughput of FPGA builds" in md and "fmax_luts_ulx3s-85f.png" in md

@@ -84,7 +84,7 @@ def bench_markdown(res: dict, pngs: list[str]) -> str:
                            f"{b['this_machine']['scipy_csc_useful_macs_per_s']:.3g}",
                            f"{b['macs_per_pe_cycle']:.3f}"] for b in tp["builds"]]))
         else:
-            md.append("No FPGA build given (`--fpga-report PATH` or `--fmax BOARD:N:MHZ`; "
+            md.append("No FPGA build given (`eie bench --fpga-report PATH` or `eie bench --fmax BOARD:N:MHZ`; "
                       "`reports/fpga/*.json` are read by default).\n")
         for s in tp.get("skipped", []):
             md.append(f"Skipped {s['source']}: {s['reason']}\n")

@@ -1,8 +1,8 @@
 """`eie bench`'s throughput section: projected useful MAC/s of FPGA builds (eie/throughput.py).
 
-The builds come from `eie fpga` reports (`--fpga-report PATH`, or every report in
-`reports/fpga/` when none is named) and from `--fmax BOARD:N:MHZ` (the board's preset
-with N PEs at a given Fmax). Each gets a layer that fits its memories, its exact cycles,
+The builds come from `eie fpga` reports (`BenchConfig.fpga_reports`, or every report in
+`fpga_report_dir` when none is named) and from `BenchConfig.fmax` entries (board, N,
+MHz: the board's preset with N PEs at a given Fmax). Each gets a layer that fits its memories, its exact cycles,
 the FPGA projection and the golden model's and scipy's MAC/s timed in this run; the
 paper's 64-PE figures are always there. `scaling` (Fmax and LUTs against N per board,
 from the reports and their search trials) is what bench's fmax_luts_<board>.png shows.
@@ -33,9 +33,9 @@ def throughput_sources(cfg) -> dict:
         out["reports"].append((str(path), load_fpga_report(path)))
     for board, n_pe, mhz in cfg.fmax:
         if board not in BOARDS:
-            raise ConfigError(f"--fmax {board}:{n_pe}:{mhz}: unknown board; choose from {', '.join(BOARDS)}")
+            raise ConfigError(f"`fmax` {board}:{n_pe}:{mhz}: unknown board; choose from {', '.join(BOARDS)}")
         if not (isinstance(n_pe, int) and n_pe >= 1 and mhz > 0):
-            raise ConfigError(f"--fmax {board}:{n_pe}:{mhz}: N must be a positive integer and MHz positive")
+            raise ConfigError(f"`fmax` {board}:{n_pe}:{mhz}: N must be a positive integer and MHz positive")
         out["fmax"].append((board, n_pe, float(mhz)))
     if not cfg.fpga_reports and not cfg.fmax and cfg.fpga_report_dir:
         for p in sorted(Path(cfg.fpga_report_dir).glob("*.json")):
@@ -60,7 +60,7 @@ def throughput_section(cfg, sources: dict, progress: bool = False) -> dict:
         else:
             board, n_pe, mhz = item
             params = board_params(BOARDS[board], n_pe)
-            builds.append({"source": f"--fmax {board}:{n_pe}:{mhz:g}", "board": board,
+            builds.append({"source": f"fmax {board}:{n_pe}:{mhz:g}", "board": board,
                            "device": BOARDS[board].device, **build_throughput(params, mhz, **kw)})
     return {"note": PROJECTION_NOTE, "layer_choice": cfg.throughput_layer, "builds": builds, "skipped": skipped,
             "scaling": scaling_points([r for _, r in sources["reports"]]),
