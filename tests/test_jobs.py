@@ -42,6 +42,15 @@ def cached(seed: int) -> dict:
     return {"seed": seed, "pid": os.getpid(), "made": made}
 
 
+def blas_threads(seed: int) -> dict:
+    """What a job sees: the OpenMP variable its subprocesses inherit, its BLAS threads."""
+    import numpy  # noqa: F401 - loads the BLAS that threadpool_info reports
+    from threadpoolctl import threadpool_info
+
+    return {"seed": seed, "omp": os.environ.get("OMP_NUM_THREADS"),
+            "blas": max([p["num_threads"] for p in threadpool_info()] or [1])}
+
+
 def _jobs(fn, seeds, **kw):
     return [Job(fn, {"seed": s, **kw}, key=f"seed {s}") for s in seeds]
 
@@ -111,6 +120,16 @@ def test_ctrl_c_keeps_what_finished():
         assert out.interrupted and not out.ok
         kept = [i for i, r in enumerate(out.results) if r is not None]
         assert sorted(kept) == sorted(seen) and len(kept) == 2
+
+
+def test_pool_and_ray_workers_run_one_blas_thread_and_serial_jobs_keep_the_drivers(ray_local):
+    """N workers on N cores with a machine-wide BLAS pool each oversubscribe them (docs/scale.md)."""
+    for ex in (POOL, ray_local):
+        out = run_jobs(_jobs(blas_threads, range(4)), ex)
+        assert [r["omp"] for r in out.results] == ["1"] * 4 and [r["blas"] for r in out.results] == [1] * 4
+    before = os.environ.get("OMP_NUM_THREADS")
+    out = run_jobs(_jobs(blas_threads, range(2)), SERIAL)
+    assert [r["omp"] for r in out.results] == [before] * 2 and os.environ.get("OMP_NUM_THREADS") == before
 
 
 def test_worker_cache_is_kept_across_jobs():
