@@ -6,7 +6,7 @@ import os
 import shutil
 
 from eie.common import find_tool
-from eie.hdl.synth import ToolMissing
+from eie.golden_model.errors import ToolMissing
 
 from .fpga_boards import Board
 

@@ -1,6 +1,6 @@
 """Exceptions with messages that name the file/field and what was expected."""
 
-__all__ = ["EIEError", "ImageFormatError", "ConfigError", "InputError"]
+__all__ = ["EIEError", "ImageFormatError", "ConfigError", "InputError", "ToolMissing"]
 
 
 class EIEError(ValueError):
@@ -17,3 +17,7 @@ class ConfigError(EIEError):
 
 class InputError(EIEError):
     """An input array given by the user is unusable (shape, dtype, NaN/inf)."""
+
+
+class ToolMissing(EIEError):
+    """An external tool is not installed; the message says how to install it."""

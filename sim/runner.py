@@ -27,7 +27,7 @@ from cocotb_tools.runner import Icarus, Verilator
 from eie.common import cache_key, require_output
 from eie.golden_model.errors import EIEError
 from eie.hdl.params import ArrayParams
-from eie.hdl.synth import ToolMissing
+from eie.golden_model.errors import ToolMissing
 from eie.hdl.verilog_out import DEFAULT_TOP, generate_verilog
 from eie.jobs import worker_cache
 

@@ -11,7 +11,7 @@ import os
 import shutil
 
 from eie.golden_model.errors import ConfigError
-from eie.hdl.synth import ToolMissing
+from eie.golden_model.errors import ToolMissing
 
 __all__ = ["SIMULATORS", "ENV_VAR", "icarus_installed", "choose", "installed"]
 

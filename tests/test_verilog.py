@@ -7,7 +7,7 @@ import pytest
 from eie.cli import main
 from eie.golden_model.errors import EIEError
 from eie.hdl.params import ArrayParams
-from eie.hdl.synth import find_verilator, synthesize, verilator_lint
+from eie.hdl.synth import synthesize, verilator_lint
 from eie.hdl.verilog_out import DEFAULT_TOP, write_verilog
 
 pytestmark = pytest.mark.sim
@@ -70,16 +70,14 @@ def test_synthesis_check_catches_a_latch(tmp_path):
         synthesize(v, "latchy")
 
 
-@pytest.mark.skipif(find_verilator() is None, reason="Verilator not installed (CI installs it)")
 def test_verilator_lint_is_clean(default_verilog):
     clean, msg = verilator_lint(default_verilog, DEFAULT_TOP)
     assert clean, msg
 
 
-@pytest.mark.skipif(find_verilator() is None, reason="Verilator not installed (CI installs it)")
 def test_verilator_lint_reports_real_problems(tmp_path):
     v = tmp_path / "bad.v"
     v.write_text("module bad(input a, output b);\n  assign b = a;\n  assign b = ~a;\nendmodule\n")
     clean, msg = verilator_lint(v, "bad")
-    assert not clean and msg
+    assert not clean and "%Warning-MULTIDRIVEN" in msg
 
