@@ -27,7 +27,7 @@ class Timing:
     broadcast_latency: int = 1  # the root's choice -> written into every queue (broadcast registers)
     room_latency: int = 2       # a pop -> its credit usable by the broadcaster (registered pop, counter)
     pointer_latency: int = 2    # queue pop -> first issue of that column (pointer read, registered)
-    pipeline_latency: int = 6   # last entry issue -> its sum is in the accumulator (fetch, decode, multiply, read, add, write)
+    pipeline_latency: int = 7   # last entry issue -> its sum is in the accumulator (fetch, select, decode, multiply, read, add, write)
     writeback_latency: int = 4  # last accumulator read -> its output written (register, shift, round/saturate, write)
 
     def __post_init__(self):

@@ -18,21 +18,22 @@ __all__ = ["ArithmeticUnit"]
 class ArithmeticUnit(wiring.Component):
     """The PE's datapath from a fetched (v, z) entry to its accumulator (docs/numerics.md).
 
-    Stages, for an entry issued in cycle i (docs/cycle-model.md, `pipeline_latency` = 6);
+    Stages, for an entry issued in cycle i (docs/cycle-model.md, `pipeline_latency` = 7);
     every stage starts from registers:
 
-    * i + 1 `fetch`: the SRAM row is read (SparseMatrixRead registers the entry's (v, z)).
-    * i + 2 `decode`: w = codebook[layer][v] (register file); row = z for the first
+    * i + 1 `fetch`: the SRAM row is read (SparseMatrixRead registers the row and slot).
+    * i + 2 `select`: SparseMatrixRead picks the entry's (v, z) from the row into registers.
+    * i + 3 `decode`: w = codebook[layer][v] (register file); row = z for the first
       entry of a column, previous row + z + 1 otherwise.
-    * i + 3 `multiply`: product w * a (exact, 32 bits) is registered; acc[row] is read.
-    * i + 4 `read`: the accumulator's old value is registered. Its read missed the three
-      entries before (written at the ends of i + 4, i + 5 and i + 6), so this stage
+    * i + 4 `multiply`: product w * a (exact, 32 bits) is registered; acc[row] is read.
+    * i + 5 `read`: the accumulator's old value is registered. Its read missed the three
+      entries before (written at the ends of i + 5, i + 6 and i + 7), so this stage
       registers whether the entry just ahead hits the same row, and the sum of the latest
       of the two before it that does (`pre_*`).
-    * i + 5 `accumulate`: sum = saturate(old + product), where old is the sum of the
+    * i + 6 `accumulate`: sum = saturate(old + product), where old is the sum of the
       entry before (same row), else `pre_sum`, else the memory's value (0 if not written
       since the last write-back): back-to-back hits never stall.
-    * i + 6 `write`: acc[row] = sum, from registers (the adder and saturation are not on
+    * i + 7 `write`: acc[row] = sum, from registers (the adder and saturation are not on
       the path into the memory).
 
     The accumulators are double-buffered: batch after batch alternates between two
@@ -52,7 +53,7 @@ class ArithmeticUnit(wiring.Component):
         self.row_bits = row_bits
         super().__init__({
             "issued": In(issued_entry(entry_bits)),   # cycle i: valid, first, act (entry: unused)
-            "fetched": In(fetched_entry()),           # cycle i + 2: v, z
+            "fetched": In(fetched_entry()),           # cycle i + 3: v, z
             "layer": In(layer_bits),          # codebook of the running layer
             "acc_bank": In(1),                # the computing batch's bank
             "wb_en": In(1),                   # read accumulator wb_row of bank wb_bank
@@ -90,15 +91,19 @@ class ArithmeticUnit(wiring.Component):
         m.d.sync += [valid_acc.eq(Mux(self.acc_bank, acc_valid[depth:], acc_valid[:depth])),
                      valid_wb.eq(Mux(self.wb_bank, acc_valid[depth:], acc_valid[:depth]))]
 
-        # -- fetch (i + 1): the entry's issue, first flag and activation travel along ------
+        # -- fetch (i + 1), select (i + 2): the entry's issue, first flag and activation
+        # travel along while SparseMatrixRead reads and selects its (v, z) ----------------
         fetch_v, fetch_first = Signal(), Signal()
         fetch_act = Signal(signed(ACT_BITS))
         m.d.sync += [fetch_v.eq(self.issued.valid), fetch_first.eq(self.issued.first), fetch_act.eq(self.issued.act)]
+        sel_v, sel_first = Signal(), Signal()
+        sel_act = Signal(signed(ACT_BITS))
+        m.d.sync += [sel_v.eq(fetch_v), sel_first.eq(fetch_first), sel_act.eq(fetch_act)]
         dec_v, dec_first = Signal(), Signal()
         dec_act = Signal(signed(ACT_BITS))
-        m.d.sync += [dec_v.eq(fetch_v), dec_first.eq(fetch_first), dec_act.eq(fetch_act)]
+        m.d.sync += [dec_v.eq(sel_v), dec_first.eq(sel_first), dec_act.eq(sel_act)]
 
-        # -- decode (i + 2): codebook and row address ------------------------------------
+        # -- decode (i + 3): codebook and row address ------------------------------------
         prev_row = Signal(rb)
         dec_row = Signal(rb)
         m.d.comb += [
@@ -113,7 +118,7 @@ class ArithmeticUnit(wiring.Component):
         with m.If(dec_v):
             m.d.sync += [prev_row.eq(dec_row), mul_row.eq(dec_row)]
 
-        # -- multiply (i + 3): product, accumulator read ----------------------------------
+        # -- multiply (i + 4): product, accumulator read ----------------------------------
         rd_v = Signal()
         rd_row = Signal(rb)
         rd_product = Signal(signed(PRODUCT_BITS))
@@ -121,7 +126,7 @@ class ArithmeticUnit(wiring.Component):
         m.d.sync += [rd_v.eq(mul_v), rd_row.eq(mul_row), rd_product.eq(mul_w * mul_act),
                      rd_hit.eq(valid_acc.bit_select(mul_row, 1))]
 
-        # -- read (i + 4): old value registered, same-row checks against the two in flight --
+        # -- read (i + 5): old value registered, same-row checks against the two in flight --
         acc_v = Signal()
         acc_row = Signal(rb)
         # A product beyond +-2**acc_bits saturates any sum with a valid accumulator the same
@@ -149,7 +154,7 @@ class ArithmeticUnit(wiring.Component):
             pre_hit.eq(hit2 | hit3), pre_sum.eq(Mux(hit2, last_sum, last2_sum)),
         ]
 
-        # -- accumulate (i + 5) ------------------------------------------------------------
+        # -- accumulate (i + 6) ------------------------------------------------------------
         old = Signal(signed(acc_bits))
         with m.If(same_last):
             m.d.comb += old.eq(last_sum)
@@ -173,7 +178,7 @@ class ArithmeticUnit(wiring.Component):
             m.d.sync += [last_row.eq(acc_row), last_sum.eq(total),
                          acc_valid.bit_select(Cat(acc_row, self.acc_bank), 1).eq(1)]
 
-        # -- write (i + 6) -------------------------------------------------------------------
+        # -- write (i + 7) -------------------------------------------------------------------
         m.d.comb += [acc_w.addr.eq(Cat(last_row, self.acc_bank)), acc_w.data.eq(last_sum), acc_w.en.eq(last_v)]
 
         # -- read ports: the multiply stage's, and the write-back's ----------------------
@@ -200,5 +205,5 @@ class ArithmeticUnit(wiring.Component):
             m.d.sync += acc_valid.bit_select(Cat(wb_row_r, wb_bank_r), 1).eq(0)
         with m.If(wb_read):
             m.d.sync += self.wb_acc.eq(Mux(wb_hit, wb_r.data, 0))
-        m.d.comb += self.busy.eq(fetch_v | dec_v | mul_v | rd_v | acc_v | last_v)
+        m.d.comb += self.busy.eq(fetch_v | sel_v | dec_v | mul_v | rd_v | acc_v | last_v)
         return m

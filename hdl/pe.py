@@ -68,7 +68,7 @@ class PE(wiring.Component):
             queue.push_data.eq(self.push_data), queue.push.eq(self.push), self.room.eq(queue.room),
         ]
         # the entry stream: queue -> column issue -> (sparse-matrix read, arithmetic), then
-        # sparse-matrix read -> arithmetic two cycles later
+        # sparse-matrix read -> arithmetic three cycles later
         wiring.connect(m, queue.o, issue.i)
         wiring.connect(m, issue.issued, spmat.issued, arith.issued)
         wiring.connect(m, spmat.fetched, arith.fetched)

@@ -21,22 +21,24 @@ SramRow = data.ArrayLayout(Entry, ENTRIES_PER_SRAM_ROW)
 
 
 def fetched_entry() -> wiring.Signature:
-    """The (v, z) of the entry issued two cycles before, to the arithmetic unit."""
+    """The (v, z) of the entry issued three cycles before, to the arithmetic unit."""
     return wiring.Signature({name: Out(bits) for name, bits in ENTRY_FIELDS.items()})
 
 
 class SparseMatrixRead(wiring.Component):
-    """Streams the entries of a column: entry index in cycle i, its (v, z) in cycle i + 2.
+    """Streams the entries of a column: entry index in cycle i, its (v, z) in cycle i + 3.
 
     The SRAM row is on the read port in cycle i + 1 and is registered at its end, with the
-    entry's slot; in cycle i + 2 the slot multiplexer picks the entry from that register,
-    so nothing follows the memory's clock-to-output delay but wiring.
+    entry's slot, so nothing follows the memory's clock-to-output delay but wiring; in
+    cycle i + 2 (`select`) the slot multiplexer picks the entry from that register into the
+    (v, z) register, so the codebook lookup after it starts from one byte's flip-flops
+    rather than from the eight-way choice.
 
     Eight entries share a row, so a new row is fetched only when the issued entry is in
     a different row than the last fetched one (a column's entries are consecutive);
     otherwise the read port is disabled and keeps its data, which saves SRAM reads.
 
-    Ports: `issued` (valid, entry; cycle i); `fetched` (v, z; cycle i + 2); `w_addr`, `w_data`, `w_en` (host).
+    Ports: `issued` (valid, entry; cycle i); `fetched` (v, z; cycle i + 3, registered); `w_addr`, `w_data`, `w_en` (host).
     """
 
     def __init__(self, depth: int, entry_bits: int, addr_bits: int):
@@ -73,8 +75,8 @@ class SparseMatrixRead(wiring.Component):
         row_data = Signal(SramRow)
         row_slot = Signal(3)
         m.d.sync += [row_data.eq(rd.data), row_slot.eq(slot)]
-        # cycle i + 2: the entry is selected from registers
+        # cycle i + 2 (`select`): the entry is selected from registers into registers
         entry = row_data[row_slot]
-        m.d.comb += [self.fetched.v.eq(entry.v), self.fetched.z.eq(entry.z)]
+        m.d.sync += [self.fetched.v.eq(entry.v), self.fetched.z.eq(entry.z)]
         m.d.comb += [wr.addr.eq(self.w_addr), wr.data.eq(self.w_data), wr.en.eq(self.w_en)]
         return m

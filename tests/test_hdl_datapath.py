@@ -142,8 +142,14 @@ def spmat_bench(rows, ops):
     seen = []
 
     async def tb(ctx):
-        was_issue = False
+        issued = []            # per cycle: was it an issue
         await host_load(ctx, dut, rows)
+
+        async def step():      # (v, z) of the issue VZ_DELAY cycles back are registered now
+            await ctx.tick()
+            if len(issued) >= VZ_DELAY and issued[-VZ_DELAY]:
+                seen.append((ctx.get(dut.fetched.v), ctx.get(dut.fetched.z)))
+
         for k, op in enumerate(ops):
             ctx.set(dut.issued.valid, 0)
             ctx.set(dut.w_en, 0)
@@ -156,15 +162,13 @@ def spmat_bench(rows, ops):
                 ctx.set(dut.w_addr, op[1])
                 ctx.set(dut.w_data, int(op[2]))
                 ctx.set(dut.w_en, 1)
-            await ctx.tick()
-            if was_issue:      # (v, z) of the previous cycle's issue are registered now
-                seen.append((ctx.get(dut.fetched.v), ctx.get(dut.fetched.z)))
-            was_issue = op[0] == "issue"
+            issued.append(op[0] == "issue")
+            await step()
         ctx.set(dut.issued.valid, 0)
         ctx.set(dut.w_en, 0)
-        await ctx.tick()
-        if was_issue:
-            seen.append((ctx.get(dut.fetched.v), ctx.get(dut.fetched.z)))
+        for _ in range(VZ_DELAY - 1):
+            issued.append(False)
+            await step()
 
     run_sim(dut, tb)
     return seen
@@ -313,7 +317,7 @@ async def arith_load_codebook(ctx, dut, codebook):
     ctx.set(dut.cb_w_en, 0)
 
 
-VZ_DELAY = 2   # (v, z) of an entry issued in cycle i arrive in cycle i + 2 (SparseMatrixRead)
+VZ_DELAY = 3   # (v, z) of an entry issued in cycle i arrive in cycle i + 3 (SparseMatrixRead)
 WB_DELAY = 2   # wb_acc of a row read in cycle w is valid in cycle w + 2
 
 
