@@ -117,18 +117,26 @@ class ActRW(wiring.Component):
             m.d.sync += y.eq(hi)
         wb_go, wb_local = stage_go[3], stage_local[3]
 
+        # -- host input, registered here with its zero test: the group's copy of the host
+        # bus reaches four PEs, so its wires are long, and they end in these flip-flops ------
+        in_en, in_nz, in_bank = Signal(), Signal(), Signal()
+        in_local = Signal(lb)
+        in_data = Signal(signed(ACT_BITS))
+        m.d.sync += [in_en.eq(self.in_en), in_nz.eq(self.in_data != 0), in_local.eq(self.in_local),
+                     in_data.eq(self.in_data), in_bank.eq(self.src_bank)]
+
         # -- one write port each: write-back (busy) or host input (idle), at w + 4 ------
         w_bank = Signal()
         w_local = Signal(lb)
         w_data = Signal(signed(ACT_BITS))
-        w_en = Signal()
+        w_en, w_nz = Signal(), Signal()
         with m.If(wb_go):
-            m.d.comb += [w_bank.eq(dst_bank), w_local.eq(wb_local), w_data.eq(y), w_en.eq(1)]
+            m.d.comb += [w_bank.eq(dst_bank), w_local.eq(wb_local), w_data.eq(y), w_en.eq(1), w_nz.eq(y != 0)]
         with m.Else():
-            m.d.comb += [w_bank.eq(self.src_bank), w_local.eq(self.in_local), w_data.eq(self.in_data),
-                         w_en.eq(self.in_en)]
+            m.d.comb += [w_bank.eq(in_bank), w_local.eq(in_local), w_data.eq(in_data),
+                         w_en.eq(in_en), w_nz.eq(in_nz)]
         w_count = Mux(w_bank, count[1], count[0])
-        append = w_en & (w_data != 0)
+        append = w_en & w_nz
         m.d.comb += [
             act_w.addr.eq(Cat(w_local, w_bank)), act_w.data.eq(w_data), act_w.en.eq(w_en),
             nz_w.addr.eq(Cat(w_count[:lb], w_bank)), nz_w.en.eq(append),
@@ -141,17 +149,20 @@ class ActRW(wiring.Component):
                 m.d.sync += count[b].eq(count[b] + 1)
 
         # -- host read-back of the source bank ------------------------------------------
-        # the block RAM's output goes straight into a flip-flop, then waits for the peek path:
-        # a host read of a held output (wb_en with wb_peek, one cycle after the request) goes
-        # through the write-back stages, whose `y` is ready five cycles after the request,
-        # like the dense value here
-        m.d.comb += act_r.addr.eq(Cat(self.rd_local, self.src_bank))
-        dense = [Signal(signed(ACT_BITS), name=f"rd_dense{n}") for n in range(4)]
+        # the address is registered (as the host input is: a read one cycle after a write
+        # sees it), the block RAM's output goes straight into a flip-flop, then waits for
+        # the peek path: a host read of a held output (wb_en with wb_peek, one cycle after
+        # the request) goes through the write-back stages, whose `y` is ready five cycles
+        # after the request, like the dense value here
+        rd_local = Signal(lb)
+        m.d.sync += rd_local.eq(self.rd_local)
+        m.d.comb += act_r.addr.eq(Cat(rd_local, self.src_bank))
+        dense = [Signal(signed(ACT_BITS), name=f"rd_dense{n}") for n in range(3)]
         peek = [Signal(name=f"rd_peek{n}") for n in range(4)]
         m.d.sync += [dense[0].eq(act_r.data), peek[0].eq(self.wb_peek & self.wb_en)]
-        m.d.sync += [dense[n].eq(dense[n - 1]) for n in range(1, 4)]
+        m.d.sync += [dense[n].eq(dense[n - 1]) for n in range(1, 3)]
         m.d.sync += [peek[n].eq(peek[n - 1]) for n in range(1, 4)]
-        m.d.comb += self.rd_data.eq(Mux(peek[3], y, dense[3]))
+        m.d.comb += self.rd_data.eq(Mux(peek[3], y, dense[2]))
 
         # -- non-zero list prefetch for the LNZD -----------------------------------------
         buf = ResetInserter(self.nz_rewind)(RegisterFIFO(width=self.nz_item.size, depth=self.PREFETCH))

@@ -673,6 +673,7 @@ class ActBench:
             if value != 0:
                 self.nz[self.src].append((local, value))
         self.ctx.set(self.dut.in_en, 0)
+        await self.tick()      # ActRW registers a host input: it is written a cycle later
 
     async def host_read(self, locals_):
         """rd_local in cycle c, rd_data PE_READ_LATENCY (5) cycles later, one per cycle."""
