@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from . import host_map as hm
 from .control import ControlUnit, batch_signature
 from .lnzd import LNZD
-from .params import ArrayParams
+from .params import ACT_BITS, ArrayParams
 from .pe import PE
 from .register_stage import REPLICA_ATTR, RegisterStage
 
@@ -17,7 +17,7 @@ __all__ = ["HostBus", "HostRequest", "EIEArray", "GROUP"]
 
 
 #: The host bus as seen by the host (docs/host-interface.md): one word access per cycle;
-#: writes take effect in order, read data is valid READ_LATENCY (7) cycles after `r_en`.
+#: writes take effect in order, read data is valid READ_LATENCY (8) cycles after `r_en`.
 HostBus = wiring.Signature({
     "addr": Out(hm.ADDR_BITS),
     "w_data": Out(hm.DATA_BITS),
@@ -218,14 +218,16 @@ class EIEArray(wiring.Component):
                     pe.peek_en.eq(peek_r), pe.peek_row.eq(peek_row_r),
                 ]
 
-        # Reads answer in c + READ_LATENCY (7): activation reads come from the PE at
+        # Reads answer in c + READ_LATENCY (8): activation reads come from the PE at
         # c + 2 + PE_READ_LATENCY (the memory's output registered, or, for an output of
         # the run's last batch, still held in the accumulators, the accumulator read in
-        # c + 3 and converted by the write-back stages: `peek`); a CTRL register is
-        # selected in c + 6. The request's kind and PE travel down a register pipeline
-        # from `rq`. No memory output reaches the bus unregistered.
+        # c + 3 and converted by the write-back stages: `peek`) and are chosen among the
+        # group's PEs into a register of the group (c + 8); a CTRL register is selected in
+        # c + 7. The request's kind and PE travel down a register pipeline from `rq`. No
+        # memory output reaches the bus unregistered, and the bus's multiplexer chooses
+        # among the groups' registers, not among N PEs spread over the chip.
         lat = hm.READ_LATENCY
-        assert lat == 2 + hm.PE_READ_LATENCY
+        assert lat == 3 + hm.PE_READ_LATENCY
         depth = lat - 1                                    # stages after rq
         req_valid = [Signal(name=f"rq_valid{n}") for n in range(depth)]
         req_region = [Signal(4, name=f"rq_region{n}") for n in range(depth)]
@@ -253,11 +255,17 @@ class EIEArray(wiring.Component):
                 m.d.sync += r_reg.eq(ctl.runs)
             with m.Default():
                 m.d.sync += r_reg.eq(0)
+        group_rd = [Signal(signed(ACT_BITS), name=f"rd_group{g}") for g in range(groups)]
+        for g in range(groups):
+            with m.Switch(req_pe[-2]):
+                for k in range(g * GROUP, min(N, (g + 1) * GROUP)):
+                    with m.Case(k):
+                        m.d.sync += group_rd[g].eq(pes[k].rd_data)
         with m.If(req_region[-1] == hm.Region.ACT):
             with m.Switch(req_pe[-1]):
-                for k, pe in enumerate(pes):
+                for k in range(N):
                     with m.Case(k):
-                        m.d.comb += self.bus.r_data.eq(pe.rd_data.as_signed())
+                        m.d.comb += self.bus.r_data.eq(group_rd[k // GROUP].as_signed())
         with m.Elif(req_region[-1] == hm.Region.CTRL):
             m.d.comb += self.bus.r_data.eq(r_reg)
         return m

@@ -16,8 +16,9 @@ OFFSET_BITS = 20
 ADDR_BITS = 32
 DATA_BITS = 64
 PE_READ_LATENCY = 5  # a PE's rd_data comes PE_READ_LATENCY cycles after its rd_local
-READ_LATENCY = 2 + PE_READ_LATENCY   # r_valid and r_data come READ_LATENCY (7) cycles after r_en:
-                                     # two request registers, then the PE (docs/host-interface.md)
+READ_LATENCY = 3 + PE_READ_LATENCY   # r_valid and r_data come READ_LATENCY (8) cycles after r_en:
+                                     # two request registers, the PE, then its group's read register
+                                     # (docs/host-interface.md)
 
 
 class Region:
