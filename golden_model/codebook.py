@@ -66,6 +66,9 @@ def check_codebook(codebook, what: str = "codebook") -> np.ndarray:
         raise InputError(f"{what}: expected {nm.CODEBOOK_SIZE} values, got shape {cb.shape}")
     if not np.all(np.isfinite(cb)):
         raise InputError(f"{what}: expected finite values, got {cb.tolist()}")
+    if np.abs(cb).max() >= nm.MAX_MAGNITUDE:
+        k = int(np.argmax(np.abs(cb)))
+        raise InputError(f"{what}: entry {k} is {cb[k]:.6g}; {nm.magnitude_limit('codebook values')}")
     if cb[0] != 0:
         raise InputError(f"{what}: entry 0 is reserved for 0.0 (padding), got {cb[0]!r}")
     return cb
