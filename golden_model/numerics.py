@@ -18,9 +18,10 @@ from .errors import InputError
 
 __all__ = [
     "ACT_BITS", "WEIGHT_BITS", "INDEX_BITS", "ZRUN_BITS", "CODEBOOK_SIZE", "PRODUCT_BITS",
-    "DEFAULT_ACC_BITS", "MIN_ACC_BITS", "MAX_ACC_BITS", "MIN_FRAC", "MAX_FRAC", "MAX_MAGNITUDE", "MIN_BIAS_FRAC", "MAX_BIAS_FRAC",
-    "int_range", "saturate", "check_frac", "bias_in_frac_problem", "check_bias_in_frac", "magnitude_limit", "pow2", "quantize", "dequantize", "choose_frac",
-    "round_shift", "writeback", "check_acc_bits",
+    "DEFAULT_ACC_BITS", "MIN_ACC_BITS", "MAX_ACC_BITS",
+    "MIN_FRAC", "MAX_FRAC", "MAX_MAGNITUDE", "MIN_BIAS_FRAC", "MAX_BIAS_FRAC",
+    "int_range", "saturate", "check_frac", "bias_in_frac_problem", "check_bias_in_frac", "magnitude_limit",
+    "pow2", "quantize", "dequantize", "choose_frac", "round_shift", "writeback", "check_acc_bits",
 ]
 
 ACT_BITS = 16          # activations: signed 16-bit
@@ -108,7 +109,8 @@ def quantize(x, frac: int, bits: int = ACT_BITS, what: str = "value"):
         bad = np.flatnonzero(~np.isfinite(x.ravel()))[0]
         raise InputError(f"{what}: element {bad} is {float(x.ravel()[bad])!r}; expected finite numbers")
     lo, hi = int_range(bits)
-    scaled = np.floor(x * pow2(frac) + 0.5)
+    with np.errstate(over="ignore"):  # a finite x beyond the float64 range at this scale saturates
+        scaled = np.floor(x * pow2(frac) + 0.5)
     return np.clip(scaled, lo, hi).astype(np.int64)
 
 

@@ -44,6 +44,11 @@ def test_choose_frac_over_the_whole_range(mant, exp):
     assert nm.choose_frac(max_abs) == want
 
 
+def test_quantize_saturates_values_beyond_float64_at_the_finest_format():
+    with np.errstate(all="raise"):  # no overflow warning either
+        assert nm.quantize([1e300, -1e300, 5e-39], nm.MAX_FRAC).tolist() == [32767, -32768, 0]
+
+
 @given(q=st.integers(-32768, 32767), frac=st.integers(nm.MIN_FRAC, nm.MAX_FRAC))
 def test_every_value_of_every_format_round_trips_exactly(q, frac):
     """q * 2**-frac is exact in float64 and in float32 (the image's codebook copy)."""

@@ -211,3 +211,19 @@ def test_cli_act_frac_takes_negative_formats(tmp_path, capsys):
     assert rc == 0, err
     L = json.loads(out)["layers"][0]["formats"]
     assert L["in_frac"] == -20 and 0 <= L["in_frac"] + L["w_frac"] - L["out_frac"] < 48
+
+
+# -- the image file ---------------------------------------------------------------------------
+@pytest.mark.parametrize("minor", [0, 1, 2, 3])
+def test_older_files_load_and_wide_formats_keep_the_layout(tmp_path, minor):
+    """Files of every earlier minor version still load; the wider range changes no field's
+    layout or meaning, so a wide-format file relabelled as an older minor loads the same."""
+    from .test_image_file import as_version, read_raw, write_raw
+
+    for w_scale, x_scale in ((1.0, 1.0), (1e9, 1e-3)):
+        Ws, x, _ = scaled_net(19, w_scale, x_scale)
+        image = encode_network(Ws, 2, calibration=x, meta={"scale": w_scale})
+        raw = as_version(read_raw(save_image(image, tmp_path / f"{w_scale:g}.eie")), minor)
+        old = load_image(write_raw(tmp_path / f"{w_scale:g}-1.{minor}.eie", raw))
+        assert_same_image(image, old)
+        assert old.file_format["version"] == f"1.{minor}"
