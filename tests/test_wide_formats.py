@@ -227,3 +227,14 @@ def test_older_files_load_and_wide_formats_keep_the_layout(tmp_path, minor):
         old = load_image(write_raw(tmp_path / f"{w_scale:g}-1.{minor}.eie", raw))
         assert_same_image(image, old)
         assert old.file_format["version"] == f"1.{minor}"
+
+
+def test_all_zero_layers_leave_the_formats_alone():
+    """A layer without non-zero weights keeps w_frac 30 (no range to fit): a stack of them
+    encodes without pushing later formats out of range, outputs exactly 0."""
+    rng = np.random.default_rng(20)
+    Ws = [np.zeros((8, 6))] + [np.zeros((8, 8))] * 5 + [sparse_matrix(rng, 4, 8, 0.8)]
+    image = encode_network(Ws, 2)
+    assert [L.w_frac for L in image.layers[:-1]] == [30] * 6
+    assert {(L.in_frac, L.out_frac) for L in image.layers} == {(8, 8)}
+    assert not run_image(image, rng.normal(0, 1, (2, 6))).outputs_int.any()
