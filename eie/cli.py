@@ -67,10 +67,15 @@ def cmd_encode(args) -> int:
                            biases=biases if any(b is not None for b in biases) else None)
     save_image(image, args.output, overwrite=args.force)
     quant = image.meta["quantisation"]
-    for q in quant:
+    for q, L in zip(quant, image.layers):
         if q["decoded_to_zero"]:
             report("encode", f"WEIGHTS {args.weights}[{q['layer']}]: {q['decoded_to_zero']} non-zero weights "
                              f"decode to 0 (below one step 2^{-q['w_frac']}, or a codebook entry of 0.0)", "warning")
+        if "out_frac_raised_from" in q:
+            report("encode", f"WEIGHTS {args.weights}[{q['layer']}]: its outputs would all round to 0 at out_frac "
+                             f"{q['out_frac_raised_from']} (products at in_frac + w_frac = {L.in_frac + L.w_frac}); "
+                             f"out_frac raised to {L.out_frac}: pass --calibrate so that the activation formats "
+                             f"follow the activations", "warning")
     summary = image.summary() | {"quantisation": quant, "output": str(args.output)}
     if args.json:
         emit_json(summary)

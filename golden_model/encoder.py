@@ -189,7 +189,10 @@ def _encode_layer(W, n_pe, *, acc_depth, codebook, in_frac, out_frac, relu, name
     if col_perm is not None:
         idx = np.concatenate([idx[:, :W.shape[1]][:, col_perm], idx[:, W.shape[1]:]], axis=1)
     ptr, v, z = encode_indices(idx, n_pe, acc_depth)
-    out_frac = writeback_format(nm.check_frac(out_frac, f"{name}: out_frac"), in_frac, w_frac, name)
+    asked = nm.check_frac(out_frac, f"{name}: out_frac")
+    out_frac = writeback_format(asked, in_frac, w_frac, name)
+    if out_frac > asked:  # |acc| < 2**47 steps: every output would round to 0 at the format asked for
+        report = report | {"out_frac_raised_from": asked}
     return EncodedLayer(name=name, n_in=W.shape[1], n_out=W.shape[0], relu=relu,
                         in_frac=in_frac, w_frac=w_frac, out_frac=out_frac,
                         codebook=cb_int, codebook_float=cbf.astype(np.float32),

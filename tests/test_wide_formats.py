@@ -238,3 +238,22 @@ def test_all_zero_layers_leave_the_formats_alone():
     assert [L.w_frac for L in image.layers[:-1]] == [30] * 6
     assert {(L.in_frac, L.out_frac) for L in image.layers} == {(8, 8)}
     assert not run_image(image, rng.normal(0, 1, (2, 6))).outputs_int.any()
+
+
+def test_uncalibrated_tiny_weights_warn_that_outputs_would_round_to_0(tmp_path, capsys):
+    """Without --calibrate the output format is --act-frac; weights x 1e-12 on Q7.8 inputs give
+    outputs below half its step. out_frac is raised (losslessly) to s = 47, and one warning says so."""
+    rng = np.random.default_rng(21)
+    np.save(tmp_path / "W.npy", sparse_matrix(rng, 8, 6, 0.8) * 1e-12)
+    rc, out, err = eie(capsys, "encode", tmp_path / "W.npy", "--n-pe", 2, "-o", tmp_path / "o.eie", "--json")
+    assert rc == 0
+    L = load_image(tmp_path / "o.eie").layers[0]
+    assert L.shift == 47 and L.out_frac > 8
+    assert json.loads(out)["quantisation"][0]["out_frac_raised_from"] == 8
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("eie encode: warning: WEIGHTS ")
+    assert f"outputs would all round to 0 at out_frac 8 (products at in_frac + w_frac = {L.in_frac + L.w_frac}); " \
+           f"out_frac raised to {L.out_frac}: pass --calibrate" in lines[0]
+    x = np.ones(6)
+    calibrated = encode_network([np.load(tmp_path / "W.npy")], 2, calibration=x)
+    assert "out_frac_raised_from" not in calibrated.meta["quantisation"][0]
