@@ -34,7 +34,7 @@ from eie.golden_model.fc8 import fc8_image, load_fc8
 from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.golden_model.image_file import load_image, save_image
 from eie.golden_model.model import run_image
-from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS
+from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS, MIN_FRAC
 from eie.jobs import add_executor_options, executor_from_args
 from eie.import_cli import add_subcommands as add_import_subcommands
 from eie.pruning.cli import add_subcommands as add_prune_subcommands
@@ -61,22 +61,28 @@ def cmd_encode(args) -> int:
     image = encode_network(weights, args.n_pe, acc_depth=args.acc_depth, codebooks=codebooks,
                            calibration=calib, act_frac=args.act_frac, relu_last=args.relu_last,
                            names=names, seed=args.seed, meta={"weights": str(args.weights)},
-                           calibration_name=f"--calibrate {args.calibrate}", balance=args.balance,
+                           calibration_name=f"--calibrate {args.calibrate}", act_frac_name="--act-frac",
+                           balance=args.balance,
                            source=f"WEIGHTS {args.weights}",
                            biases=biases if any(b is not None for b in biases) else None)
     save_image(image, args.output, overwrite=args.force)
     quant = image.meta["quantisation"]
-    for q in quant:
+    for q, L in zip(quant, image.layers):
         if q["decoded_to_zero"]:
             report("encode", f"WEIGHTS {args.weights}[{q['layer']}]: {q['decoded_to_zero']} non-zero weights "
-                             f"decode to 0 (below one step 2^-{q['w_frac']}, or a codebook entry of 0.0)", "warning")
+                             f"decode to 0 (below one step 2^{-q['w_frac']}, or a codebook entry of 0.0)", "warning")
+        if "out_frac_raised_from" in q:
+            report("encode", f"WEIGHTS {args.weights}[{q['layer']}]: its outputs would all round to 0 at out_frac "
+                             f"{q['out_frac_raised_from']} (products at in_frac + w_frac = {L.in_frac + L.w_frac}); "
+                             f"out_frac raised to {L.out_frac}: pass --calibrate so that the activation formats "
+                             f"follow the activations", "warning")
     summary = image.summary() | {"quantisation": quant, "output": str(args.output)}
     if args.json:
         emit_json(summary)
     else:
         _print_summary(summary, f"wrote {args.output}")
         for q in quant:
-            print(f"  {q['layer']}: weights Q.{q['w_frac']}, largest error {q['max_abs_error']:.3g}, "
+            print(f"  {q['layer']}: weights w_frac {q['w_frac']} (step 2^{-q['w_frac']}), largest error {q['max_abs_error']:.3g}, "
                   f"relative RMS error {100 * q['rel_rms_error']:.2f} %")
     return 0
 
@@ -450,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--acc-depth", type=acc_depth, default=DEFAULT_ACC_DEPTH, help="accumulators per PE (rows per output batch)")
     p.add_argument("--codebook", help=".npy of 16 floats (entry 0 = 0), or one row per layer; default: k-means")
     p.add_argument("--calibrate", help=".npy input sample(s) used to choose activation formats")
-    p.add_argument("--act-frac", type=int_in(0, MAX_FRAC), default=DEFAULT_ACT_FRAC, help="activation fractional bits without --calibrate")
+    p.add_argument("--act-frac", type=int_in(MIN_FRAC, MAX_FRAC), default=DEFAULT_ACT_FRAC, help="activation fractional bits without --calibrate")
     p.add_argument("--relu-last", action="store_true", help="apply ReLU after the last layer too")
     p.add_argument("--balance", action="store_true",
                    help="permute output rows across PEs to balance their work (uses --calibrate if given); "

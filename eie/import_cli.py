@@ -14,7 +14,7 @@ from eie.golden_model.csc import DEFAULT_ACC_DEPTH
 from eie.golden_model.encoder import DEFAULT_ACT_FRAC, MAX_SEED
 from eie.golden_model.errors import InputError
 from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
-from eie.golden_model.numerics import MAX_FRAC
+from eie.golden_model.numerics import MAX_FRAC, MIN_FRAC
 
 __all__ = ["add_subcommands", "cmd_import"]
 
@@ -74,7 +74,7 @@ def add_subcommands(sub) -> None:
     p.add_argument("--codebook", help=".npy of 16 floats (entry 0 = 0), or one row per layer; default: k-means")
     p.add_argument("--acc-depth", type=int_in(1, MAX_ACC_DEPTH), default=DEFAULT_ACC_DEPTH,
                    help="accumulators per PE (rows per output batch)")
-    p.add_argument("--act-frac", type=int_in(0, MAX_FRAC), default=DEFAULT_ACT_FRAC,
+    p.add_argument("--act-frac", type=int_in(MIN_FRAC, MAX_FRAC), default=DEFAULT_ACT_FRAC,
                    help="activation fractional bits without --calibrate")
     p.add_argument("--balance", action="store_true",
                    help="permute output rows across PEs to balance their work (uses --calibrate if given)")

@@ -66,6 +66,9 @@ def check_codebook(codebook, what: str = "codebook") -> np.ndarray:
         raise InputError(f"{what}: expected {nm.CODEBOOK_SIZE} values, got shape {cb.shape}")
     if not np.all(np.isfinite(cb)):
         raise InputError(f"{what}: expected finite values, got {cb.tolist()}")
+    if np.abs(cb).max() >= nm.MAX_MAGNITUDE:
+        k = int(np.argmax(np.abs(cb)))
+        raise InputError(f"{what}: entry {k} is {cb[k]:.6g}; {nm.magnitude_limit('codebook values')}")
     if cb[0] != 0:
         raise InputError(f"{what}: entry 0 is reserved for 0.0 (padding), got {cb[0]!r}")
     return cb
@@ -89,9 +92,16 @@ def assign_indices(weights, codebook) -> np.ndarray:
     return idx
 
 
+# An all-zero codebook (a layer without non-zero weights) has no range to fit. It keeps the
+# format it always had, so such images are unchanged, and it leaves the output format free
+# from in_frac - 17 to in_frac + 30 (encoder.writeback_format); choose_frac(0) would give
+# MAX_FRAC and force every later format up.
+ZERO_CODEBOOK_FRAC = 30
+
+
 def fixed_point_codebook(codebook, w_frac: int | None = None) -> tuple[np.ndarray, int]:
     """(int16 codebook, w_frac): the most fractional bits that keep every entry in 16 bits."""
     cb = check_codebook(codebook)
     if w_frac is None:
-        w_frac = nm.choose_frac(np.abs(cb).max(), nm.WEIGHT_BITS)
+        w_frac = nm.choose_frac(np.abs(cb).max(), nm.WEIGHT_BITS) if cb.any() else ZERO_CODEBOOK_FRAC
     return nm.quantize(cb, w_frac, nm.WEIGHT_BITS, what="codebook").astype(np.int16), w_frac

@@ -30,10 +30,10 @@ from .image import EIEImage, EncodedLayer, permutation_problem
 from .user_arrays import real_array
 
 __all__ = ["check_weights", "check_bias", "check_permutation", "encode_layer", "encode_network", "quantisation_report",
-           "DEFAULT_ACT_FRAC", "MAX_WEIGHT"]
+           "writeback_format", "DEFAULT_ACT_FRAC", "MAX_WEIGHT"]
 
 DEFAULT_ACT_FRAC = 8   # Q7.8 when no calibration input is given
-MAX_WEIGHT = nm.int_range(nm.WEIGHT_BITS)[1] + 0.5  # |w| below this fits the widest format (w_frac 0)
+MAX_WEIGHT = nm.MAX_MAGNITUDE  # |w| below this fits the widest format (w_frac = MIN_FRAC): about 1.7e38
 
 
 MAX_SEED = (1 << 32) - 1  # k-means (scikit-learn) takes seeds 0 .. 2**32 - 1
@@ -46,7 +46,7 @@ def check_seed(seed) -> int:
 
 
 def check_weights(W, what: str) -> np.ndarray:
-    """A dense weight matrix as float64: 2-D, non-empty, real, finite, |w| < 32767.5."""
+    """A dense weight matrix as float64: 2-D, non-empty, real, finite, |w| < MAX_WEIGHT."""
     W = real_array(W, what)
     if W.ndim != 2 or 0 in W.shape:
         raise InputError(f"{what}: expected a non-empty 2-D weight matrix (n_out, n_in), got shape {W.shape}")
@@ -58,8 +58,7 @@ def check_weights(W, what: str) -> np.ndarray:
     big = np.abs(W) >= MAX_WEIGHT
     if np.any(big):
         r, c = np.argwhere(big)[0]
-        raise InputError(f"{what}: element [{r}, {c}] is {float(W[r, c]):.6g}; weights must be below {MAX_WEIGHT} "
-                         f"in magnitude (16-bit codebook values, at most 0 fractional bits; docs/numerics.md)")
+        raise InputError(f"{what}: element [{r}, {c}] is {float(W[r, c]):.6g}; {nm.magnitude_limit('weights')}")
     return W
 
 
@@ -85,29 +84,29 @@ def quantisation_report(W, idx, codebook_float, codebook_int, w_frac: int, what:
     w = W[mask]
     if w.size == 0:
         return {"w_frac": int(w_frac), "max_abs_error": 0.0, "rel_rms_error": 0.0, "decoded_to_zero": 0}
-    step = 2.0 ** -w_frac
+    step = nm.pow2(-w_frac)
     lo, hi = nm.int_range(nm.WEIGHT_BITS)
-    scaled = np.floor(np.asarray(codebook_float, dtype=np.float64) * (1 << w_frac) + 0.5)
+    scaled = np.floor(np.asarray(codebook_float, dtype=np.float64) * nm.pow2(w_frac) + 0.5)
     saturated = (scaled < lo) | (scaled > hi)
     used = idx[mask].astype(np.int64)
     q = np.asarray(codebook_int, dtype=np.float64)[used] * step
     if np.any(saturated[used]):
         k = int(used[saturated[used]][0])
         raise InputError(f"{what}: codebook value {float(codebook_float[k]):.6g} (entry {k}) saturates the 16-bit "
-                         f"weight format (at most {hi} at w_frac 0): {int(np.count_nonzero(saturated[used]))} "
+                         f"weight format (at most {hi} at w_frac {w_frac}): {int(np.count_nonzero(saturated[used]))} "
                          f"non-zero weights would decode to {float(codebook_int[k]) * step:g}")
     zero = q == 0
     amax = float(np.abs(w).max())
     if np.all(zero):
         raise InputError(f"{what}: all {w.size} non-zero weights would decode to 0 (largest |w| = {amax:.3g}; "
-                         f"codebook step 2^-{w_frac} = {step:.3g}): scale the weights (or the codebook) by a power of two into "
-                         f"the 16-bit range, at most 2^-{nm.MAX_FRAC} per step (docs/numerics.md)")
+                         f"codebook step 2^{-w_frac} = {step:.3g}): scale the weights (or the codebook) by a power of two into "
+                         f"the 16-bit range, at most 2^-{nm.MAX_FRAC} = {nm.pow2(-nm.MAX_FRAC):.3g} per step (docs/numerics.md)")
     # an entry the codebook sets to exactly 0.0 is the user's choice (counted, not refused)
     lost = zero & (np.abs(w) >= step) & (np.asarray(codebook_float)[used] != 0)
     if np.any(lost):
         k = int(used[lost][0])
         raise InputError(f"{what}: {int(np.count_nonzero(lost))} non-zero weights of at least one step "
-                         f"(2^-{w_frac} = {step:.3g}) would decode to 0 through codebook entry {k} = "
+                         f"(2^{-w_frac} = {step:.3g}) would decode to 0 through codebook entry {k} = "
                          f"{float(codebook_float[k]):.3g} (the largest codebook value sets w_frac = {w_frac})")
     err = q - w
     return {"w_frac": int(w_frac), "max_abs_error": float(np.abs(err).max()),
@@ -149,15 +148,34 @@ def _with_bias(W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
     return W if b is None else np.concatenate([W, b[:, None]], axis=1)
 
 
+def writeback_format(out_frac: int, in_frac: int, w_frac: int, name: str) -> int:
+    """out_frac moved into in_frac + w_frac - 47 .. in_frac + w_frac, so that the write-back
+    shift s is in 0..47; InputError naming the layer when no format in range does that.
+
+    Lowering out_frac to s = 0 only drops bits the accumulator does not have; raising it to
+    s = 47 loses nothing either: a 48-bit accumulator shifted by 47 is -1, 0 or 1 at any
+    coarser format too.
+    """
+    top = in_frac + w_frac
+    s_max = nm.MAX_ACC_BITS - 1
+    capped = min(max(out_frac, top - s_max), top)
+    if not nm.MIN_FRAC <= capped <= nm.MAX_FRAC:
+        need = f"at least {top - s_max}" if capped > nm.MAX_FRAC else f"at most {top}"
+        raise InputError(f"{name}: the write-back shift in_frac + w_frac - out_frac = {in_frac} + {w_frac} - out_frac "
+                         f"must be in 0..{s_max}, so out_frac must be {need}, outside {nm.MIN_FRAC}..{nm.MAX_FRAC} "
+                         f"(docs/numerics.md): scale the layer's weights or inputs by a power of two")
+    return capped
+
+
 def _encode_layer(W, n_pe, *, acc_depth, codebook, in_frac, out_frac, relu, name, seed, row_perm, col_perm,
                   bias=None, what=None) -> tuple[EncodedLayer, dict]:
     """encode_layer and its quantisation_report; `what` names the weights in errors."""
     what = what or name
     W = check_weights(W, what)
     b = check_bias(bias, W.shape[0], f"{what}: bias")
-    if b is not None and in_frac > nm.MAX_BIAS_FRAC:
-        raise InputError(f"{name}: in_frac = {in_frac}: a layer with a bias needs in_frac <= {nm.MAX_BIAS_FRAC} "
-                         f"(the bias column's activation 1.0 must fit signed {nm.ACT_BITS} bits)")
+    in_frac = nm.check_frac(in_frac, f"{name}: in_frac")
+    if b is not None:
+        nm.check_bias_in_frac(in_frac, name)
     row_perm = check_permutation(row_perm, W.shape[0], f"{name}: row_perm")
     col_perm = check_permutation(col_perm, W.shape[1], f"{name}: col_perm")
     Wb = _with_bias(W, b)
@@ -171,7 +189,10 @@ def _encode_layer(W, n_pe, *, acc_depth, codebook, in_frac, out_frac, relu, name
     if col_perm is not None:
         idx = np.concatenate([idx[:, :W.shape[1]][:, col_perm], idx[:, W.shape[1]:]], axis=1)
     ptr, v, z = encode_indices(idx, n_pe, acc_depth)
-    out_frac = min(out_frac, in_frac + w_frac)
+    asked = nm.check_frac(out_frac, f"{name}: out_frac")
+    out_frac = writeback_format(asked, in_frac, w_frac, name)
+    if out_frac > asked:  # |acc| < 2**47 steps: every output would round to 0 at the format asked for
+        report = report | {"out_frac_raised_from": asked}
     return EncodedLayer(name=name, n_in=W.shape[1], n_out=W.shape[0], relu=relu,
                         in_frac=in_frac, w_frac=w_frac, out_frac=out_frac,
                         codebook=cb_int, codebook_float=cbf.astype(np.float32),
@@ -179,21 +200,45 @@ def _encode_layer(W, n_pe, *, acc_depth, codebook, in_frac, out_frac, relu, name
                         bias=b is not None), report
 
 
+def _calibrated_frac(x: np.ndarray, default: int, what: str) -> int:
+    """The activation format that holds max |x| (choose_frac); `default` when x is all 0
+    (nothing to fit); InputError when even the widest format saturates."""
+    amax = float(np.abs(x).max())
+    if amax == 0.0:
+        return default
+    if amax >= nm.MAX_MAGNITUDE:
+        raise InputError(f"{what} reaches {amax:.6g}; {nm.magnitude_limit('activations')}")
+    return nm.choose_frac(amax)
+
+
+def _check_bias_input_format(in_frac: int, amax, what: str, origin: str, act: str) -> None:
+    """A biased layer's input format (capped at MAX_BIAS_FRAC) must be allowed and must not
+    quantise every calibrated input (largest |value| `amax`, or None) to 0 (InputError)."""
+    if (msg := nm.bias_in_frac_problem(in_frac)):
+        raise InputError(f"{what}{origin} sets its {msg}")
+    if amax and np.floor(amax * nm.pow2(in_frac) + 0.5) == 0:
+        raise InputError(f"{what}{origin}: {act} reaches only {amax:.3g}: its inputs would all quantise to 0 at "
+                         f"in_frac = {in_frac} (at most {nm.MAX_BIAS_FRAC} with a bias; docs/numerics.md)")
+
+
 def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC_DEPTH,
                    codebooks: Sequence | None = None, calibration=None,
                    act_frac: int = DEFAULT_ACT_FRAC, relu_last: bool = False,
                    names: Sequence[str] | None = None, seed: int = 0,
                    meta: dict | None = None, calibration_name: str = "calibration input",
-                   balance=False, source: str | None = None, biases: Sequence | None = None) -> EIEImage:
+                   balance=False, source: str | None = None, biases: Sequence | None = None,
+                   act_frac_name: str = "act_frac") -> EIEImage:
     """Encode a stack of FC layers (ReLU between them) into one validated image.
 
     `biases`: None (no layer has one), or one entry per layer, None or a vector of n_out
     values (y = act(W a + b)); a layer's bias shares its codebook. The input format of a
-    layer with a bias has at most 14 fractional bits (1.0 must be representable).
+    layer with a bias has 0..14 fractional bits (1.0 must be a 16-bit integer): a finer
+    calibrated format is capped at 14, a coarser one (inputs of 2**15 or more) is refused.
 
     With a `calibration` input (float, (n_in,) or (batch, n_in)) each activation format
     gets the most fractional bits that hold the largest |value| seen in a float
-    forward pass (through the weight-shared weights); otherwise all use `act_frac`.
+    forward pass (through the weight-shared weights), any power of two from 2**-MIN_FRAC
+    down to 2**-MAX_FRAC; otherwise all use `act_frac` (`act_frac_name` names it in errors).
 
     `balance`: False (default: row i on PE i mod N); True, or a balance.BalanceOptions,
     permutes every layer's output rows across PEs to balance their work
@@ -212,6 +257,7 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
     elif not isinstance(balance, BalanceOptions):
         raise InputError(f"balance must be True, False or a BalanceOptions, not {balance!r}")
     check_seed(seed)
+    act_frac = nm.check_frac(act_frac, act_frac_name)
     keys = [f"W{i}" for i in range(len(weights))]
     whats = [f"{source}[{k}]" if source else k for k in keys]
     weights = [check_weights(W, what) for W, what in zip(weights, whats)]
@@ -233,12 +279,13 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
     cbs = [kmeans_codebook(_with_bias(W, biases[i]), seed=seed) if codebooks is None or codebooks[i] is None
            else check_codebook(codebooks[i], f"codebook of layer {i}") for i, W in enumerate(weights)]
     fracs = [act_frac] * (len(weights) + 1)
+    amax = [None] * (len(weights) + 1)  # largest calibrated |activation| per format
     if calibration is not None:
         x = np.atleast_2d(real_array(calibration, calibration_name)).astype(np.float64)
         if x.ndim != 2 or x.shape[0] == 0 or x.shape[-1] != weights[0].shape[1] or not np.all(np.isfinite(x)):
             raise InputError(f"{calibration_name}: expected finite values of shape ({weights[0].shape[1]},) or "
                              f"(batch, {weights[0].shape[1]}) with batch >= 1, got {x.shape}")
-        fracs[0] = nm.choose_frac(np.abs(x).max())
+        fracs[0], amax[0] = _calibrated_frac(x, act_frac, f"{calibration_name}: the input"), np.abs(x).max()
         with np.errstate(over="ignore", invalid="ignore"):
             for i, W in enumerate(weights):
                 Wq = cbs[i][assign_indices(W, cbs[i])]
@@ -249,9 +296,15 @@ def encode_network(weights: Sequence, n_pe: int, *, acc_depth: int = DEFAULT_ACC
                     x = np.maximum(x, 0)
                 if not np.all(np.isfinite(x)):
                     raise InputError(f"{calibration_name}: the float forward pass overflows at layer {i}")
-                fracs[i + 1] = nm.choose_frac(np.abs(x).max())
+                fracs[i + 1] = _calibrated_frac(x, act_frac, f"{calibration_name}: the output of layer {i} ({names[i]})")
+                amax[i + 1] = np.abs(x).max()
     fracs = [min(f, nm.MAX_BIAS_FRAC) if i < len(weights) and biases[i] is not None else f
              for i, f in enumerate(fracs)]
+    for i, b in enumerate(biases):
+        if b is not None:
+            _check_bias_input_format(fracs[i], amax[i], f"{whats[i]}: ",
+                                     calibration_name if calibration is not None else act_frac_name,
+                                     "the input" if i == 0 else f"the output of layer {i - 1} ({names[i - 1]})")
     layers, reports = [], []
     for i, W in enumerate(weights):
         relu = i < len(weights) - 1 or relu_last

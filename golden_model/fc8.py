@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import numerics as nm
+from .encoder import writeback_format
 from .errors import ImageFormatError
 from .image import EIEImage, EncodedLayer
 
@@ -134,7 +135,7 @@ def fc8_image(ref: FC8Reference, acc_depth: int = 64, bias: bool = False) -> EIE
                          codebook_float=ref.codebook.astype(np.float32), ptr=ptr.astype(np.uint32),
                          v=v, z=z, acc_depth=acc_depth, bias=bias)
     y = float_reference(EIEImage(n_pe=FC8_N_PE, acc_depth=acc_depth, layers=[layer]), ref.act)[-1]
-    layer = replace(layer, out_frac=min(nm.choose_frac(np.abs(y).max()), in_frac + w_frac))
+    layer = replace(layer, out_frac=writeback_format(nm.choose_frac(np.abs(y).max()), in_frac, w_frac, layer.name))
     return EIEImage(n_pe=FC8_N_PE, acc_depth=acc_depth, layers=[layer],
                     meta={"source": str(ref.source), "network": "AlexNet", "layer": "fc8"},
                     source=str(ref.source)).validate()

@@ -270,13 +270,12 @@ class EIEImage:
                 self.fail(f"{w}.{name}", f"{msg} (layer {L.name!r})")
         for name in ("in_frac", "w_frac", "out_frac"):
             val = getattr(L, name)
-            if not isinstance(val, (int, np.integer)) or not 0 <= val <= nm.MAX_FRAC:
-                self.fail(f"{w}.{name}", f"expected an integer in 0..{nm.MAX_FRAC}, got {val!r}")
+            if not isinstance(val, (int, np.integer)) or not nm.MIN_FRAC <= val <= nm.MAX_FRAC:
+                self.fail(f"{w}.{name}", f"expected an integer in {nm.MIN_FRAC}..{nm.MAX_FRAC}, got {val!r}")
         if not isinstance(L.bias, (bool, np.bool_)):
             self.fail(f"{w}.bias", f"expected true or false, got {L.bias!r}")
-        if L.bias and L.in_frac > nm.MAX_BIAS_FRAC:
-            self.fail(f"{w}.in_frac", f"{L.in_frac}: a layer with a bias needs in_frac <= {nm.MAX_BIAS_FRAC} "
-                                      f"(its bias column's activation 1.0 must fit signed {nm.ACT_BITS} bits)")
+        if L.bias and (msg := nm.bias_in_frac_problem(L.in_frac)):
+            self.fail(f"{w}.in_frac", msg)
         if not 0 <= L.shift < nm.MAX_ACC_BITS:
             self.fail(f"{w}.out_frac", f"in_frac + w_frac - out_frac = {L.shift}; expected 0..{nm.MAX_ACC_BITS - 1}")
         cb, cbf = np.asarray(L.codebook), np.asarray(L.codebook_float)

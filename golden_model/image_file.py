@@ -54,8 +54,8 @@ _OPTIONAL_ARRAYS = {  # per-layer array that may be absent (format 1.1)
     "row_perm": ("<u4", 1),
 }
 # header integers and the range each must lie in before it is used at all
-_LAYER_INTS = {"n_in": (1, MAX_DIM), "n_out": (1, MAX_DIM), "in_frac": (0, nm.MAX_FRAC),
-               "w_frac": (0, nm.MAX_FRAC), "out_frac": (0, nm.MAX_FRAC)}
+_LAYER_INTS = {"n_in": (1, MAX_DIM), "n_out": (1, MAX_DIM), "in_frac": (nm.MIN_FRAC, nm.MAX_FRAC),
+               "w_frac": (nm.MIN_FRAC, nm.MAX_FRAC), "out_frac": (nm.MIN_FRAC, nm.MAX_FRAC)}
 
 
 def _pad8(n: int) -> int:

@@ -125,21 +125,35 @@ def test_calibrated_formats_leave_room_for_the_bias_activation():
     assert image.layers[0].bias_activation == 1 << 14
 
 
-def test_bias_needs_in_frac_at_most_14():
+@pytest.mark.parametrize("in_frac", [15, -1, -20])
+def test_bias_needs_in_frac_0_to_14(in_frac):
+    """1.0 = 2**in_frac must be a 16-bit integer: not above 14, and not negative (2**-1 is no integer)."""
     rng = np.random.default_rng(7)
     W = sparse_matrix(rng, 8, 6, 1.0)
-    with pytest.raises(InputError, match="in_frac <= 14"):
-        encode_layer(W, 2, in_frac=15, bias=np.ones(8))
+    with pytest.raises(InputError, match=rf"fc0: in_frac = {in_frac}: a layer with a bias needs 0 <= in_frac <= 14"):
+        encode_layer(W, 2, in_frac=in_frac, bias=np.ones(8))
     image = encode_network([W], 2, biases=[np.ones(8)])
-    with pytest.raises(ImageFormatError, match=r"layers\[0\]\.in_frac: 15: a layer with a bias"):
-        with_layer(image, 0, in_frac=15, out_frac=15).validate()
+    with pytest.raises(ImageFormatError, match=rf"layers\[0\]\.in_frac: in_frac = {in_frac}: a layer with a bias"):
+        with_layer(image, 0, in_frac=in_frac, out_frac=in_frac).validate()
+
+
+def test_bias_layer_whose_inputs_need_a_negative_format_is_refused():
+    """Calibrated inputs of 2**15 or more need in_frac < 0: refused, naming the option, not saturated."""
+    rng = np.random.default_rng(8)
+    W = sparse_matrix(rng, 8, 6, 1.0)
+    x = rng.normal(0, 1, (4, 6)) * 1e6
+    assert encode_network([W], 2, calibration=x).layers[0].in_frac < 0
+    with pytest.raises(InputError, match=r"W0: calib sets its in_frac = -\d+: a layer with a bias needs 0 <= in_frac"):
+        encode_network([W], 2, calibration=x, biases=[np.ones(8)], calibration_name="calib")
+    with pytest.raises(InputError, match=r"W0: --act-frac sets its in_frac = -2: a layer with a bias"):
+        encode_network([W], 2, act_frac=-2, biases=[np.ones(8)], act_frac_name="--act-frac")
 
 
 @pytest.mark.parametrize("bias, match", [
     (np.ones(7), r"shape \(8,\)"),
     (np.ones((8, 1)), r"shape \(8,\)"),
     (np.array([np.nan] + [0.0] * 7), "finite"),
-    (np.full(8, 1e6), "below"),
+    (np.full(8, 1e39), r"weights must be below 1\.70139e\+38"),
     (np.ones(8) * 1j, "complex"),
     ("bias", "numbers"),
 ])

@@ -429,7 +429,7 @@ def test_existing_output_refused_before_the_work(weights, tmp_path, capsys, monk
 # -- 5. option values ---------------------------------------------------------------------------
 @pytest.mark.parametrize("option, value", [("--seed", -1), ("--seed", 2 ** 32), ("--n-pe", 10 ** 9),
                                            ("--n-pe", 10 ** 30), ("--n-pe", 0), ("--acc-depth", -1),
-                                           ("--act-frac", 31), ("--n-pe", "four")])
+                                           ("--act-frac", 127), ("--act-frac", -113), ("--n-pe", "four")])
 def test_option_out_of_range(weights, tmp_path, capsys, option, value):
     args = {"--n-pe": 2} | {option: value}
     argv = ["encode", weights, "-o", tmp_path / "o.eie"] + [x for k, v in args.items() for x in (k, v)]
@@ -444,8 +444,8 @@ def test_option_out_of_range(weights, tmp_path, capsys, option, value):
     (np.zeros((0, 16)), r"expected shape \(16,\) or \(1, 16\), got \(0, 16\)"),
     ("npz", "expected one .npy array, got an .npz archive"),
     (np.zeros(16), r"all \d+ non-zero weights would decode to 0"),
-    (np.array([0.0] + [1e9] * 15), "saturates the 16-bit weight format"),
-    (np.array([0.0] + [1e-12] * 15), "would decode to 0"),
+    (np.array([0.0] + [1e39] * 15), r"entry 1 is 1e\+39; codebook values must be below 1\.70139e\+38"),
+    (np.array([0.0] + [1e-40] * 15), "would decode to 0"),
 ])
 def test_bad_codebook(weights, tmp_path, capsys, content, match):
     cb = tmp_path / "cb.npy"
@@ -510,19 +510,19 @@ def test_broken_pipe_is_one_line(image, tmp_path, capsys, monkeypatch):
 
 
 # -- 7. silent wrong answers -------------------------------------------------------------------------
-@pytest.mark.parametrize("scale, match", [(1e5, "weights must be below 32767.5"),
-                                          (1e300, "weights must be below 32767.5"),
-                                          (1e-12, "would decode to 0")])
+@pytest.mark.parametrize("scale, match", [(1e39, r"weights must be below 1\.70139e\+38"),
+                                          (1e300, r"weights must be below 1\.70139e\+38"),
+                                          (1e-40, "would decode to 0")])
 def test_weights_out_of_the_16_bit_range(tmp_path, capsys, scale, match):
     rng = np.random.default_rng(5)
     W = sparse_matrix(rng, 20, 12, 0.5) * scale
     np.save(tmp_path / "W.npy", W)
     rc, _, err = eie(capsys, "encode", tmp_path / "W.npy", "--n-pe", 2, "-o", tmp_path / "o.eie")
     assert_clean_failure(rc, err, "encode")  # one line: no NumPy overflow warnings before it
-    assert match in err and str(tmp_path / "W.npy") in err
+    assert re.search(match, err) and str(tmp_path / "W.npy") in err
 
 
-@pytest.mark.parametrize("scale", [2.0 ** -20, 1.0, 2.0 ** 10])
+@pytest.mark.parametrize("scale", [2.0 ** -20, 1.0, 2.0 ** 10, 1e5, 1e6, 1e9, 1e-12, 1e-15, 1e30, 1e-30])
 def test_weights_far_from_1_get_their_own_format(tmp_path, capsys, scale):
     """w_frac follows the layer's range, so relative error does not grow with the scale."""
     rng = np.random.default_rng(6)

@@ -18,6 +18,7 @@ from eie.golden_model.errors import ConfigError
 from eie.golden_model.image_file import load_image, save_image
 from eie.golden_model.layout import n_blocks
 from eie.golden_model.config import Timing
+from eie.golden_model.functional import quantize_input
 from eie.golden_model.model import run_image
 from eie.hdl import host_map as hm
 from eie.hdl.eie import EIEArray
@@ -82,6 +83,23 @@ def test_two_layer_stack_from_image_file(tmp_path, n_pe, fifo_depth):
     path = save_image(encode_network([W0, W1], n_pe, acc_depth=2, seed=2), tmp_path / "stack.eie")
     image = load_image(path)
     run_both(image, int_inputs(rng, 2, 17, 0.7), fifo_depth=fifo_depth)
+
+
+@pytest.mark.parametrize("w_scale, x_scale, biased", [(1e9, 1e-3, False), (1e-15, 1e-15, False),
+                                                     (1e9, 1e-9, True)])
+def test_formats_far_from_1_are_bit_exact(tmp_path, w_scale, x_scale, biased):
+    """Negative and large fractional bits (weights and inputs far from 1) from an image file:
+    the array sees only the write-back shift, and matches the golden model bit for bit."""
+    rng = np.random.default_rng(31)
+    Ws = [sparse_matrix(rng, 13, 9, 0.5) * w_scale, sparse_matrix(rng, 6, 13, 0.5) / w_scale]
+    x = rng.normal(0, 1, (2, 9)) * x_scale
+    bs = [None, rng.normal(0, 0.5, 6) * x_scale] if biased else None
+    image = encode_network(Ws, 3, acc_depth=2, calibration=x, biases=bs)
+    image = load_image(save_image(image, tmp_path / "far.eie"))
+    fracs = [f for L in image.layers for f in (L.in_frac, L.w_frac, L.out_frac)]
+    assert min(fracs) < 0 and max(fracs) > 30
+    gold, _ = run_both(image, quantize_input(image, x))
+    assert np.count_nonzero(gold.outputs_int) > 0
 
 
 @settings(max_examples=25)
