@@ -41,7 +41,6 @@ def scan(model: nn.Module, splits: Splits, ratios: Sequence[float] = DEFAULT_RAT
     if not ratios or ratios[0] < 0 or ratios[-1] >= 1:
         raise ValueError(f"ratios must lie in [0, 1), got {ratios}")
     named = target_layers(model, layers)
-    out = {"part": part, "ratios": ratios, "sizes": {n: m.weight.numel() for n, m in named}, "layers": {}}
     text = model_to_text(model)
     with handed_splits(splits, executor) as data:
         jobs = [Job(scan_job, {"model": text, "splits": data, "layer": n, "ratios": [] if n is None else ratios,
@@ -49,10 +48,10 @@ def scan(model: nn.Module, splits: Splits, ratios: Sequence[float] = DEFAULT_RAT
                 for n in [None] + [n for n, _ in named]]
         got = run_jobs(jobs, executor, progress=progress, desc=f"sensitivity ({executor.describe()})")
     got.raise_if_incomplete()
-    out["base"] = got.results[0][0]["acc"]
-    for (n, _), points in zip(named, got.results[1:]):
-        out["layers"][n] = [p | {"drop": out["base"] - p["acc"]} for p in points]
-    return {k: out[k] for k in ("base", "part", "ratios", "sizes", "layers")}
+    base = got.results[0][0]["acc"]
+    return {"base": base, "part": part, "ratios": ratios, "sizes": {n: m.weight.numel() for n, m in named},
+            "layers": {n: [p | {"drop": base - p["acc"]} for p in points]
+                       for (n, _), points in zip(named, got.results[1:])}}
 
 
 def scan_job(model: str, splits: dict, layer: str | None, ratios: list, layers: str, part: str) -> list[dict]:

@@ -127,10 +127,7 @@ def _cycle_model_sections(res: dict, cfg: BenchConfig, sections: set, fc8_dir, e
     if "pe" in sections:
         parts.append(("pe_sweep", pe_jobs(specs, cfg.fifo_depth, cfg.pe_counts)))
     jobs = [j for _, js in parts for j in js]
-    if not jobs:
-        res["jobs"] = {"count": 0, "failures": [], "rerun": [], "interrupted": False}
-        return
-    out = run_jobs(jobs, executor, progress=progress, desc=f"cycle model ({executor.describe()})")
+    out = run_jobs(jobs, executor, progress=progress and bool(jobs), desc=f"cycle model ({executor.describe()})")
     worker_cache().pop("bench_layer", None)   # this process's layer, if it ran jobs itself
     res["jobs"] = {"count": len(jobs), "failures": out.failures, "rerun": out.retried,
                    "interrupted": out.interrupted}
@@ -146,8 +143,9 @@ def _cycle_model_sections(res: dict, cfg: BenchConfig, sections: set, fc8_dir, e
             res[name] = [depth_entry(layer_name(s), cfg.n_pe, pts) for s, pts in zip(specs, got) if pts]
         else:
             k = len(cfg.pe_counts)
-            res[name] = [pe_entry(layer_name(s), cfg.fifo_depth, got[i * k:(i + 1) * k])
-                         for i, s in enumerate(specs) if all(p is not None for p in got[i * k:(i + 1) * k])]
+            per_layer = (got[i * k:(i + 1) * k] for i in range(len(specs)))
+            res[name] = [pe_entry(layer_name(s), cfg.fifo_depth, pts) for s, pts in zip(specs, per_layer)
+                         if all(p is not None for p in pts)]
 
 
 def run_bench(cfg: BenchConfig = BenchConfig(), progress: bool = True, executor: Executor = Executor()) -> dict:

@@ -10,6 +10,7 @@ same one) and the images it encoded of it.
 
 from __future__ import annotations
 
+from eie.common import cache_key
 from eie.jobs import Job, worker_cache
 
 from .layers import BenchLayer, fc8_layer
@@ -38,19 +39,24 @@ def _build(spec: dict) -> BenchLayer:
     return table_layer(spec["index"], spec["mode"], spec["scale"])
 
 
-def layer_from_spec(spec: dict) -> BenchLayer:
-    """The layer of `spec`, kept in this process until a job asks for another."""
+def _cached(spec: dict) -> tuple[BenchLayer, dict]:
+    """The layer of `spec` and its images by PE count, kept in this process until a job
+    asks for another layer."""
     cache = worker_cache().setdefault("bench_layer", {})
-    key = repr(sorted(spec.items()))
+    key = cache_key(spec)
     if key not in cache:
         cache.clear()
         cache[key] = (_build(spec), {})
-    return cache[key][0]
+    return cache[key]
+
+
+def layer_from_spec(spec: dict) -> BenchLayer:
+    """The layer of `spec` (cached, see `_cached`)."""
+    return _cached(spec)[0]
 
 
 def _image(spec: dict, n_pe: int):
-    layer = layer_from_spec(spec)
-    images = worker_cache()["bench_layer"][repr(sorted(spec.items()))][1]
+    layer, images = _cached(spec)
     if n_pe not in images:
         images[n_pe] = layer.image(n_pe)
     return images[n_pe]

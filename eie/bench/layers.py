@@ -37,6 +37,7 @@ class BenchLayer:
     a: np.ndarray             # int64 (n_in,) fixed-point input (in_frac)
     in_frac: int
     source: str
+    reference: object = None  # FC8 only: the authors' files it was read from (golden_model.fc8.FC8Reference)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -100,4 +101,4 @@ def fc8_layer(fc8_dir=None) -> BenchLayer | None:
     L = image.layers[0]
     a = quantize_input(image, ref.act)[0].astype(np.int64)
     return BenchLayer("FC8 (authors)", decode_indices(L).astype(np.uint8), ref.codebook.astype(np.float32), a,
-                      in_frac=L.in_frac, source=str(d))
+                      in_frac=L.in_frac, source=str(d), reference=ref)

@@ -88,7 +88,7 @@ def fc8_row(fc8_dir=None, fifo_depth: int = PAPER_FIFO_DEPTH, balance: bool = Tr
     L = layer if layer is not None else fc8_layer(fc8_dir)
     if L is None:
         return None
-    ref = load_fc8(fc8_dir)
+    ref = L.reference if L.reference is not None else load_fc8(fc8_dir)
     image = fc8_image(ref)
     row = table_row(None, L, PAPER_N_PE, fifo_depth, balance, image=image)
     auth = AUTHORS_CYCLES.get(fifo_depth)
