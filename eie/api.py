@@ -69,9 +69,10 @@ def import_model(model, *, trust_pickle: bool = False) -> DenseChain:
 
 
 def compile(model, n_pe: int, *, calibration=None, balance=False, codebooks=None, acc_depth: int = DEFAULT_ACC_DEPTH,
-            act_frac: int = DEFAULT_ACT_FRAC, seed: int = 0, trust_pickle: bool = False) -> EIEImage:
+            act_frac: int = DEFAULT_ACT_FRAC, seed: int = 0, trust_pickle: bool = False,
+            act_frac_name: str = "act_frac", calibration_name: str = "calibration") -> EIEImage:
     """Import `model` (see import_model) and encode it for `n_pe` PEs, its zeros kept as
-    they are. `calibration` (model inputs) sets the activation formats and gives the
+    they are; errors name `act_frac` and the calibration input as the caller calls them. `calibration` (model inputs) sets the activation formats and gives the
     report's error against the float model; `codebooks`: one 16-entry codebook (entry 0 =
     0.0) or None (k-means) per layer; `balance`: see encode_network. The report is
     `image.meta["import"]` (per-layer density, compression, error)."""
@@ -80,6 +81,7 @@ def compile(model, n_pe: int, *, calibration=None, balance=False, codebooks=None
     biases = [L.bias for L in net.layers]
     image = encode_network([L.weight for L in net.layers], n_pe, acc_depth=acc_depth, codebooks=codebooks,
                            calibration=x, act_frac=act_frac, relu_last=net.relu_last,
+                           act_frac_name=act_frac_name, calibration_name=calibration_name,
                            names=[L.name for L in net.layers], seed=seed, balance=balance, source=net.source,
                            biases=biases if any(b is not None for b in biases) else None,
                            meta={"source": net.source, "kind": net.kind})

@@ -28,7 +28,7 @@ from eie.golden_model.balance import BalanceOptions, balance_image
 from eie.golden_model.config import DEFAULT_ACT_DEPTH, DEFAULT_FIFO_DEPTH, EIEConfig
 from eie.golden_model.csc import DEFAULT_ACC_DEPTH
 from eie.golden_model.decoder import decode_image
-from eie.golden_model.encoder import DEFAULT_ACT_FRAC
+from eie.golden_model.encoder import DEFAULT_ACT_FRAC, FAR_CODEBOOK_REL_RMS
 from eie.golden_model.errors import InputError
 from eie.golden_model.fc8 import fc8_image, load_fc8
 from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
@@ -71,6 +71,10 @@ def cmd_encode(args) -> int:
         if q["decoded_to_zero"]:
             report("encode", f"WEIGHTS {args.weights}[{q['layer']}]: {q['decoded_to_zero']} non-zero weights "
                              f"decode to 0 (below one step 2^{-q['w_frac']}, or a codebook entry of 0.0)", "warning")
+        if args.codebook and q["rel_rms_error"] > FAR_CODEBOOK_REL_RMS:
+            report("encode", f"--codebook {args.codebook}: layer {q['layer']} decodes with a relative RMS error of "
+                             f"{100 * q['rel_rms_error']:.0f} % (warned above {100 * FAR_CODEBOOK_REL_RMS:.0f} %): "
+                             f"is the codebook of this layer's scale?", "warning")
         if "out_frac_raised_from" in q:
             report("encode", f"WEIGHTS {args.weights}[{q['layer']}]: its outputs would all round to 0 at out_frac "
                              f"{q['out_frac_raised_from']} (products at in_frac + w_frac = {L.in_frac + L.w_frac}); "

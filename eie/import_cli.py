@@ -34,7 +34,8 @@ def cmd_import(args) -> int:
             raise UserError(str(e)) from None
     codebooks = load_codebooks(args.codebook, len(net.layers)) if args.codebook else None
     image = api.compile(net, args.n_pe, calibration=calib, balance=args.balance, codebooks=codebooks,
-                        acc_depth=args.acc_depth, act_frac=args.act_frac, seed=args.seed)
+                        acc_depth=args.acc_depth, act_frac=args.act_frac, seed=args.seed,
+                        act_frac_name="--act-frac", calibration_name=f"--calibrate {args.calibrate}")
     save_image(image, args.output, overwrite=args.force)
     rep = image.meta["import"]
     for L in rep["layers"]:

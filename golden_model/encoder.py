@@ -30,10 +30,14 @@ from .image import EIEImage, EncodedLayer, permutation_problem
 from .user_arrays import real_array
 
 __all__ = ["check_weights", "check_bias", "check_permutation", "encode_layer", "encode_network", "quantisation_report",
-           "writeback_format", "DEFAULT_ACT_FRAC", "MAX_WEIGHT"]
+           "writeback_format", "DEFAULT_ACT_FRAC", "MAX_WEIGHT", "FAR_CODEBOOK_REL_RMS"]
 
 DEFAULT_ACT_FRAC = 8   # Q7.8 when no calibration input is given
 MAX_WEIGHT = nm.MAX_MAGNITUDE  # |w| below this fits the widest format (w_frac = MIN_FRAC): about 1.7e38
+# A given codebook whose decoded weights are this far from the weights (relative RMS error) is
+# most likely of the wrong scale or for another layer: `eie encode` warns (docs/numerics.md).
+# k-means codebooks of 16 values stay far below it (a few per cent on any layer).
+FAR_CODEBOOK_REL_RMS = 0.5
 
 
 MAX_SEED = (1 << 32) - 1  # k-means (scikit-learn) takes seeds 0 .. 2**32 - 1

@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from eie.cli import main
 from eie.golden_model import ImageFormatError, encode_network
 from eie.golden_model import files, image_file
+from eie.golden_model.decoder import decode_image
+from eie.golden_model.encoder import FAR_CODEBOOK_REL_RMS
 from eie.golden_model.image_file import load_image, save_image
 
 from .helpers import eie_bound_by_file_modes, sparse_matrix
@@ -458,6 +460,26 @@ def test_bad_codebook(weights, tmp_path, capsys, content, match):
     assert_clean_failure(rc, err, "encode")
     assert re.search(match, err), err
     assert str(cb) in err or str(weights) in err
+
+
+@pytest.mark.parametrize("scale, warned", [(1.0, False), (8.0, True), (1 / 8, True)])
+def test_a_codebook_of_the_wrong_scale_is_warned_about(weights, tmp_path, capsys, scale, warned):
+    """The weights' own values as the codebook decode exactly; the same codebook 8x too large or
+    too small still encodes (every weight decodes to a non-zero value) but is warned about."""
+    cb = tmp_path / "cb.npy"
+    np.save(cb, np.array([0.0, -0.5, -0.25, 0.25, 0.75] + [0.75] * 11) * scale)
+    rc, _, err = eie(capsys, "encode", weights, "--n-pe", 2, "--codebook", cb, "-o", tmp_path / "o.eie")
+    assert rc == 0, err
+    lines = [x for x in err.splitlines() if "relative RMS error" in x]
+    W, (D,) = np.load(weights), decode_image(load_image(tmp_path / "o.eie"))
+    error = 100 * np.sqrt(np.sum((D - W)[W != 0] ** 2) / np.sum(W ** 2))
+    assert (error > 100 * FAR_CODEBOOK_REL_RMS) == warned, error
+    if warned:
+        assert len(lines) == 1 and lines[0].startswith("eie encode: warning: ") and str(cb) in lines[0], err
+        assert f"{error:.0f} %" in lines[0], lines[0]
+    else:
+        assert lines == [], err
+    assert (tmp_path / "o.eie").exists()
 
 
 @pytest.mark.parametrize("content, match", [

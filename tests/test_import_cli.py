@@ -134,6 +134,15 @@ def test_calibration_of_the_wrong_shape_names_the_option(files, capsys):
     assert not (d / "o.eie").exists()
 
 
+def test_an_act_frac_a_biased_model_cannot_take_names_the_option(files, capsys):
+    """A bias needs an input format with 1.0 an integer (in_frac >= 0): the refusal names --act-frac."""
+    _, _, d = files
+    rc, _, err = run_eie(capsys, "import", d / "m.onnx", "--n-pe", N_PE, "--act-frac", "-1", "-o", d / "o.eie")
+    assert_one_line_error(rc, err, "import", "--act-frac")
+    assert "act_frac" not in err.replace(str(d), "")  # the tmp path holds the test's name
+    assert not (d / "o.eie").exists()
+
+
 def test_codebook_option(files, capsys):
     _, _, d = files
     np.save(d / "cb.npy", np.concatenate([[0.0], np.linspace(-0.3, 0.3, 15)]))
