@@ -34,7 +34,8 @@ from eie.golden_model.fc8 import fc8_image, load_fc8
 from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.golden_model.image_file import load_image, save_image
 from eie.golden_model.model import run_image
-from eie.golden_model.numerics import MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS, MIN_FRAC
+from eie.golden_model.numerics import ACT_BITS, MAX_ACC_BITS, MAX_FRAC, MIN_ACC_BITS, MIN_FRAC
+from eie.golden_model.reference import saturation_counts
 from eie.jobs import add_executor_options, executor_from_args
 from eie.import_cli import add_subcommands as add_import_subcommands
 from eie.pruning.cli import add_subcommands as add_prune_subcommands
@@ -189,6 +190,13 @@ def cmd_run(args) -> int:
         raise UserError(f"--input {args.input}: {e}") from None
     squeeze = np.asarray(x).ndim == 1
     outputs = result.outputs[0] if squeeze else result.outputs
+    saturated = saturation_counts(result.layer_outputs)
+    for L, k, y in zip(image.layers, saturated, result.layer_outputs[1:]):
+        if k:
+            limit = 2.0 ** (ACT_BITS - 1 - L.out_frac)
+            report("run", f"{args.image}: layer {L.name}: {k:,} of {y.size:,} outputs clipped at the limit "
+                          f"±{limit:g} of its format (out_frac {L.out_frac}): encode with --calibrate on "
+                          f"inputs like these, or a smaller --act-frac", "warning")
     if args.output:
         buf = io.BytesIO()
         np.save(buf, outputs)
@@ -197,7 +205,7 @@ def cmd_run(args) -> int:
     if args.json:
         outs_int = result.outputs_int[0] if squeeze else result.outputs_int
         emit_json({"outputs": outputs.tolist(), "outputs_int": outs_int.tolist(),
-                    "out_frac": image.layers[-1].out_frac, **rep})
+                    "out_frac": image.layers[-1].out_frac, "saturated_outputs": saturated, **rep})
     else:
         _print_report(rep, image)
         if args.output:

@@ -8,7 +8,8 @@ from .decoder import decode_bias_indices, decode_indices
 from .image import EIEImage
 from .numerics import ACT_BITS, dequantize, int_range
 
-__all__ = ["float_weights", "float_bias", "float_reference", "error_bound"]
+__all__ = ["float_weights", "float_bias", "float_reference", "error_bound", "saturated_outputs",
+           "saturation_counts"]
 
 
 def float_weights(layer) -> np.ndarray:
@@ -68,3 +69,10 @@ def saturated_outputs(golden: np.ndarray) -> np.ndarray:
     """Mask of outputs at the 16-bit limits, where the bound does not apply."""
     lo, hi = int_range(ACT_BITS)
     return (golden == lo) | (golden == hi)
+
+
+def saturation_counts(layer_outputs: list) -> list[int]:
+    """Per layer, how many outputs (over the batch) sit at the 16-bit limits: a count > 0 says
+    the layer's activation format is too narrow for these inputs (a silent clip otherwise).
+    `layer_outputs`: RunResult.layer_outputs ([input, y0, y1, ...])."""
+    return [int(np.count_nonzero(saturated_outputs(np.asarray(y)))) for y in layer_outputs[1:]]

@@ -173,7 +173,7 @@ HOSTILE_JSON = st.one_of(
 @FUZZ
 @given(pick=st.integers(0, 10 ** 6), value=HOSTILE_JSON)
 def test_fuzz_header_fields_fail_cleanly(image_bytes, tmp_path, pick, value):
-    hlen = PREAMBLE.unpack_from(image_bytes)[3]
+    _, major, minor, hlen = PREAMBLE.unpack_from(image_bytes)
     header = json.loads(image_bytes[PREAMBLE.size:PREAMBLE.size + hlen])
     paths = [p for p in leaf_paths(header) if p]
     path = paths[pick % len(paths)]
@@ -185,7 +185,7 @@ def test_fuzz_header_fields_fail_cleanly(image_bytes, tmp_path, pick, value):
     text = json.dumps(header).replace(marker, value).encode()
     text += b" " * ((-(len(text) + PREAMBLE.size)) % 8)
     arrays = image_bytes[PREAMBLE.size + hlen + INTEGRITY.size:]
-    data = bytearray(PREAMBLE.pack(b"EIEIMAGE", 1, 2, len(text)) + text + bytes(INTEGRITY.size) + arrays)
+    data = bytearray(PREAMBLE.pack(b"EIEIMAGE", major, minor, len(text)) + text + bytes(INTEGRITY.size) + arrays)
     p = tmp_path / "h.eie"
     p.write_bytes(bytes(reseal_header(data)))
     try:
@@ -305,10 +305,10 @@ def test_deeply_nested_header(image_bytes, tmp_path):
 
 
 def _with_header_text(image_bytes, tmp_path, edit) -> Path:
-    hlen = PREAMBLE.unpack_from(image_bytes)[3]
+    _, major, minor, hlen = PREAMBLE.unpack_from(image_bytes)
     text = edit(image_bytes[PREAMBLE.size:PREAMBLE.size + hlen].decode()).encode()
     text += b" " * ((-(len(text) + PREAMBLE.size)) % 8)
-    head = PREAMBLE.pack(b"EIEIMAGE", 1, 2, len(text)) + text
+    head = PREAMBLE.pack(b"EIEIMAGE", major, minor, len(text)) + text
     p = tmp_path / "edited.eie"
     p.write_bytes(head + INTEGRITY.pack(zlib.crc32(head), 0) + image_bytes[PREAMBLE.size + hlen + INTEGRITY.size:])
     return p
@@ -480,6 +480,35 @@ def test_a_codebook_of_the_wrong_scale_is_warned_about(weights, tmp_path, capsys
     else:
         assert lines == [], err
     assert (tmp_path / "o.eie").exists()
+
+
+@pytest.mark.parametrize("scale", [1.0, 4.0, 120.0])
+def test_outputs_clipped_by_a_narrow_format_are_warned_about(weights, tmp_path, capsys, scale):
+    """Inputs larger than the image was encoded for clip the outputs at the 16-bit limits: the
+    run names the image, the layer and how many outputs clipped (counted here independently),
+    and reports the counts in --json; inputs that fit give no warning."""
+    img = tmp_path / "r.eie"
+    assert eie(capsys, "encode", weights, "--n-pe", 2, "-o", img)[0] == 0
+    x = np.linspace(0.2, 1, 8) * scale
+    np.save(tmp_path / "x.npy", x)
+    rc, out, err = eie(capsys, "run", img, "--input", tmp_path / "x.npy", "--json")
+    assert rc == 0, err
+    image = load_image(img)
+    L = image.layers[0]
+    xq = np.floor(x * 2.0 ** L.in_frac + 0.5) / 2.0 ** L.in_frac
+    want = decode_image(image)[0] @ xq          # exact: the weights and inputs are dyadic
+    q = np.floor(want * 2.0 ** L.out_frac + 0.5)
+    limit = 2.0 ** (15 - L.out_frac)
+    clipped = int(np.count_nonzero((q >= 2 ** 15 - 1) | (q <= -2 ** 15)))
+    assert json.loads(out)["saturated_outputs"] == [clipped]
+    lines = [x for x in err.splitlines() if "clipped" in x]
+    if clipped:
+        assert lines == [f"eie run: warning: {img}: layer {L.name}: {clipped:,} of 10 outputs clipped at the "
+                         f"limit ±{limit:g} of its format (out_frac {L.out_frac}): encode with --calibrate on "
+                         f"inputs like these, or a smaller --act-frac"], err
+    else:
+        assert lines == [], err
+    assert (scale == 120.0) <= (clipped > 0)
 
 
 @pytest.mark.parametrize("content, match", [
