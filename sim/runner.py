@@ -2,7 +2,7 @@
 
 Icarus or Verilator (sim/simulator.py chooses). One build per simulator, parameter set and
 wave format, cached under build/sim/<key>/ where the key hashes the Verilog and the build
-flags: the 40-140 s Verilator compile is paid once, until the RTL changes. One simulator
+flags: the 20-340 s Verilator compile (1-64 PEs) is paid once, until the RTL changes. One simulator
 process runs a whole list of cases, so a regression of thousands of cases costs a handful
 of process starts.
 """
@@ -82,7 +82,13 @@ class _VerilatorRunner(Verilator):
 
     def _set_env_build(self):
         super()._set_env_build()
-        self.env = verilator_env.environment(self.env)
+        self.env = verilator_env.environment(self.env, build=True)
+
+    def _build_command(self):
+        # the build's control file (SimBuild.sources) makes the top's ports public instead
+        cmds = super()._build_command()
+        cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+        return cmds
 
     def _test_command(self):
         [cmd] = super()._test_command()
@@ -115,7 +121,9 @@ class SimBuild:
 
     @property
     def sources(self) -> list[Path]:
-        return [self.verilog] + ([self.directory / "eie_waves.v"] if self.simulator == "icarus" else [])
+        if self.simulator == "icarus":
+            return [self.verilog, self.directory / "eie_waves.v"]
+        return [self.directory / "public.vlt", self.verilog]
 
     def runner(self):
         """A cocotb runner for this build; when the build is cached, with the state a
@@ -171,7 +179,9 @@ def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = No
         return SimBuild(known.params, known.directory, known.verilog, simulator, trace)
     text, desc = generate_verilog(params)
     flags = _flags(simulator, trace)
-    key = cache_key(simulator, params.as_dict(), flags, text, length=10)
+    control = verilator_env.control_file(DEFAULT_TOP) if simulator == "verilator" else ""
+    make = verilator_env.BUILD_MAKEFLAGS if simulator == "verilator" else ""
+    key = cache_key(simulator, params.as_dict(), flags, make, control, text, length=10)
     tag = simulator[0] + (f"_{trace}" if trace else "")
     d = (Path(root) / f"n{params.n_pe}_d{params.fifo_depth}_{tag}_{key}").resolve()
     d.mkdir(parents=True, exist_ok=True)
@@ -185,6 +195,8 @@ def build(params: ArrayParams, root: Path = SIM_ROOT, simulator: str | None = No
         (d / "eie.json").write_text(json.dumps(desc, indent=2))
         if simulator == "icarus":
             (d / "eie_waves.v").write_text(_WAVES_V)
+        else:
+            (d / "public.vlt").write_text(control)
         t0 = time.perf_counter()
         try:
             b.runner().build(sources=b.sources, hdl_toplevel=DEFAULT_TOP, build_dir=d, timescale=("1ns", "1ps"),

