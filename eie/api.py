@@ -72,10 +72,11 @@ def compile(model, n_pe: int, *, calibration=None, balance=False, codebooks=None
             act_frac: int = DEFAULT_ACT_FRAC, seed: int = 0, trust_pickle: bool = False,
             act_frac_name: str = "act_frac", calibration_name: str = "calibration") -> EIEImage:
     """Import `model` (see import_model) and encode it for `n_pe` PEs, its zeros kept as
-    they are; errors name `act_frac` and the calibration input as the caller calls them. `calibration` (model inputs) sets the activation formats and gives the
+    they are. `calibration` (model inputs) sets the activation formats and gives the
     report's error against the float model; `codebooks`: one 16-entry codebook (entry 0 =
-    0.0) or None (k-means) per layer; `balance`: see encode_network. The report is
-    `image.meta["import"]` (per-layer density, compression, error)."""
+    0.0) or None (k-means) per layer; `balance`: see encode_network; `act_frac_name`,
+    `calibration_name`: what errors call those two (a CLI passes its option names). The
+    report is `image.meta["import"]` (per-layer density, compression, error)."""
     net = import_model(model, trust_pickle=trust_pickle)
     x = None if calibration is None else as_batch(calibration, net.n_in, "calibration")
     biases = [L.bias for L in net.layers]
