@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,6 @@ from eie.golden_model.functional import quantize_input
 from eie.golden_model.image_file import load_image, save_image
 from eie.golden_model.model import run_image
 from eie.golden_model.reference import error_bound, float_reference, saturated_outputs
-from eie.hdl.loader import params_for_image
 from eie.pruning.export import float_outputs
 from eie.pruning.iterative import FinetuneConfig, iterative_prune
 from eie.pruning.masks import kept_fraction
@@ -35,7 +34,7 @@ from eie.pruning.pipeline import Context, dense_for, evaluate_model, finalize
 from eie.pruning.sharing import share_weights
 from eie.pruning.train import TrainConfig, finetune
 from eie.sim.cases import Case
-from eie.sim.runner import build, run_cases
+from eie.sim.samples import check_samples
 from eie.sim.simulator import choose
 from eie.sim.verilator_env import fst_supported
 
@@ -108,38 +107,24 @@ def _balance(image, splits, gres, config) -> dict:
 
 def _rtl(cases, cfg: DemoConfig, out_dir: Path, con) -> dict:
     """Inputs through the RTL under cocotb, one simulator run for every (name, image, a_int,
-    model cycles) case; the scoreboard checks every output word and every input's cycles."""
+    model cycles) case (sim/samples.py); the scoreboard checks every output word and every
+    input's cycles."""
     if cfg.rtl == "none":
         return {"skipped": 'rtl="none"'}
-
-
-
     sim = choose(None if cfg.rtl == "auto" else cfg.rtl)
-    each = [params_for_image(im, fifo_depth=cfg.fifo_depth) for _, im, _, _ in cases]
-    params = replace(each[0], **{f.name: max(getattr(p, f.name) for p in each) for f in fields(each[0])
-                                 if isinstance(getattr(each[0], f.name), int)})
     waves = None
     if cfg.waves:                # FST where it can be written (Verilator: lz4 headers), else VCD
-
         waves = str(out_dir / ("demo_rtl.fst" if sim == "icarus" or fst_supported() else "demo_rtl.vcd"))
-    t0 = time.perf_counter()
-    with con.status(f"compiling the RTL (Amaranth -> Verilog -> {sim}; cached after the first time)"):
-        build(params, simulator=sim, waves=waves)
-    build_s = time.perf_counter() - t0
     total = sum(len(a) for _, _, a, _ in cases)
     bar = tqdm(total=total, desc=f"RTL samples ({sim})", disable=con.quiet)
-    run = run_cases([Case(name, im, a) for name, im, a, _ in cases], params, waves=waves,
-                    on_result=lambda r: bar.update(), simulator=sim)
+    out = check_samples([Case(name, im, a) for name, im, a, _ in cases], simulator=sim, fifo_depth=cfg.fifo_depth,
+                        waves=waves, on_result=lambda r: bar.update(),
+                        building=lambda: con.status(f"compiling the RTL (Amaranth -> Verilog -> {sim}; "
+                                                    "cached after the first time)"))
     bar.close()
-    out = {"simulator": f"{sim} (cocotb)", "params": params.as_dict(), "build_seconds": build_s,
-           "sim_seconds": run.sim_seconds, "clock_cycles_simulated": run.clock_cycles,
-           "sim_cycles_per_s": run.cycles_per_second, "waves": waves, "ok": run.ok and len(run.results) == total}
-    for name, _, a, model_cycles in cases:
-        res = [r for r in run.results if r["case"] == name]
-        out[name] = {"samples": len(res),
-                     "bit_exact": len(res) == len(a) and all(r["outputs_match"] for r in res),
-                     "cycle_exact": len(res) == len(a) and all(r["cycles_rtl"] == r["cycles_model"] for r in res),
-                     "cycles_rtl": [r["cycles_rtl"] for r in res], "cycles_model": [int(c) for c in model_cycles]}
+    for name, _, _, model_cycles in cases:     # the cycles of the demo's own golden-model run
+        out[name] = out["cases"][name] | {"cycles_model": [int(c) for c in model_cycles]}
+    del out["cases"]
     main = out[cases[0][0]]
     out |= {k: main[k] for k in ("samples", "bit_exact", "cycle_exact", "cycles_rtl", "cycles_model")}
     return out

@@ -20,9 +20,10 @@ from eie.cli_inputs import as_options, check_output_dir, float_in, int_in
 from eie.common import UserError, emit_json, print_table
 from eie.golden_model.image import MAX_ACC_DEPTH, MAX_N_PE
 from eie.jobs import JobError, add_executor_options, executor_from_args
+from eie.sim.simulator import SIMULATORS
 
 from .registry import (COMMON_DEFAULTS, COMPARE_OPTIONS, EPOCHS_MAX, METHODS, MODELS, PAPER_MODELS, SAMPLES_MAX, Method,
-                       Option, default_model, learning_rate, preset, resolve, seeds_list)
+                       Option, SHIFT_MAX, default_model, learning_rate, preset, resolve, seeds_list)
 
 __all__ = ["add_subcommands", "DEFAULT_OUT"]
 
@@ -67,6 +68,9 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
                    help="learning rate over a training or finetuning run (default constant; lenet300 and lenet5 "
                         "cosine)")
+    g.add_argument("--shift", type=int_in(0, SHIFT_MAX), default=None, metavar="PIXELS",
+                   help="train (and finetune) on images moved by up to PIXELS rows and columns, a new random "
+                        "offset per image and epoch; image data only (default 0)")
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="dense checkpoint cache")
     g.add_argument("--no-cache", action="store_true", help="always retrain the dense model")
     g = parser.add_argument_group("export and output")
@@ -74,6 +78,12 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--acc-depth", type=int_in(1, MAX_ACC_DEPTH), default=64, help="accumulators per PE")
     g.add_argument("--calib", type=int_in(1, SAMPLES_MAX), default=256,
                    help="training samples used to calibrate activations")
+    g.add_argument("--rtl-samples", type=int_in(0, SAMPLES_MAX), default=0, metavar="N",
+                   help="also run the first N test inputs of each exported image on the RTL under cocotb, "
+                        "checked bit- and cycle-exact against the golden model (default 0)")
+    g.add_argument("--simulator", choices=SIMULATORS, default=None,
+                   help="the RTL samples' simulator (default $EIE_SIMULATOR, else Icarus if installed, "
+                        "else Verilator)")
     g.add_argument("--out", help="output directory (default reports/prune/<method>)")
     g.add_argument("--json", action="store_true", help="print the report JSON on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -107,7 +117,7 @@ def _resolve_defaults(args, options, method: str | None) -> None:
             setattr(args, o.name, o.type(value) if isinstance(value, str) and o.type else value)
     for name, default in (("epochs", COMMON_DEFAULTS["epochs"]), ("lr", COMMON_DEFAULTS["lr"]),
                           ("batch_size", COMMON_DEFAULTS["batch_size"]), ("lr_schedule", "constant"),
-                          ("layers", "fc"), ("optimizer", "adam"), ("weight_decay", 0.0)):
+                          ("layers", "fc"), ("optimizer", "adam"), ("weight_decay", 0.0), ("shift", 0)):
         if getattr(args, name) is None:
             p = preset(args.model, method, name)
             setattr(args, name, default if p is None else p)
@@ -120,15 +130,18 @@ def _context(args):
 
     # every number was range-checked by its option's type; the directories are checked here
     check_output_dir(_out_dir(args), "--out", DEFAULT_OUT / args.prune_method)
+    if args.shift and args.dataset == "mnist1d":
+        raise UserError("--shift: moves image pixels, and mnist1d has 1-D samples (use digits or mnist)")
     if not args.no_cache:
         check_output_dir(args.cache_dir, "--cache-dir", DEFAULT_CACHE)
     return Context(dataset=args.dataset, data_path=args.data_path, model=args.model, bias=args.bias,
                    dense=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                                      lr_schedule=args.lr_schedule, optimizer=args.optimizer,
-                                     weight_decay=args.weight_decay),
+                                     weight_decay=args.weight_decay, shift=args.shift),
                    layers=args.layers, n_pe=args.n_pe, acc_depth=args.acc_depth, calib=args.calib,
                    cache_dir=None if args.no_cache else Path(args.cache_dir),
-                   progress=not (args.json or args.quiet), subset=args.subset)
+                   progress=not (args.json or args.quiet), subset=args.subset,
+                   rtl_samples=args.rtl_samples, simulator=args.simulator)
 
 
 def _out_dir(args) -> Path:

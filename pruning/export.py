@@ -39,8 +39,8 @@ from .masks import weight_of
 from .models import fc_input, fc_layers, runs_on_eie
 from .sharing import codebook_of, is_shared, shared_bias
 
-__all__ = ["layer_codes", "export_image", "check_image", "eie_input", "compression", "image_accuracy", "DENSE_BITS",
-           "INDEX_BITS", "PTR_BITS", "CODEBOOK_BITS"]
+__all__ = ["layer_codes", "export_image", "check_image", "eie_input", "compression", "image_accuracy", "rtl_sample",
+           "DENSE_BITS", "INDEX_BITS", "PTR_BITS", "CODEBOOK_BITS"]
 
 DENSE_BITS = 32      # a dense float32 weight
 INDEX_BITS = 4       # v: codebook index
@@ -169,6 +169,19 @@ def image_accuracy(image: EIEImage, x, y, batch: int = 2000) -> dict:
     n = max(1, len(y))
     return {"accuracy": correct / n, "samples": int(len(y)), "cycles": cycles, "cycles_per_input": cycles / n,
             "cycles_per_input_by_layer": {k: v / n for k, v in per_layer.items()}}
+
+
+def rtl_sample(image: EIEImage, x, *, simulator: str | None = None, on_result=None) -> dict:
+    """EIE inputs `x` (float, (n, n_in)) through the RTL under cocotb (sim/samples.py), every
+    output word and every input's cycle count checked against the golden model: {simulator,
+    samples, bit_exact, cycle_exact, cycles_rtl, cycles_model, build_seconds, sim_seconds, ...}."""
+    from eie.golden_model.functional import quantize_input   # the simulators: only when asked for
+    from eie.sim.cases import Case
+    from eie.sim.samples import check_samples
+
+    res = check_samples([Case("test", image, quantize_input(image, x))], simulator=simulator, on_result=on_result)
+    case = res.pop("cases")["test"]
+    return res | case
 
 
 @torch.no_grad()

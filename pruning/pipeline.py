@@ -18,7 +18,7 @@ from eie.golden_model.decoder import decode_bias, decode_image
 from eie.golden_model.image_file import save_image
 
 from .data import Splits
-from .export import compression, eie_input, export_image, image_accuracy
+from .export import compression, eie_input, export_image, image_accuracy, rtl_sample
 from .masks import clone_model, kept_fraction, remove_pruning, sparsity_report
 from .models import MLP, ConvNet, LeNet5, fc_layers, runs_on_eie, strip_bias
 from .sharing import codebooks, unshare
@@ -44,6 +44,8 @@ class Context:
     cache_dir: Path | None = CACHE_DIR
     progress: bool = False
     subset: int | None = None          # first N training images (N/5 val and test): quick runs
+    rtl_samples: int = 0               # the first N test inputs of each image also through the RTL (cocotb)
+    simulator: str | None = None       # for them: verilator or icarus (default: sim/simulator.py's choice)
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -149,8 +151,9 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
 
     Returns {"pruned": {val_acc, test_acc, kept, layers}, "checkpoint", and for those
     networks "image": {path, n_pe, decode_matches, check, quantised: {val_acc, test_acc},
-    golden_test: {accuracy, cycles_per_input, cycles_per_input_by_layer, ...}},
-    "compression": {...}}. The image carries the network's biases (one more column each).
+    golden_test: {accuracy, cycles_per_input, cycles_per_input_by_layer, ...}, and with
+    `ctx.rtl_samples` rtl_sample: {bit_exact, cycle_exact, ...}}, "compression": {...}}. The
+    image carries the network's biases (one more column each).
     `reference_weights` (structured methods): FC weights of the original network, so that
     `kept` and the compression ratios are relative to it.
     """
@@ -172,6 +175,12 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
                         "check": check,
                         "quantised": evaluate_model(quant, splits),
                         "golden_test": image_accuracy(image, eie_input(model, splits.x_test), splits.y_test)}
+        if ctx.rtl_samples:
+            log = progress_log(ctx)
+            if log:
+                log(f"{stem} seed {seed}: the first {ctx.rtl_samples} test inputs through the RTL ({ctx.n_pe} PEs)")
+            res["image"]["rtl_sample"] = rtl_sample(image, eie_input(model, splits.x_test[:ctx.rtl_samples]),
+                                                    simulator=ctx.simulator)
         if write:
             path = out_dir / f"{stem}-seed{seed}.eie"
             save_image(image, path, overwrite=True)

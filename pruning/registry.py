@@ -31,7 +31,7 @@ from eie.cli_inputs import SEED_MAX, float_in, int_in, list_of
 __all__ = ["Option", "CompareRow", "Method", "METHODS", "MODELS", "PRESETS", "preset", "default_model", "COMPARE_OPTIONS",
            "COMMON_DEFAULTS", "ONE_SHOT_BUDGET",
            "DEFAULT_RATIOS", "resolve", "fraction", "fractions", "seeds_list", "epochs", "learning_rate", "a_max_list",
-           "EPOCHS_MAX", "SAMPLES_MAX"]
+           "EPOCHS_MAX", "SAMPLES_MAX", "SHIFT_MAX"]
 
 
 # -- option types (argparse calls them; their messages are the user's error line) ----------
@@ -45,6 +45,7 @@ STRENGTH_MAX = 1_000.0           # L1 / L2 penalty strengths
 SAMPLES_MAX = 10_000_000
 EPISODES_MAX = 1_000_000
 SEEDS_MAX = 100                  # seeds in one --seeds list
+SHIFT_MAX = 8                    # --shift pixels: beyond that a 28x28 digit leaves the frame
 ABSOLUTE_MAX = 1e15              # a budget or cut given as an absolute count (FLOPs, cycles, weights)
 
 fraction = float_in(0, 1, hi_open=True)                       # a sparsity or a share of the weights
