@@ -203,7 +203,8 @@ def compression_by_pe(model: nn.Module, calibration, *, seed: int = 0, acc_depth
         image, _ = export_image(model, calibration, n, acc_depth=acc_depth, seed=seed)
         c = compression(image, reference_weights)
         out.append({"n_pe": n, "csc_bits": c["total"]["csc_bits"], "pointer_bits": 16 * c["total"]["pointers"],
-                    "padding_entries": c["total"]["padding_entries"], "ratio_total": c["ratio_total"]})
+                    "padding_entries": c["total"]["padding_entries"], "ratio_total": c["ratio_total"],
+                    "ratio_huffman": c["ratio_huffman"]})
     return out
 
 
@@ -233,6 +234,7 @@ def summarize(runs: list[dict]) -> dict:
         "ratio_pruning": _mean(get(r, "final", "compression", "ratio_pruning") for r in runs),
         "ratio_pruning_sharing": _mean(get(r, "final", "compression", "ratio_pruning_sharing") for r in runs),
         "ratio_total": _mean(get(r, "final", "compression", "ratio_total") for r in runs),
+        "ratio_huffman": _mean(get(r, "final", "compression", "ratio_huffman") for r in runs),
     }
     if s["dense_test_acc"] is not None and s["test_acc"] is not None:
         s["test_acc_drop"] = s["dense_test_acc"] - s["test_acc"]

@@ -183,6 +183,8 @@ def test_compression_bits_by_hand():
     image, _ = export_image(m2, np.ones((1, 1)), 1)
     L = compression(image)["layers"][0]
     assert (L["nonzero"], L["padding_entries"], L["entries"]) == (1, 2, 3)  # 39 zeros = 2 x 16 + 7
+    # Huffman-coded: v = (0, 0, k) and z = (15, 15, 7) take 1 bit per entry, plus a 16 x 5-bit table each
+    assert L["huffman_bits"] == (3 + 16 * 5) * 2 + 16 * L["pointers"] + 256
 
 
 def test_checkpoint_round_trip_of_shared_model(pruned, tmp_path):
