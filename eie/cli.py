@@ -267,7 +267,10 @@ def cmd_demo(args) -> int:
         kw["rtl"] = args.simulator
     if args.no_waves:
         kw["waves"] = False
-    cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
+    if args.quick:
+        cfg = DemoConfig.quick(dataset=args.dataset, **kw)
+    else:
+        cfg = DemoConfig.mnist(**kw) if args.dataset == "mnist" else DemoConfig(**kw)
     check_output_dir(args.out, "--out", DEMO_OUT)
     result = run_demo(out_dir=Path(args.out), cfg=cfg, progress=not args.json)
     if args.json:
@@ -536,6 +539,9 @@ def build_parser() -> argparse.ArgumentParser:
     # verilog and fpga check their array parameters in hdl.params.ArrayParams
     p = sub.add_parser("demo", help="end to end: train, prune, share, encode, golden model, RTL (reports/demo)")
     p.add_argument("--out", default=DEMO_OUT, help="report directory")
+    p.add_argument("--dataset", choices=["digits", "mnist"], default="digits",
+                   help="digits: the 64-300-100-10 MLP on scikit-learn's 8x8 digits (about a minute); mnist: "
+                        "LeNet-300-100 on real MNIST with biases (about 3 minutes; default digits)")
     p.add_argument("--n-pe", type=int_in(1, RTL_MAX_N_PE), help="PEs of the image and the RTL (default 8)")
     p.add_argument("--seed", type=seed, help="training/pruning seed (default 0)")
     p.add_argument("--simulator", "--rtl", choices=["verilator", "icarus", "none"],

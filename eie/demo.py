@@ -1,7 +1,9 @@
 """`eie demo` / `make demo`: from a trained network to hardware results, in one command.
 
-1. the dense digits MLP 64-300-100-10 (bias-free: EIE computes ReLU(W a)), trained or
-   loaded from the cache; 2. iterative global magnitude pruning with finetuning to 8 % of
+1. the dense network, trained or loaded from the cache: the digits MLP 64-300-100-10
+   (bias-free: EIE computes ReLU(W a)), or with `dataset="mnist"` LeNet-300-100 on real
+   MNIST (biases carried as one more column; the schedule is a short cut of the papers'
+   preset, registry.PRESETS); 2. iterative global magnitude pruning with finetuning to 8 % of
    the weights; 3. 4-bit weight sharing (k-means, centroid finetuning); 4. export to the
    EIE image for N PEs; 5. the whole test set through the bit-exact golden model and the
    cycle model (hardware accuracy next to the float accuracy, error bound checked);
@@ -31,6 +33,8 @@ from eie.pruning.export import float_outputs
 from eie.pruning.iterative import FinetuneConfig, iterative_prune
 from eie.pruning.masks import kept_fraction
 from eie.pruning.pipeline import Context, dense_for, evaluate_model, finalize
+from eie.pruning.registry import CENTROID_LR, PRESETS
+from eie.pruning.share import centroid_config
 from eie.pruning.sharing import share_weights
 from eie.pruning.train import TrainConfig, finetune
 from eie.sim.cases import Case
@@ -38,12 +42,21 @@ from eie.sim.samples import check_samples
 from eie.sim.simulator import choose
 from eie.sim.verilator_env import fst_supported
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "run_demo", "DATASETS"]
+
+DESCRIPTIONS = {"digits": "MLP 64-300-100-10 on scikit-learn digits",
+                "mnist": "LeNet-300-100 (784-300-100-10, biases) on real MNIST"}
+DATASET_NAMES = {"digits": "scikit-learn digits (8x8, 10 classes)",
+                 "mnist": "MNIST (28x28, 60,000 + 10,000 images)"}
+
+
+DATASETS = ("digits", "mnist")
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     seed: int = 0
+    dataset: str = "digits"       # or "mnist": LeNet-300-100 on real MNIST (DemoConfig.mnist)
     n_pe: int = 8
     kept: float = 0.08            # fraction of FC weights kept (Deep Compression's LeNet-300-100 figure)
     dense_epochs: int = 60
@@ -55,12 +68,33 @@ class DemoConfig:
     rtl_samples: int = 32
     waves: bool = True            # FST of the RTL run (GTKWave)
     fifo_depth: int = 8
+    subset: int | None = None     # the first N training images (N/5 validation and test): tests only
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, not {self.dataset!r}")
+
+    @classmethod
+    def mnist(cls, **kw) -> "DemoConfig":
+        """LeNet-300-100 on the 60,000 MNIST images: an epoch is 55,000 images, not 1,077,
+        so the schedule is short (about 3 minutes on a 2-core machine)."""
+        return replace(cls(dataset="mnist", dense_epochs=8, steps=3, ft_epochs=2, final_epochs=6, centroid_epochs=2),
+                       **kw)
 
     @classmethod
     def quick(cls, **kw) -> "DemoConfig":
         """Minutes -> seconds (tests): short training, 2 rounds, 2 RTL samples."""
         return replace(cls(dense_epochs=8, steps=2, ft_epochs=3, final_epochs=3, centroid_epochs=2, rtl_samples=2,
                            waves=False), **kw)
+
+    def training(self) -> tuple[str, bool, TrainConfig, float]:
+        """(network, biases, dense training, finetuning LR scale) of the data set: digits
+        Adam on the bias-free MLP; MNIST the papers' preset (SGD, momentum, weight decay,
+        cosine, finetuning at the dense LR) with 1-pixel translations."""
+        if self.dataset == "mnist":
+            sgd = {k: v for k, v in PRESETS["lenet300"]["*"].items() if k in TrainConfig.__dataclass_fields__}
+            return "lenet300", True, TrainConfig(**(sgd | {"epochs": self.dense_epochs, "shift": 1})), 1.0
+        return "mlp", False, TrainConfig(epochs=self.dense_epochs), 0.1
 
 
 def _step(con, i: int, text: str):
@@ -131,19 +165,18 @@ def _rtl(cases, cfg: DemoConfig, out_dir: Path, con) -> dict:
 
 
 def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(), progress: bool = True) -> dict:
-
-
-
     t_start = time.perf_counter()
     torch.set_num_threads(1)
     con = Console(quiet=not progress)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(bias=False, n_pe=cfg.n_pe, progress=progress, dense=TrainConfig(epochs=cfg.dense_epochs))
+    net, bias, dense_cfg, lr_scale = cfg.training()
+    ctx = Context(dataset=cfg.dataset, model=net, bias=bias, n_pe=cfg.n_pe, progress=progress, dense=dense_cfg,
+                  subset=cfg.subset)
     tcfg = ctx.dense.with_(seed=cfg.seed)
     times = {}
 
-    _step(con, 1, "dense MLP 64-300-100-10 on scikit-learn digits (cached after the first run)")
+    _step(con, 1, f"dense {DESCRIPTIONS[cfg.dataset]} (cached after the first run)")
     t0 = time.perf_counter()
     model, splits = dense_for(ctx, cfg.seed)
     dense = evaluate_model(model, splits)
@@ -153,7 +186,8 @@ def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(
     _step(con, 2, f"iterative global magnitude pruning to {cfg.kept:.0%} of the weights, {cfg.steps} rounds + finetuning")
     t0 = time.perf_counter()
     history = iterative_prune(model, splits, 1.0 - cfg.kept, tcfg, steps=cfg.steps,
-                              ft=FinetuneConfig(epochs=cfg.ft_epochs, final_epochs=cfg.final_epochs),
+                              ft=FinetuneConfig(epochs=cfg.ft_epochs, final_epochs=cfg.final_epochs,
+                                                lr_scale=lr_scale),
                               scope="global", progress=progress)
     pruned = evaluate_model(model, splits) | {"kept": kept_fraction(model)}
     times["prune"] = time.perf_counter() - t0
@@ -163,8 +197,12 @@ def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(
     t0 = time.perf_counter()
     share_weights(model, seed=cfg.seed)
     kmeans = evaluate_model(model, splits)
-    finetune(model, splits, tcfg, cfg.centroid_epochs, 0.1, progress=progress, desc="centroid finetuning",
-             seed_offset=500)
+    if cfg.dataset == "mnist":   # Adam on the centroids (share.centroid_config says why)
+        finetune(model, splits, centroid_config(tcfg, CENTROID_LR), cfg.centroid_epochs, 1.0, progress=progress,
+                 desc="centroid finetuning", seed_offset=500)
+    else:
+        finetune(model, splits, tcfg, cfg.centroid_epochs, 0.1, progress=progress, desc="centroid finetuning",
+                 seed_offset=500)
     shared = evaluate_model(model, splits)
     times["share"] = time.perf_counter() - t0
     con.print(f"      shared: float test accuracy {shared['test_acc']:.2%} (k-means alone {kmeans['test_acc']:.2%})")
@@ -215,7 +253,7 @@ def run_demo(out_dir: Path = Path("reports/demo"), cfg: DemoConfig = DemoConfig(
                       f"cycles {'equal to the cycle model' if r['cycle_exact'] else 'DIFFER'} "
                       f"({min(r['cycles_rtl'], default=0)}…{max(r['cycles_rtl'], default=0)} per input)")
 
-    summary = {"config": asdict(cfg), "dataset": "scikit-learn digits (8x8, 10 classes)",
+    summary = {"config": asdict(cfg), "dataset": DATASET_NAMES[cfg.dataset],
                "network": [int(L.n_in) for L in image.layers] + [int(image.layers[-1].n_out)],
                "accuracy": {"dense_float": dense["test_acc"], "pruned_float": pruned["test_acc"],
                             "shared_float": shared["test_acc"], "kmeans_float": kmeans["test_acc"],

@@ -24,7 +24,8 @@ def _accuracy_plot(s: dict, path: Path) -> None:
                     fontsize=8)
     ax.set_ylim(min(100 * min(vals) - 5, 90), 100.5)
     ax.set_ylabel("test accuracy %")
-    ax.set_title(f"digits MLP, {100 * s['kept']:.1f} % of weights kept, {s['config']['n_pe']} PEs")
+    ax.set_title(f"{'-'.join(map(str, s['network']))} MLP on {s['config']['dataset']}, {100 * s['kept']:.1f} % of "
+                 f"weights kept, {s['config']['n_pe']} PEs")
     save_figure(fig, path)
 
 

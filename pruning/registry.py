@@ -31,7 +31,7 @@ from eie.cli_inputs import SEED_MAX, float_in, int_in, list_of
 __all__ = ["Option", "CompareRow", "Method", "METHODS", "MODELS", "PRESETS", "preset", "default_model", "COMPARE_OPTIONS",
            "COMMON_DEFAULTS", "ONE_SHOT_BUDGET",
            "DEFAULT_RATIOS", "resolve", "fraction", "fractions", "seeds_list", "epochs", "learning_rate", "a_max_list",
-           "EPOCHS_MAX", "SAMPLES_MAX", "SHIFT_MAX"]
+           "EPOCHS_MAX", "SAMPLES_MAX", "SHIFT_MAX", "CENTROID_LR"]
 
 
 # -- option types (argparse calls them; their messages are the user's error line) ----------
@@ -46,6 +46,7 @@ SAMPLES_MAX = 10_000_000
 EPISODES_MAX = 1_000_000
 SEEDS_MAX = 100                  # seeds in one --seeds list
 SHIFT_MAX = 8                    # --shift pixels: beyond that a 28x28 digit leaves the frame
+CENTROID_LR = 1e-4               # Adam on the shared centroids (share.centroid_config)
 ABSOLUTE_MAX = 1e15              # a budget or cut given as an absolute count (FLOPs, cycles, weights)
 
 fraction = float_in(0, 1, hi_open=True)                       # a sparsity or a share of the weights
@@ -267,7 +268,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                    help="start from this pruned checkpoint (.pt of another method) instead of iterative pruning"),
             Option("sparsity", 0.92, type=fraction, help="iterative target without --from"), ITER_SCOPE,
             Option("centroid_epochs", 30, type=epochs, help="centroid finetuning epochs"),
-            Option("centroid_lr", 1e-4, type=learning_rate,
+            Option("centroid_lr", CENTROID_LR, type=learning_rate,
                    help="centroid finetuning learning rate (always Adam, no weight decay; default 1e-4)"),
             *ITERATIVE),
            plots="share:plots", default_seeds=(0, 1, 2), seeds="share:default_seeds"),

@@ -417,22 +417,3 @@ def test_rtl_on_explicitly_permuted_image():
     a = int_inputs(rng, 2, 9, 0.8)
     gold = _rtl_vs_golden(image, a)
     np.testing.assert_array_equal(gold.outputs_int, run_image(plain.validate(), a, int_input=True).outputs_int)
-
-
-@pytest.mark.sim
-@pytest.mark.skipif(__import__("shutil").which("iverilog") is None, reason="Icarus Verilog not installed")
-def test_cocotb_scoreboard_on_balanced_image():
-    """Generated Verilog under cocotb: the image goes through the case files (format 1.1)
-    and the scoreboard compares in hardware order."""
-    from eie.sim.cases import Case, sim_params
-    from eie.sim.runner import run_cases
-
-    rng = np.random.default_rng(79)
-    params = sim_params(4, 8)
-    Ws = [uneven_matrix(rng, 23, 15, 0.4), uneven_matrix(rng, 18, 23, 0.5)]
-    a = int_inputs(rng, 2, 15, 0.7)
-    image = balance_image(encode_network(Ws, 4, acc_depth=4, seed=1), a, int_input=True)
-    assert image.layers[-1].row_perm is not None
-    run = run_cases([Case("balanced", image, a)], params)
-    assert run.tests == 1 and run.failed_tests == 0, run.log
-    assert len(run.results) == 2 and not run.failures

@@ -26,7 +26,7 @@ SPEED_KEYS = {"golden_useful_macs_per_s", "cycle_model_cycles_per_s", "dense_num
 
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
-    cfg = BenchConfig.tiny(rtl="icarus" if HAVE_ICARUS else "none")
+    cfg = BenchConfig.tiny(rtl="icarus" if HAVE_ICARUS else "verilator")
     res = run_bench(cfg, progress=False)
     out = tmp_path_factory.mktemp("bench")
     return res, write_report(res, out), out
@@ -71,7 +71,6 @@ def test_bench_sweeps_are_monotone_where_the_model_says_so(tiny_bench):
             assert p["parallel_efficiency"] == pytest.approx(p["speedup_vs_first"] * first["n_pe"] / p["n_pe"])
 
 
-@pytest.mark.skipif(not HAVE_ICARUS, reason="Icarus Verilog not installed")
 def test_bench_rtl_speed_is_checked_bit_and_cycle_exact(tiny_bench):
     rtl = tiny_bench[0]["speed"]["rtl"]
     assert rtl["ok"] and rtl["mismatches"] == 0 and rtl["cycles_per_s"] > 0
@@ -132,7 +131,7 @@ def test_bench_cli_writes_the_report(tmp_path, capsys):
 
 
 def test_demo_end_to_end_quick(tmp_path):
-    cfg = DemoConfig.quick(n_pe=4, rtl="icarus" if HAVE_ICARUS else "none")
+    cfg = DemoConfig.quick(n_pe=4, rtl="icarus" if HAVE_ICARUS else "verilator")
     s = run_demo(out_dir=tmp_path, cfg=cfg, progress=False)
     assert s["checks_failed"] == []
     from eie.pruning.data import load_digits_splits
@@ -143,17 +142,32 @@ def test_demo_end_to_end_quick(tmp_path):
     assert abs(s["accuracy"]["hardware_golden"] - s["golden"]["float_image_accuracy"]) <= 0.02
     assert s["image"]["decode_matches"]
     assert s["load_balance"]["outputs_identical"]     # rows permuted on chip, un-permuted on read-back
-    if HAVE_ICARUS:
-        assert s["rtl"]["ok"] and s["rtl"]["bit_exact"] and s["rtl"]["cycle_exact"]
-        assert s["rtl"]["cycles_rtl"] == s["rtl"]["cycles_model"] and len(s["rtl"]["cycles_rtl"]) == cfg.rtl_samples
-        rb = s["rtl"]["demo_balanced"]
-        assert rb["samples"] >= 1 and rb["bit_exact"] and rb["cycle_exact"]
+    assert s["rtl"]["ok"] and s["rtl"]["bit_exact"] and s["rtl"]["cycle_exact"]
+    assert s["rtl"]["cycles_rtl"] == s["rtl"]["cycles_model"] and len(s["rtl"]["cycles_rtl"]) == cfg.rtl_samples
+    rb = s["rtl"]["demo_balanced"]
+    assert rb["samples"] >= 1 and rb["bit_exact"] and rb["cycle_exact"]
     on_disk = json.loads((tmp_path / "demo.json").read_text())
     assert on_disk["accuracy"] == s["accuracy"]
     for png in ("accuracy.png", "pruning.png", "per_pe.png", "compression.png"):
         assert (tmp_path / png).read_bytes()[:8] == PNG
     assert "EIE golden model" in (tmp_path / "demo.md").read_text()
     assert load_image(s["image"]["path"]).n_pe == 4
+
+
+def test_demo_on_mnist_runs_lenet300_with_its_biases(tmp_path):
+    """`eie demo --dataset mnist`: LeNet-300-100 with biases on real MNIST (here on the first
+    2,000 training images, 400 test images, short schedule), biases carried by the image."""
+    cfg = DemoConfig.quick(dataset="mnist", subset=2000, n_pe=4, rtl="none")
+    s = run_demo(out_dir=tmp_path, cfg=cfg, progress=False)
+    assert s["checks_failed"] == [] and s["dataset"].startswith("MNIST")
+    assert s["network"] == [784, 300, 100, 10] and s["golden"]["samples"] == 400
+    image = load_image(s["image"]["path"])
+    assert all(L.bias for L in image.layers) and s["image"]["check"]["biases_carried"]
+    assert s["golden"]["within_bound"] and s["accuracy"]["dense_float"] > 0.8
+    assert abs(s["accuracy"]["hardware_golden"] - s["golden"]["float_image_accuracy"]) <= 0.01
+    assert s["kept"] == pytest.approx(cfg.kept, abs=0.002)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        DemoConfig(dataset="cifar")
 
 
 def test_demo_cli_rejects_bad_arguments(capsys):
