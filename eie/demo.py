@@ -44,13 +44,11 @@ from eie.sim.verilator_env import fst_supported
 
 __all__ = ["DemoConfig", "run_demo", "DATASETS"]
 
+DATASETS = ("digits", "mnist")
 DESCRIPTIONS = {"digits": "MLP 64-300-100-10 on scikit-learn digits",
                 "mnist": "LeNet-300-100 (784-300-100-10, biases) on real MNIST"}
 DATASET_NAMES = {"digits": "scikit-learn digits (8x8, 10 classes)",
                  "mnist": "MNIST (28x28, 60,000 + 10,000 images)"}
-
-
-DATASETS = ("digits", "mnist")
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ class AMCConfig(LatencySettings):
     lr_schedule: str = "constant"   # the final finetuning's LR schedule, optimiser, decay (train.TrainConfig)
     optimizer: str = "adam"
     weight_decay: float = 0.0
+    shift: int = 0                  # translation augmentation of the final finetuning (train.TrainConfig.shift)
     baseline_policies: int = 0      # > 0: also score uniform and this many random policies (amc_baselines.py)
     train_batch_size: int = 64
     n_calibration: int = 16
@@ -474,7 +475,7 @@ def run_amc(model: nn.Module, splits: Splits, cfg: AMCConfig = AMCConfig(), *, o
     if cfg.finetune_epochs > 0:
         train(ft, splits, TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.lr, batch_size=cfg.train_batch_size,
                                       seed=cfg.seed, lr_schedule=cfg.lr_schedule, optimizer=cfg.optimizer,
-                                      weight_decay=cfg.weight_decay))
+                                      weight_decay=cfg.weight_decay, shift=cfg.shift))
     ft.eval()
     refresh_weights(ft)
     ft_layers = [(n, dict(prunable_layers(ft))[n]) for n in env.names]
@@ -584,7 +585,7 @@ def run(model, splits, ctx, seed, opts):
                     a_max_last=opts.a_max_last, reward_batches=opts.reward_batches, reward_lr=opts.reward_lr,
                     finetune_epochs=opts.finetune_epochs, lr=ctx.dense.lr, train_batch_size=ctx.dense.batch_size,
                     lr_schedule=ctx.dense.lr_schedule, optimizer=ctx.dense.optimizer,
-                    weight_decay=ctx.dense.weight_decay, n_pe=ctx.n_pe, acc_depth=ctx.acc_depth,
+                    weight_decay=ctx.dense.weight_decay, shift=ctx.dense.shift, n_pe=ctx.n_pe, acc_depth=ctx.acc_depth,
                     n_calibration=opts.latency_samples, val_samples=opts.val_samples,
                     baseline_policies=opts.baselines, seed=seed)
     res = run_amc(model, splits, cfg, log=progress_log(ctx))
@@ -615,6 +616,6 @@ def compare(model, splits, ctx, seed, settings) -> nn.Module:
                     reward_batches=settings.amc_reward_batches, finetune_epochs=finetune_budget(settings),
                     lr=ctx.dense.lr * settings.lr_scale, train_batch_size=ctx.dense.batch_size,
                     lr_schedule=ctx.dense.lr_schedule, optimizer=ctx.dense.optimizer,
-                    weight_decay=ctx.dense.weight_decay, n_pe=ctx.n_pe, acc_depth=ctx.acc_depth,
+                    weight_decay=ctx.dense.weight_decay, shift=ctx.dense.shift, n_pe=ctx.n_pe, acc_depth=ctx.acc_depth,
                     val_samples=settings.amc_val_samples, seed=seed)
     return run_amc(model, splits, cfg, log=progress_log(ctx))["model"]

@@ -94,6 +94,7 @@ class NetAdaptConfig(LatencySettings):
     optimizer: str = "adam"     # the finetunes' optimiser, weight decay and LR schedule (train.TrainConfig)
     weight_decay: float = 0.0
     lr_schedule: str = "constant"
+    shift: int = 0              # translation augmentation of the finetunes (train.TrainConfig.shift)
     seed: int = 0
 
     def __post_init__(self):
@@ -177,7 +178,7 @@ def _finetune(model, splits, cfg: NetAdaptConfig, epochs: int, seed: int, lr: fl
     if epochs > 0:
         train(model, splits, TrainConfig(epochs=epochs, lr=lr or cfg.lr, batch_size=cfg.batch_size, seed=seed,
                                          optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
-                                         lr_schedule=cfg.lr_schedule))
+                                         lr_schedule=cfg.lr_schedule, shift=cfg.shift))
     model.eval()
     refresh_weights(model)
 
@@ -390,7 +391,7 @@ def plots(report, out):
 def _optim(ctx) -> dict:
     """The dense training's optimiser settings, for the finetunes."""
     return {"optimizer": ctx.dense.optimizer, "weight_decay": ctx.dense.weight_decay,
-            "lr_schedule": ctx.dense.lr_schedule}
+            "lr_schedule": ctx.dense.lr_schedule, "shift": ctx.dense.shift}
 
 
 def _compare_config(model, ctx, seed, settings) -> NetAdaptConfig:
