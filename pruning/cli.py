@@ -229,8 +229,8 @@ def print_report(report: dict) -> None:
     if s.get("ratio_total") is not None:
         print(f"compression vs dense float32 (mean): pruning {s['ratio_pruning']:.1f}x, + 4-bit sharing "
               f"{s['ratio_pruning_sharing']:.1f}x (values only), + CSC index on {ctx['n_pe']} PEs "
-              f"{s['ratio_total']:.1f}x as stored, {s['ratio_huffman']:.1f}x Huffman-coded (Deep Compression's "
-              "count)")
+              f"{s['ratio_total']:.1f}x as stored ({s['ratio_huffman']:.1f}x Huffman-coded); one CSC per layer "
+              f"(Deep Compression's count) {s['ratio_one_csc']:.1f}x, {s['ratio_one_csc_huffman']:.1f}x Huffman-coded")
         print("  4-bit: the image's fixed-point shared weights in PyTorch; golden: the bit-exact EIE model")
     print(f"wrote {report['output_dir']}/: " + ", ".join(report["files"]) + f" ({report['seconds']} s)")
 

@@ -26,9 +26,9 @@ TINY = ["--epochs", "2", "--seeds", "0", "--quiet", "--n-pe", "4", "--calib", "3
 
 REPORT_KEYS = {"method", "options", "context", "runs", "summary", "seconds", "output_dir", "files"}
 SUMMARY_KEYS = {"seeds", "dense_test_acc", "dense_val_acc", "test_acc", "val_acc", "kept", "quantised_test_acc",
-                "golden_test_acc", "ratio_pruning", "ratio_pruning_sharing", "ratio_total", "test_acc_drop",
-                "val_acc_drop"}
-FINAL_KEYS = {"pruned", "checkpoint", "image", "compression", "compression_by_pe"}
+                "golden_test_acc", "ratio_pruning", "ratio_pruning_sharing", "ratio_total", "ratio_huffman",
+                "ratio_one_csc", "ratio_one_csc_huffman", "test_acc_drop", "val_acc_drop"}
+FINAL_KEYS = {"pruned", "checkpoint", "image", "compression", "compression_by_pe", "compression_one_csc"}
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +91,11 @@ def check_common(rep, out_dir, method, splits=None):
     c = r["final"]["compression"]
     assert {"ratio_pruning", "ratio_pruning_sharing", "ratio_total", "total", "layers"} <= set(c)
     assert c["ratio_pruning_sharing"] > c["ratio_pruning"] > 1 and c["ratio_total"] > 1
+    # Deep Compression's count: one CSC matrix per layer, n_in + 1 pointers (+1 for a bias column)
+    one = r["final"]["compression_one_csc"]
+    image = load_image(img["path"])
+    assert one["pointers"] == sum(L.n_cols + 1 for L in image.layers)
+    assert one["ratio_total"] == pytest.approx(c["total"]["dense_bits"] / one["csc_bits"])
     for name in rep["files"]:
         assert (out_dir / name).is_file(), name
     pngs = [f for f in rep["files"] if f.endswith(".png")]
