@@ -88,10 +88,10 @@ class DemoConfig:
     def training(self) -> tuple[str, bool, TrainConfig, float]:
         """(network, biases, dense training, finetuning LR scale) of the data set: digits
         Adam on the bias-free MLP; MNIST the papers' preset (SGD, momentum, weight decay,
-        cosine, finetuning at the dense LR) with 1-pixel translations."""
+        cosine, finetuning at the dense LR, 1-pixel translations)."""
         if self.dataset == "mnist":
             sgd = {k: v for k, v in PRESETS["lenet300"]["*"].items() if k in TrainConfig.__dataclass_fields__}
-            return "lenet300", True, TrainConfig(**(sgd | {"epochs": self.dense_epochs, "shift": 1})), 1.0
+            return "lenet300", True, TrainConfig(**(sgd | {"epochs": self.dense_epochs})), 1.0
         return "mlp", False, TrainConfig(epochs=self.dense_epochs), 0.1
 
 

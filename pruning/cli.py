@@ -70,7 +70,7 @@ def _common_options() -> argparse.ArgumentParser:
                         "cosine)")
     g.add_argument("--shift", type=int_in(0, SHIFT_MAX), default=None, metavar="PIXELS",
                    help="train (and finetune) on images moved by up to PIXELS rows and columns, a new random "
-                        "offset per image and epoch; image data only (default 0)")
+                        "offset per image and epoch; image data only (default 0; lenet300 1)")
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="dense checkpoint cache")
     g.add_argument("--no-cache", action="store_true", help="always retrain the dense model")
     g = parser.add_argument_group("export and output")
