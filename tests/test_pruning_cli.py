@@ -366,17 +366,20 @@ def test_registry_defaults_match_library():
 
 def test_rtl_samples_run_the_exported_image_on_the_rtl(capsys, tmp_path, cache):
     """--rtl-samples N: the image's first N test inputs through the RTL under cocotb
-    (Verilator), every output word and every input's cycles checked by the scoreboard; the
-    RTL's cycles are the golden model's for those inputs, run here on their own."""
+    (Icarus's one-second build where it is installed, else Verilator), every output word and
+    every input's cycles checked by the scoreboard; the RTL's cycles are the golden model's
+    for those inputs, run here on their own."""
     from eie.golden_model.model import run_image
     from eie.pruning.data import load_digits_splits
     from eie.pruning.export import eie_input
+    from eie.sim.simulator import icarus_installed
 
     it = ["--sparsity", "0.8", "--steps", "1", "--ft-epochs", "1", "--final-epochs", "0", "--no-one-shot", "--bias"]
-    rep, _ = run_json(capsys, tmp_path, cache, "iterative", *it, "--rtl-samples", "3", "--simulator", "verilator")
+    sim = "icarus" if icarus_installed() else "verilator"
+    rep, _ = run_json(capsys, tmp_path, cache, "iterative", *it, "--rtl-samples", "3", "--simulator", sim)
     img = rep["runs"][0]["final"]["image"]
     rtl = img["rtl_sample"]
-    assert rtl["simulator"] == "verilator (cocotb)" and rtl["ok"]
+    assert rtl["simulator"] == f"{sim} (cocotb)" and rtl["ok"]
     assert rtl["samples"] == 3 and rtl["bit_exact"] and rtl["cycle_exact"]
     model, _ = load_checkpoint(rep["runs"][0]["final"]["checkpoint"])
     x = eie_input(model, load_digits_splits(0).x_test[:3])
