@@ -177,7 +177,7 @@ def test_presets_name_real_options_and_apply(tmp_path):
     from eie.pruning.cli import _network, _resolve_defaults
     from eie.pruning.registry import COMPARE_OPTIONS, PRESETS
 
-    common = {"epochs", "lr", "batch_size", "lr_schedule", "layers", "optimizer", "weight_decay"}
+    common = {"epochs", "lr", "batch_size", "lr_schedule", "layers", "optimizer", "weight_decay", "shift"}
     every = {o.name for m in METHODS.values() for o in m.options} | {o.name for o in COMPARE_OPTIONS}
     compare = {o.name for o in COMPARE_OPTIONS} | {o.name for m in METHODS.values() for o in m.compare_options}
     for model, table in PRESETS.items():
@@ -192,7 +192,9 @@ def test_presets_name_real_options_and_apply(tmp_path):
     assert args.model == "lenet300" and args.bias is True
     assert args.final_epochs == 3                                           # given: kept
     assert args.ft_epochs == PRESETS["lenet300"]["*"]["ft_epochs"]          # not given: the preset
+    assert args.shift == 1
     args = parse(["prune", "iterative"])
     _network(args)
     _resolve_defaults(args, METHODS["iterative"].options, "iterative")
     assert (args.model, args.bias, args.ft_epochs, args.epochs) == ("mlp", False, 60, 60)   # digits: unchanged
+    assert args.shift == 0
