@@ -541,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEMO_OUT, help="report directory")
     p.add_argument("--dataset", choices=["digits", "mnist"], default="digits",
                    help="digits: the 64-300-100-10 MLP on scikit-learn's 8x8 digits (about a minute); mnist: "
-                        "LeNet-300-100 on real MNIST with biases (about 3 minutes; default digits)")
+                        "LeNet-300-100 on real MNIST with biases (about 4 minutes; default digits)")
     p.add_argument("--n-pe", type=int_in(1, RTL_MAX_N_PE), help="PEs of the image and the RTL (default 8)")
     p.add_argument("--seed", type=seed, help="training/pruning seed (default 0)")
     p.add_argument("--simulator", "--rtl", choices=["verilator", "icarus", "none"],

@@ -75,7 +75,7 @@ class DemoConfig:
     @classmethod
     def mnist(cls, **kw) -> "DemoConfig":
         """LeNet-300-100 on the 60,000 MNIST images: an epoch is 55,000 images, not 1,077,
-        so the schedule is short (about 3 minutes on a 2-core machine)."""
+        so the schedule is short (225 s cold on a 2-core machine, docs/benchmarks.md)."""
         return replace(cls(dataset="mnist", dense_epochs=8, steps=3, ft_epochs=2, final_epochs=6, centroid_epochs=2),
                        **kw)
 

@@ -170,18 +170,18 @@ def finalize(model: nn.Module, splits: Splits, ctx: Context, out_dir, stem: str,
     if runs_on_eie(model):
         calib = splits.x_train[: ctx.calib]
         image, check = export_image(model, calib, ctx.n_pe, acc_depth=ctx.acc_depth, seed=seed, meta=meta)
+        x_test = eie_input(model, splits.x_test)       # LeNet-5: the conv features, computed once
         quant = _with_weights(model, decode_image(image),
                               [decode_bias(L) for L in image.layers] if check["biases_carried"] else None)
         res["image"] = {"n_pe": ctx.n_pe, "acc_depth": ctx.acc_depth, "decode_matches": check["decode_matches"],
                         "check": check,
                         "quantised": evaluate_model(quant, splits),
-                        "golden_test": image_accuracy(image, eie_input(model, splits.x_test), splits.y_test)}
+                        "golden_test": image_accuracy(image, x_test, splits.y_test)}
         if ctx.rtl_samples:
             log = progress_log(ctx)
             if log:
                 log(f"{stem} seed {seed}: the first {ctx.rtl_samples} test inputs through the RTL ({ctx.n_pe} PEs)")
-            res["image"]["rtl_sample"] = rtl_sample(image, eie_input(model, splits.x_test[:ctx.rtl_samples]),
-                                                    simulator=ctx.simulator)
+            res["image"]["rtl_sample"] = rtl_sample(image, x_test[:ctx.rtl_samples], simulator=ctx.simulator)
         if write:
             path = out_dir / f"{stem}-seed{seed}.eie"
             save_image(image, path, overwrite=True)
