@@ -32,6 +32,16 @@ DEFAULT_CACHE = Path("build/prune/cache")
 BATCH_MAX = 1 << 20
 
 
+def _presets_of(name: str) -> str:
+    """The papers' networks' defaults of a common option, for its help ("lenet300 30, lenet5
+    8"), read from registry.PRESETS so that the help cannot drift from what runs."""
+    values = [(m, preset(m, None, name)) for m in PAPER_MODELS]
+    given = [(m, v) for m, v in values if v is not None]
+    if len(given) == len(PAPER_MODELS) and len({str(v) for _, v in given}) == 1:
+        return " and ".join(PAPER_MODELS) + f" {given[0][1]}"
+    return ", ".join(f"{m} {v}" for m, v in given)
+
+
 def _common_options() -> argparse.ArgumentParser:
     """The parent parser of every `eie prune` subcommand: data, network, training, export."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -57,20 +67,20 @@ def _common_options() -> argparse.ArgumentParser:
     g.add_argument("--seeds", type=seeds_list, default=None,
                    help="comma-separated training seeds; results are reported per seed and as means")
     g.add_argument("--epochs", type=int_in(1, EPOCHS_MAX), default=None,
-                   help=f"dense training epochs (default {COMMON_DEFAULTS['epochs']}; lenet300 20, lenet5 12)")
-    g.add_argument("--lr", type=learning_rate, default=None, help=f"dense learning rate (Adam; default {COMMON_DEFAULTS['lr']})")
+                   help=f"dense training epochs (default {COMMON_DEFAULTS['epochs']}; {_presets_of('epochs')})")
+    g.add_argument("--lr", type=learning_rate, default=None, help=f"dense learning rate (default {COMMON_DEFAULTS['lr']}; {_presets_of('lr')})")
     g.add_argument("--batch-size", type=int_in(1, BATCH_MAX), default=None,
-                   help=f"default {COMMON_DEFAULTS['batch_size']}; lenet300 and lenet5 128")
+                   help=f"default {COMMON_DEFAULTS['batch_size']}; {_presets_of('batch_size')}")
     g.add_argument("--optimizer", choices=["adam", "sgd"], default=None,
-                   help="adam, or sgd with momentum 0.9 (default adam; lenet300 and lenet5 sgd, as Caffe)")
+                   help=f"adam, or sgd with momentum 0.9 (default adam; {_presets_of('optimizer')}, as Caffe)")
     g.add_argument("--weight-decay", type=float_in(0, 1), default=None,
-                   help="L2 weight decay of every training and finetuning run (default 0; lenet300 and lenet5 5e-4)")
+                   help=f"L2 weight decay of every training and finetuning run (default 0; {_presets_of('weight_decay')})")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
-                   help="learning rate over a training or finetuning run (default constant; lenet300 and lenet5 "
-                        "cosine)")
+                   help="learning rate over a training or finetuning run (default constant; "
+                        f"{_presets_of('lr_schedule')})")
     g.add_argument("--shift", type=int_in(0, SHIFT_MAX), default=None, metavar="PIXELS",
                    help="train (and finetune) on images moved by up to PIXELS rows and columns, a new random "
-                        "offset per image and epoch; image data only (default 0; lenet300 1)")
+                        f"offset per image and epoch; image data only (default 0; {_presets_of('shift')})")
     g.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="dense checkpoint cache")
     g.add_argument("--no-cache", action="store_true", help="always retrain the dense model")
     g = parser.add_argument_group("export and output")

@@ -198,3 +198,23 @@ def test_presets_name_real_options_and_apply(tmp_path):
     _resolve_defaults(args, METHODS["iterative"].options, "iterative")
     assert (args.model, args.bias, args.ft_epochs, args.epochs) == ("mlp", False, 60, 60)   # digits: unchanged
     assert args.shift == 0
+
+
+def test_help_states_the_presets_that_run():
+    """The help of every common option with a preset names each paper network's value as
+    PRESETS holds it (the help once said 20 dense epochs for LeNet-300-100 while 30 ran)."""
+    from eie.cli import build_parser
+    from eie.pruning.registry import PAPER_MODELS, preset
+
+    parser = build_parser()
+    prune = next(a for a in parser._subparsers._group_actions[0].choices["prune"]._actions
+                 if a.dest == "prune_method").choices["iterative"]
+    helps = {a.dest: " ".join(a.help.split()) for a in prune._actions if a.help}
+    checked = 0
+    for name in ("epochs", "lr", "batch_size", "optimizer", "weight_decay", "lr_schedule", "shift"):
+        for model in PAPER_MODELS:
+            value = preset(model, None, name)
+            if value is not None:
+                assert model in helps[name] and str(value) in helps[name], (name, model, helps[name])
+                checked += 1
+    assert checked >= 13
