@@ -222,6 +222,13 @@ def _pct(x):
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def _ratio(x, huffman=None):
+    """A compression ratio, and its Huffman-coded one beside it when given."""
+    if x is None:
+        return "-"
+    return f"{x:.1f}x" if huffman is None else f"{x:.1f}x, {huffman:.1f}x"
+
+
 def print_report(report: dict) -> None:
     rows = []
     for r in report["runs"]:
@@ -250,13 +257,15 @@ def print_compare(report: dict, wording=str) -> None:
     ctx, table = report["context"], report["table"]
     print_table(f"eie prune compare: {100 * (1 - report['sparsity']):.1f} % of FC weights kept, "
                 f"{ctx['model']} on {ctx['dataset']}, seeds {[r['seed'] for r in report['dense']]}",
-                ["method", "kept %", "val %", "test %", "drop", "golden %", f"cycles ({ctx['n_pe']} PEs)",
-                 f"ratio ({ctx['n_pe']} PEs)"],
-                [["dense", "100.00", _pct(report["dense_val_acc"]), _pct(report["dense_test_acc"]), "-", "-", "-",
-                  "1.0x"]] +
+                ["method", "kept %", "val %", "test %", "drop", "4-bit %", "golden %", f"cycles {ctx['n_pe']} PE",
+                 f"ratio {ctx['n_pe']} PE", "1 CSC, Huff."],
+                [["dense", "100.00", _pct(report["dense_val_acc"]), _pct(report["dense_test_acc"]), "-", "-", "-", "-",
+                  "1.0x", "1.0x"]] +
                 [[t["method"], _pct(t["kept"]), _pct(t["val_acc"]), _pct(t["test_acc"]), _pct(t["test_acc_drop"]),
-                  _pct(t["golden_test_acc"]), "-" if t["cycles_per_input"] is None else f"{t['cycles_per_input']:.0f}",
-                  "-" if t["ratio_total"] is None else f"{t['ratio_total']:.1f}x"] for t in table])
+                  _pct(t.get("quantised_test_acc")), _pct(t["golden_test_acc"]),
+                  "-" if t["cycles_per_input"] is None else f"{t['cycles_per_input']:.0f}",
+                  _ratio(t["ratio_total"]), _ratio(t.get("ratio_one_csc"), t.get("ratio_one_csc_huffman"))]
+                 for t in table])
     layers = list(table[0]["density"]) if table else []
     paper = report.get("paper_density")
     if layers:

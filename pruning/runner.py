@@ -134,8 +134,11 @@ def _compare_row(ctx: dict, settings: dict, run: str, kwargs: dict, seed: int, o
     return {"seed": seed, "val_acc": fin["pruned"]["val_acc"], "test_acc": fin["pruned"]["test_acc"],
             "kept": fin["pruned"]["kept"], "golden_test_acc": golden.get("accuracy"),
             "density": {n: 1 - r["sparsity"] for n, r in fin["pruned"]["layers"].items()},
+            "quantised_test_acc": fin.get("image", {}).get("quantised", {}).get("test_acc"),
             "cycles_per_input": golden.get("cycles_per_input"),
             "ratio_total": fin.get("compression", {}).get("ratio_total"),
+            "ratio_one_csc": fin.get("compression_one_csc", {}).get("ratio_total"),
+            "ratio_one_csc_huffman": fin.get("compression_one_csc", {}).get("ratio_huffman"),
             "seconds": round(time.perf_counter() - t1, 1)}
 
 
@@ -168,8 +171,9 @@ def run_compare(settings: SimpleNamespace, ctx: Context, seeds, out: Path, rows,
     for _, row in rows:
         rs = results[row.label]
         t = {"method": row.label, "matching": resolve(row.note)(settings, **dict(row.kwargs))}
-        t |= {k: _mean(r[k] for r in rs) for k in ("kept", "val_acc", "test_acc", "golden_test_acc",
-                                                   "cycles_per_input", "ratio_total")}
+        t |= {k: _mean(r[k] for r in rs) for k in ("kept", "val_acc", "test_acc", "quantised_test_acc",
+                                                   "golden_test_acc", "cycles_per_input", "ratio_total",
+                                                   "ratio_one_csc", "ratio_one_csc_huffman")}
         t["density"] = {n: _mean(r["density"].get(n) for r in rs) for n in rs[0]["density"]} if rs else {}
         drop = None if dense_test is None or t["test_acc"] is None else dense_test - t["test_acc"]
         table.append(t | {"test_acc_drop": drop, "runs": rs})

@@ -216,7 +216,7 @@ def test_plugins_write_checkpoint_image_report(capsys, tmp_path, cache, splits, 
         assert rep["options"]["constraint"] == "cycles"
 
 
-def test_compare_tiny(capsys, tmp_path, cache):
+def test_compare_tiny(capsys, tmp_path, cache, splits):
     out_dir = tmp_path / "cmp"
     rc, out = run(capsys, "compare", *TINY, "--cache-dir", cache, "--out", str(out_dir), "--json", "--sparsity", "0.8",
                   "--steps", "1", "--ft-epochs", "1", "--final-epochs", "0", "--reg-epochs", "1",
@@ -230,10 +230,16 @@ def test_compare_tiny(capsys, tmp_path, cache):
                      "network slimming (structured)", "lottery ticket (global IMP, rewind)",
                      "NetAdapt (weights as resource)", "AMC (DDPG, FLOPs budget)"]
     for t in rep["table"]:
-        assert {"method", "matching", "kept", "val_acc", "test_acc", "test_acc_drop", "golden_test_acc",
-                "cycles_per_input", "ratio_total", "runs"} <= set(t)
+        assert {"method", "matching", "kept", "val_acc", "test_acc", "test_acc_drop", "quantised_test_acc",
+                "golden_test_acc", "cycles_per_input", "ratio_total", "ratio_one_csc", "ratio_one_csc_huffman",
+                "runs"} <= set(t)
         assert t["kept"] <= 0.2 + 1e-3 and t["matching"]
         assert t["cycles_per_input"] > 0
+        # the golden model computes what the float network with the image's 4-bit weights does
+        for r in t["runs"]:
+            assert abs(r["golden_test_acc"] - r["quantised_test_acc"]) <= 2 / len(splits.y_test), (t["method"], r)
+        # one CSC per layer; Huffman coding never stores more than the fixed 4-bit fields
+        assert t["ratio_one_csc_huffman"] >= t["ratio_one_csc"] > 1
     kept = {t["method"]: t["kept"] for t in rep["table"]}
     assert kept["iterative (global)"] == kept["NetAdapt (weights as resource)"] == pytest.approx(0.2, abs=1e-9)
     assert kept["lottery ticket (global IMP, rewind)"] == pytest.approx(0.2, abs=1e-4)
